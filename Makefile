@@ -1,0 +1,45 @@
+# Encore: `make run` sets everything up and serves the embedded default; `make test` runs the tests.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+BUNDLES ?= bundles
+STAMP := $(VENV)/.installed
+
+.PHONY: install run build build-real serve test check lint typecheck proto bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## Build a synthetic bundle if none exists, then serve it on the embedded feature store.
+run: $(STAMP)
+	@if ! ls $(BUNDLES)/*/manifest.json >/dev/null 2>&1; then $(BIN)/encore build --out $(BUNDLES); fi
+	$(BIN)/encore serve
+
+build: $(STAMP)
+	$(BIN)/encore build --out $(BUNDLES)
+
+build-real: $(STAMP)
+	$(BIN)/encore build --dataset hetrec --data-path ../shared/data/hetrec2011-lastfm-2k --out $(BUNDLES)
+
+test: $(STAMP)
+	$(BIN)/pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+check: lint typecheck test
+
+proto: $(STAMP)
+	$(BIN)/python -m grpc_tools.protoc -Iprotos --python_out=protos --pyi_out=protos --grpc_python_out=protos protos/encore/v1/ranking.proto
+
+clean:
+	rm -rf $(VENV) $(BUNDLES) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,48 @@
+"""Feature schema: names, dtypes, defaults and the ranker's model-input order.
+
+This module is the single source of truth shared by offline training (``models/``) and online
+serving (``ranking/``). Changing a name, the order or a default is a schema change: bump
+``SCHEMA_VERSION`` so bundles and Redis keys built for the old schema are refused.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+SCHEMA_VERSION: Final = 1
+
+#: Per-user scalar statistics, stored packed as float32 in this order.
+USER_STATS: Final[tuple[str, ...]] = (
+    "user_activity_log",  # log1p(number of distinct items the user played)
+    "user_playcount_log",  # log1p(mean play count per item)
+)
+#: Cold-start defaults for ``USER_STATS`` (a user with no history).
+USER_STATS_DEFAULTS: Final[tuple[float, ...]] = (0.0, 0.0)
+
+#: Per-item scalar statistics, stored in the bundle as a float32 matrix in this order.
+ITEM_STATS: Final[tuple[str, ...]] = (
+    "item_popularity_log",  # log1p(number of distinct listeners)
+    "item_playcount_log",  # log1p(mean play count per listener)
+)
+
+#: Ranker input columns, in model-input order. The ONNX model takes one float32 tensor
+#: named ``RANKER_INPUT_NAME`` of shape [n_candidates, len(RANKER_FEATURES)].
+RANKER_FEATURES: Final[tuple[str, ...]] = (
+    "retrieval_score",  # dot(query vector, item vector) as used by retrieval
+    "user_item_dot",  # dot(user long-term vector, item vector)
+    "user_item_cosine",  # cosine(user long-term vector, item vector)
+    "recent_item_cosine",  # cosine(mean of recently played item vectors, item vector)
+    "seed_item_cosine",  # cosine(seed item vector, item vector); 0 on Home
+    "item_popularity_log",
+    "item_playcount_log",
+    "item_vector_norm",
+    "user_activity_log",
+    "user_playcount_log",
+    "user_vector_norm",
+    "is_now_playing",  # context: 1.0 on Now Playing, 0.0 on Home
+)
+RANKER_INPUT_NAME: Final = "features"
+N_RANKER_FEATURES: Final = len(RANKER_FEATURES)
+
+#: Recent plays kept per user (the most recent first).
+RECENT_PLAYS_MAX: Final = 50

@@ -1,0 +1,358 @@
+"""The artifact bundle: a versioned directory written offline and loaded by the server.
+
+Layout (all paths relative to the bundle directory)::
+
+    manifest.json               version, created, schema version, models, evaluation, checksums
+    items.tsv                   item_id, artist_id, name (header row; row i is item index i)
+    item_vectors.npy            float32 [n_items, dim] retrieval embeddings
+    item_stats.npy              float32 [n_items, len(ITEM_STATS)]
+    index.faiss                 FAISS inner-product index over item_vectors (ids = row index)
+    popularity.npy              int64 item indices, most popular first
+    models/<version>.onnx       ranker(s): input RANKER_INPUT_NAME [N, N_RANKER_FEATURES] -> [N] or [N, 1]
+    user_features/user_ids.txt  one user id per line (row i is user i)
+    user_features/vectors.npy   float32 [n_users, dim] long-term user vectors
+    user_features/stats.npy     float32 [n_users, len(USER_STATS)]
+
+``write_bundle`` writes a bundle atomically (to a temporary sibling directory, then renamed).
+``load_bundle`` validates it (format, schema version, checksums, shapes) and raises
+``BundleError`` naming the file and the problem; it never returns a half-valid bundle.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import faiss
+import numpy as np
+import numpy.typing as npt
+
+from features.schema import (
+    ITEM_STATS,
+    N_RANKER_FEATURES,
+    RANKER_FEATURES,
+    RANKER_INPUT_NAME,
+    SCHEMA_VERSION,
+    USER_STATS,
+)
+
+BUNDLE_FORMAT = 1
+MANIFEST = "manifest.json"
+
+
+class BundleError(Exception):
+    """A bundle is missing, corrupt, or does not match this server's feature schema."""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One ONNX ranker in the bundle."""
+
+    version: str
+    file: str
+    input_name: str = RANKER_INPUT_NAME
+    feature_names: tuple[str, ...] = RANKER_FEATURES
+
+
+@dataclass(frozen=True)
+class Catalog:
+    """Items of a bundle: ids, artists and display names, aligned with the item index."""
+
+    item_ids: list[str]
+    artist_ids: npt.NDArray[np.int64]
+    names: list[str]
+    index_of: dict[str, int] = field(repr=False)
+
+    @classmethod
+    def build(cls, item_ids: list[str], artist_ids: list[str], names: list[str]) -> Catalog:
+        """Build a catalog; artist ids are interned to dense integers for fast diversity caps."""
+        interned: dict[str, int] = {}
+        artists = np.fromiter(
+            (interned.setdefault(a, len(interned)) for a in artist_ids), dtype=np.int64, count=len(artist_ids)
+        )
+        index_of = {item_id: i for i, item_id in enumerate(item_ids)}
+        if len(index_of) != len(item_ids):
+            raise BundleError("items.tsv: item ids are not unique")
+        return cls(item_ids=item_ids, artist_ids=artists, names=names, index_of=index_of)
+
+    def __len__(self) -> int:
+        return len(self.item_ids)
+
+
+@dataclass(frozen=True)
+class UserSnapshot:
+    """Offline user features to seed a feature store."""
+
+    user_ids: list[str]
+    vectors: npt.NDArray[np.float32]
+    stats: npt.NDArray[np.float32]
+
+
+@dataclass(frozen=True)
+class BundleContents:
+    """Everything ``write_bundle`` needs. Arrays are row-aligned with ``item_ids``."""
+
+    version: str
+    item_ids: list[str]
+    artist_ids: list[str]
+    item_names: list[str]
+    item_vectors: npt.NDArray[np.float32]
+    item_stats: npt.NDArray[np.float32]
+    popularity: npt.NDArray[np.int64]
+    models: dict[str, bytes]  # model version -> serialized ONNX
+    default_model: str
+    users: UserSnapshot
+    dataset: dict[str, Any] = field(default_factory=dict)
+    evaluation: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """A loaded, validated bundle. Item arrays are memory-mapped and read-only."""
+
+    path: Path
+    manifest: dict[str, Any]
+    catalog: Catalog
+    item_vectors: npt.NDArray[np.float32]
+    item_norms: npt.NDArray[np.float32]
+    item_stats: npt.NDArray[np.float32]
+    popularity: npt.NDArray[np.int64]
+    index: Any  # faiss.Index
+    models: dict[str, ModelSpec]
+    default_model: str
+
+    @property
+    def version(self) -> str:
+        return str(self.manifest["version"])
+
+    @property
+    def dim(self) -> int:
+        return int(self.item_vectors.shape[1])
+
+    def model_path(self, version: str) -> Path:
+        return self.path / self.models[version].file
+
+    def load_users(self) -> UserSnapshot:
+        """Read the user-feature snapshot (not kept in memory by the bundle)."""
+        base = self.path / "user_features"
+        user_ids = (base / "user_ids.txt").read_text(encoding="utf-8").splitlines()
+        vectors = np.load(base / "vectors.npy")
+        stats = np.load(base / "stats.npy")
+        if vectors.shape != (len(user_ids), self.dim) or stats.shape != (len(user_ids), len(USER_STATS)):
+            raise BundleError(f"{base}: user snapshot shapes {vectors.shape}/{stats.shape} do not match ids")
+        return UserSnapshot(user_ids=user_ids, vectors=vectors, stats=stats)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _build_index(vectors: npt.NDArray[np.float32]) -> Any:
+    """Exact inner-product search for small catalogs, IVF for large ones (ids = row index)."""
+    n, dim = vectors.shape
+    index: Any
+    if n <= 200_000:
+        index = faiss.IndexFlatIP(dim)
+    else:
+        nlist = int(4 * np.sqrt(n))
+        quantizer = faiss.IndexFlatIP(dim)
+        index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
+        rng = np.random.default_rng(0)
+        sample = vectors[rng.choice(n, size=min(n, nlist * 40), replace=False)]
+        index.train(np.ascontiguousarray(sample))
+        index.nprobe = 16
+    index.add(np.ascontiguousarray(vectors))
+    return index
+
+
+def write_bundle(contents: BundleContents, out_dir: Path) -> Path:
+    """Write ``contents`` as a bundle at ``out_dir`` atomically and return its path.
+
+    Raises ``BundleError`` when arrays are misaligned or ``out_dir`` already exists.
+    """
+    n = len(contents.item_ids)
+    dim = contents.item_vectors.shape[1]
+    checks = {
+        "artist_ids": len(contents.artist_ids) == n,
+        "item_names": len(contents.item_names) == n,
+        "item_vectors": contents.item_vectors.shape[0] == n,
+        "item_stats": contents.item_stats.shape == (n, len(ITEM_STATS)),
+        "users.vectors": contents.users.vectors.shape == (len(contents.users.user_ids), dim),
+        "users.stats": contents.users.stats.shape == (len(contents.users.user_ids), len(USER_STATS)),
+        "default_model": contents.default_model in contents.models,
+    }
+    bad = [name for name, ok in checks.items() if not ok]
+    if bad:
+        raise BundleError(f"bundle contents are inconsistent: {', '.join(bad)}")
+    if out_dir.exists():
+        raise BundleError(f"{out_dir}: already exists; bundles are immutable, pick a new version")
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        with (tmp / "items.tsv").open("w", encoding="utf-8", newline="") as fh:
+            writer = csv.writer(fh, delimiter="\t", lineterminator="\n", quoting=csv.QUOTE_MINIMAL)
+            writer.writerow(["item_id", "artist_id", "name"])
+            writer.writerows(zip(contents.item_ids, contents.artist_ids, contents.item_names, strict=True))
+        vectors = np.ascontiguousarray(contents.item_vectors, dtype=np.float32)
+        np.save(tmp / "item_vectors.npy", vectors)
+        np.save(tmp / "item_stats.npy", np.ascontiguousarray(contents.item_stats, dtype=np.float32))
+        np.save(tmp / "popularity.npy", np.asarray(contents.popularity, dtype=np.int64))
+        faiss.write_index(_build_index(vectors), str(tmp / "index.faiss"))
+        (tmp / "models").mkdir()
+        models = []
+        for version, onnx_bytes in sorted(contents.models.items()):
+            rel = f"models/{version}.onnx"
+            (tmp / rel).write_bytes(onnx_bytes)
+            models.append({"version": version, "file": rel, "input_name": RANKER_INPUT_NAME,
+                           "feature_names": list(RANKER_FEATURES)})
+        users = tmp / "user_features"
+        users.mkdir()
+        (users / "user_ids.txt").write_text("".join(f"{u}\n" for u in contents.users.user_ids), encoding="utf-8")
+        np.save(users / "vectors.npy", contents.users.vectors.astype(np.float32))
+        np.save(users / "stats.npy", contents.users.stats.astype(np.float32))
+        files = sorted(p for p in tmp.rglob("*") if p.is_file())
+        manifest = {
+            "format": BUNDLE_FORMAT,
+            "version": contents.version,
+            "created": datetime.now(UTC).isoformat(timespec="seconds"),
+            "schema_version": SCHEMA_VERSION,
+            "n_items": n,
+            "embedding_dim": int(dim),
+            "item_stats": list(ITEM_STATS),
+            "user_stats": list(USER_STATS),
+            "models": models,
+            "default_model": contents.default_model,
+            "dataset": contents.dataset,
+            "evaluation": contents.evaluation,
+            "checksums": {str(p.relative_to(tmp)): _sha256(p) for p in files},
+        }
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        os.replace(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out_dir
+
+
+def read_manifest(path: Path) -> dict[str, Any]:
+    """Read and parse ``manifest.json``; ``BundleError`` if missing or not JSON."""
+    try:
+        manifest = json.loads((path / MANIFEST).read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise BundleError(f"{path}: no {MANIFEST}; is this a bundle directory?") from exc
+    except json.JSONDecodeError as exc:
+        raise BundleError(f"{path / MANIFEST}: not valid JSON ({exc})") from exc
+    if not isinstance(manifest, dict):
+        raise BundleError(f"{path / MANIFEST}: expected a JSON object")
+    return manifest
+
+
+def _verify(path: Path, manifest: dict[str, Any], verify_checksums: bool) -> None:
+    if manifest.get("format") != BUNDLE_FORMAT:
+        raise BundleError(f"{path}: bundle format {manifest.get('format')!r}, this server reads {BUNDLE_FORMAT}")
+    if manifest.get("schema_version") != SCHEMA_VERSION:
+        raise BundleError(
+            f"{path}: feature schema version {manifest.get('schema_version')!r}, "
+            f"this server uses {SCHEMA_VERSION}; rebuild the bundle"
+        )
+    for key in ("version", "models", "default_model", "checksums", "n_items", "embedding_dim"):
+        if key not in manifest:
+            raise BundleError(f"{path / MANIFEST}: missing key {key!r}")
+    for rel, expected in manifest["checksums"].items():
+        file = path / rel
+        if not file.is_file():
+            raise BundleError(f"{file}: listed in the manifest but missing")
+        if verify_checksums and _sha256(file) != expected:
+            raise BundleError(f"{file}: checksum mismatch (corrupt or modified)")
+
+
+def _read_catalog(path: Path) -> Catalog:
+    item_ids: list[str] = []
+    artist_ids: list[str] = []
+    names: list[str] = []
+    with (path / "items.tsv").open(encoding="utf-8", newline="") as fh:
+        reader = csv.reader(fh, delimiter="\t")
+        header = next(reader, None)
+        if header != ["item_id", "artist_id", "name"]:
+            raise BundleError(f"{path / 'items.tsv'}: unexpected header {header!r}")
+        for row in reader:
+            item_ids.append(row[0])
+            artist_ids.append(row[1])
+            names.append(row[2])
+    return Catalog.build(item_ids, artist_ids, names)
+
+
+def load_bundle(path: Path, *, verify_checksums: bool = True) -> Bundle:
+    """Load and validate the bundle at ``path``; raise ``BundleError`` on any problem."""
+    path = Path(path)
+    manifest = read_manifest(path)
+    _verify(path, manifest, verify_checksums)
+    try:
+        catalog = _read_catalog(path)
+        vectors = np.load(path / "item_vectors.npy", mmap_mode="r")
+        stats = np.load(path / "item_stats.npy", mmap_mode="r")
+        popularity = np.load(path / "popularity.npy")
+        index = faiss.read_index(str(path / "index.faiss"))
+    except (OSError, ValueError, RuntimeError) as exc:
+        raise BundleError(f"{path}: cannot read bundle arrays: {exc}") from exc
+    n, dim = manifest["n_items"], manifest["embedding_dim"]
+    problems = []
+    if len(catalog) != n:
+        problems.append(f"items.tsv has {len(catalog)} rows, manifest says {n}")
+    if vectors.shape != (n, dim) or vectors.dtype != np.float32:
+        problems.append(f"item_vectors.npy is {vectors.dtype}{vectors.shape}, expected float32({n}, {dim})")
+    if stats.shape != (n, len(ITEM_STATS)):
+        problems.append(f"item_stats.npy is {stats.shape}, expected ({n}, {len(ITEM_STATS)})")
+    if index.ntotal != n or index.d != dim:
+        problems.append(f"index.faiss holds {index.ntotal}x{index.d}, expected {n}x{dim}")
+    if popularity.size == 0 or popularity.min() < 0 or popularity.max() >= n:
+        problems.append("popularity.npy is empty or holds item indices out of range")
+    models: dict[str, ModelSpec] = {}
+    for entry in manifest["models"]:
+        spec = ModelSpec(version=entry["version"], file=entry["file"], input_name=entry["input_name"],
+                         feature_names=tuple(entry["feature_names"]))
+        if spec.feature_names != RANKER_FEATURES:
+            problems.append(f"model {spec.version}: feature names differ from the schema")
+        models[spec.version] = spec
+    if manifest["default_model"] not in models:
+        problems.append(f"default_model {manifest['default_model']!r} is not one of {sorted(models)}")
+    if problems:
+        raise BundleError(f"{path}: " + "; ".join(problems))
+    norms = np.linalg.norm(vectors, axis=1).astype(np.float32)
+    return Bundle(
+        path=path,
+        manifest=manifest,
+        catalog=catalog,
+        item_vectors=vectors,
+        item_norms=norms,
+        item_stats=stats,
+        popularity=popularity,
+        index=index,
+        models=models,
+        default_model=str(manifest["default_model"]),
+    )
+
+
+__all__ = [
+    "N_RANKER_FEATURES",
+    "Bundle",
+    "BundleContents",
+    "BundleError",
+    "Catalog",
+    "ModelSpec",
+    "UserSnapshot",
+    "load_bundle",
+    "write_bundle",
+]

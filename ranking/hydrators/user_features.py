@@ -1,0 +1,63 @@
+"""Query-time user features from the feature store (one round trip)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from features.schema import USER_STATS_DEFAULTS
+from features.store import FeatureStore
+from ranking.types import F32, I64, Query, UserFeatures
+
+#: Recent plays averaged into the recent-plays vector.
+RECENT_VECTOR_ITEMS = 10
+
+
+class UserFeatureHydrator:
+    """Reads the user's long-term vector, stats and recent plays/skips; maps item ids to indices.
+
+    Unknown users get cold-start defaults (not a degradation); store failures raise and the
+    executor substitutes ``fallback``.
+    """
+
+    name = "user_features"
+
+    def __init__(self, store: FeatureStore, index_of: dict[str, int], item_vectors: F32) -> None:
+        self._store = store
+        self._index_of = index_of
+        self._item_vectors = item_vectors
+        self._dim = int(item_vectors.shape[1])
+        self._default_stats = np.asarray(USER_STATS_DEFAULTS, dtype=np.float32)
+        self._zeros = np.zeros(self._dim, dtype=np.float32)
+        self._no_items = np.empty(0, dtype=np.int64)
+
+    async def hydrate(self, query: Query, timeout_s: float) -> UserFeatures:
+        record = await self._store.get_user(query.user_id, timeout_s)
+        recent = self._indices(record.recent_plays)
+        skipped = self._indices(record.recent_skips)
+        recent_vector = (
+            np.asarray(self._item_vectors[recent[:RECENT_VECTOR_ITEMS]], dtype=np.float32).mean(axis=0)
+            if len(recent)
+            else self._zeros
+        )
+        return UserFeatures(
+            vector=record.vector if record.vector is not None else self._zeros,
+            stats=record.stats if record.stats is not None else self._default_stats,
+            recent_items=recent,
+            recent_vector=recent_vector,
+            skipped_items=skipped,
+            cold_start=record.vector is None,
+        )
+
+    def fallback(self, query: Query) -> UserFeatures:
+        return UserFeatures(
+            vector=self._zeros,
+            stats=self._default_stats,
+            recent_items=self._no_items,
+            recent_vector=self._zeros,
+            skipped_items=self._no_items,
+            cold_start=True,
+        )
+
+    def _indices(self, item_ids: tuple[str, ...]) -> I64:
+        found = [self._index_of[i] for i in item_ids if i in self._index_of]
+        return np.asarray(found, dtype=np.int64) if found else self._no_items

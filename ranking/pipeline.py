@@ -1,0 +1,209 @@
+"""The pipeline declaration and the one executor that runs every surface.
+
+Ordering, concurrency, per-stage timeouts, fail-open policy and per-stage observations live here
+and nowhere else. Stage order: user features → retrieval (all sources concurrently) → filters →
+candidate features → scoring (one batch) → selection; side effects run after the response.
+
+Fail-open policy (each fallback is listed in ``RankResult.degraded`` and reported to the observer):
+
+- ``user_features``: the hydrator failed or timed out → cold-start features.
+- ``retrieval``: a source failed or timed out → the other sources' candidates (popularity is
+  in-process and always present).
+- ``scoring``: the scorer failed or timed out → retrieval order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from ranking.budget import Budget, DeadlineExceeded
+from ranking.observer import PipelineObserver
+from ranking.stages import (
+    CandidateHydrator,
+    CandidateSource,
+    Filter,
+    Scorer,
+    Selector,
+    SideEffect,
+    UserHydrator,
+)
+from ranking.types import F32, Candidates, Query, RankResult, ScoredItem, Surface, UserFeatures
+
+log = logging.getLogger(__name__)
+
+
+class ConservationError(AssertionError):
+    """A filter or selector lost or invented candidates (a programming error, fails loudly)."""
+
+
+@dataclass(frozen=True)
+class PipelineDeclaration:
+    """A surface's components per stage; the executor owns how they run."""
+
+    surface: Surface
+    user_hydrator: UserHydrator
+    sources: tuple[CandidateSource, ...]
+    filters: tuple[Filter, ...]
+    candidate_hydrator: CandidateHydrator
+    scorer: Scorer
+    selector: Selector
+    side_effects: tuple[SideEffect, ...] = ()
+
+
+class PipelineExecutor:
+    """Runs one ``PipelineDeclaration`` for a query within its ``Budget``."""
+
+    def __init__(
+        self, declaration: PipelineDeclaration, observer: PipelineObserver, *, max_side_effect_tasks: int = 1000
+    ) -> None:
+        self.declaration = declaration
+        self._observer = observer
+        self._surface = declaration.surface.value
+        self._source_names = tuple(s.name for s in declaration.sources)
+        self._side_effect_tasks: set[asyncio.Task[None]] = set()
+        self._max_side_effect_tasks = max_side_effect_tasks
+        self.side_effects_dropped = 0
+
+    async def execute(self, query: Query, budget: Budget) -> RankResult:
+        """Rank for ``query``. Raises ``DeadlineExceeded`` only when no time is left at all."""
+        budget.require("ranking")
+        d = self.declaration
+        timings: dict[str, float] = {}
+        degraded: list[str] = []
+        started = time.perf_counter()
+
+        clock = time.perf_counter()
+        user = await self._hydrate_user(query, budget, degraded)
+        clock = self._timed("user_features", clock, timings)
+
+        candidates = await self._retrieve(query, user, budget, degraded)
+        clock = self._timed("retrieval", clock, timings)
+
+        removed_by_filter: dict[str, int] = {}
+        for component in d.filters:
+            if not component.enabled(query):
+                continue
+            result = component.apply(query, user, candidates)
+            if len(result.kept) + len(result.removed) != len(candidates):
+                raise ConservationError(
+                    f"filter {component.name}: {len(candidates)} in, "
+                    f"{len(result.kept)} kept + {len(result.removed)} removed"
+                )
+            removed_by_filter[component.name] = len(result.removed)
+            self._observer.filtered(self._surface, component.name, len(result.removed))
+            candidates = result.kept
+        clock = self._timed("filters", clock, timings)
+
+        features = d.candidate_hydrator.hydrate(query, user, candidates)
+        clock = self._timed("candidate_features", clock, timings)
+
+        scores, model_version = await self._score(query, candidates, features, budget, degraded)
+        clock = self._timed("scoring", clock, timings)
+
+        selection = d.selector.select(query, candidates, scores)
+        if len(selection.selected) + len(selection.held_back) != len(candidates):
+            raise ConservationError(f"selector {d.selector.name} did not account for every candidate")
+        self._timed("selection", clock, timings)
+
+        items = tuple(
+            ScoredItem(
+                item=int(candidates.items[row]),
+                score=float(scores[row]),
+                source=self._source_names[int(candidates.source_ids[row])],
+            )
+            for row in selection.selected
+        )
+        timings["total"] = (time.perf_counter() - started) * 1000.0
+        self._observer.stage_latency(self._surface, "total", timings["total"] / 1000.0)
+        return RankResult(
+            items=items,
+            model_version=model_version,
+            degraded=tuple(degraded),
+            timings_ms=timings,
+            removed_by_filter=removed_by_filter,
+        )
+
+    def spawn_side_effects(self, query: Query, result: RankResult) -> None:
+        """Schedule side effects to run after the response; never awaited, never raising."""
+        for effect in self.declaration.side_effects:
+            if not effect.enabled(query):
+                continue
+            if len(self._side_effect_tasks) >= self._max_side_effect_tasks:
+                self.side_effects_dropped += 1
+                continue
+            task = asyncio.get_running_loop().create_task(self._run_side_effect(effect, query, result))
+            self._side_effect_tasks.add(task)
+            task.add_done_callback(self._side_effect_tasks.discard)
+
+    async def drain_side_effects(self) -> None:
+        """Wait for scheduled side effects (shutdown and tests)."""
+        if self._side_effect_tasks:
+            await asyncio.gather(*self._side_effect_tasks, return_exceptions=True)
+
+    async def _run_side_effect(self, effect: SideEffect, query: Query, result: RankResult) -> None:
+        try:
+            await effect.run(query, result)
+        except Exception:
+            log.exception("side effect %s failed (request %s)", effect.name, query.request_id)
+
+    def _timed(self, stage: str, since: float, timings: dict[str, float]) -> float:
+        now = time.perf_counter()
+        timings[stage] = (now - since) * 1000.0
+        self._observer.stage_latency(self._surface, stage, now - since)
+        return now
+
+    def _degrade(self, stage: str, degraded: list[str], query: Query, reason: BaseException) -> None:
+        if stage not in degraded:
+            degraded.append(stage)
+            self._observer.degraded(self._surface, stage)
+        log.warning("request %s: %s degraded: %s", query.request_id, stage, repr(reason))
+
+    async def _hydrate_user(self, query: Query, budget: Budget, degraded: list[str]) -> UserFeatures:
+        hydrator = self.declaration.user_hydrator
+        timeout = budget.for_stage("user_features")
+        try:
+            return await asyncio.wait_for(hydrator.hydrate(query, timeout), timeout)
+        except Exception as exc:  # dependency failure or timeout: fail open
+            self._degrade("user_features", degraded, query, exc)
+            return hydrator.fallback(query)
+
+    async def _retrieve(self, query: Query, user: UserFeatures, budget: Budget, degraded: list[str]) -> Candidates:
+        timeout = budget.for_stage("retrieval")
+        active = [(i, s) for i, s in enumerate(self.declaration.sources) if s.enabled(query)]
+        results = await asyncio.gather(
+            *(asyncio.wait_for(s.fetch(query, user, i), timeout) for i, s in active), return_exceptions=True
+        )
+        parts: list[Candidates] = []
+        for (_, source), result in zip(active, results, strict=True):
+            if isinstance(result, BaseException):
+                if not isinstance(result, Exception):
+                    raise result
+                self._degrade("retrieval", degraded, query, result)
+                log.debug("source %s failed", source.name)
+            else:
+                parts.append(result)
+        return Candidates.concat(parts)
+
+    async def _score(
+        self, query: Query, candidates: Candidates, features: F32, budget: Budget, degraded: list[str]
+    ) -> tuple[F32, str]:
+        n = len(candidates)
+        retrieval_order = np.linspace(1.0, 0.0, num=n, endpoint=False, dtype=np.float32)
+        if n == 0:
+            return retrieval_order, self.declaration.scorer.model_version(query)
+        scorer = self.declaration.scorer
+        try:
+            if budget.remaining() <= 0:
+                raise DeadlineExceeded("no time left for scoring")
+            scores = await asyncio.wait_for(scorer.score(query, features), budget.for_stage("scoring"))
+            if scores.shape != (n,):
+                raise ValueError(f"scorer {scorer.name} returned shape {scores.shape} for {n} candidates")
+            return scores, scorer.model_version(query)
+        except Exception as exc:
+            self._degrade("scoring", degraded, query, exc)
+            return retrieval_order, ""

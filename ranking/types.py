@@ -1,0 +1,137 @@
+"""Domain types of the ranking pipeline. Immutable; arrays are never mutated in place."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+F32 = npt.NDArray[np.float32]
+I64 = npt.NDArray[np.int64]
+
+
+class Surface(StrEnum):
+    """Where a ranked list is shown."""
+
+    HOME = "home"
+    NOW_PLAYING = "now_playing"
+
+
+@dataclass(frozen=True)
+class RankingParams:
+    """Knobs of one ranking; surface defaults, overridden per experiment variant."""
+
+    model_version: str | None = None  # None: the bundle's default model
+    retrieval_size: int = 300
+    popularity_size: int = 100
+    seed_weight: float = 0.7
+    recent_weight: float = 0.3
+    diversity_cap: int = 2
+
+    def with_overrides(self, overrides: dict[str, Any]) -> RankingParams:
+        """Return a copy with ``overrides`` applied (names are validated by the experiments config)."""
+        return replace(self, **overrides) if overrides else self
+
+
+@dataclass(frozen=True)
+class RequestContext:
+    device: str = ""
+    locale: str = ""
+    client_timestamp_ms: int = 0
+
+
+@dataclass(frozen=True)
+class Query:
+    """A validated ranking request. ``seed_item`` is an item index (Now Playing only)."""
+
+    request_id: str
+    user_id: str
+    surface: Surface
+    limit: int
+    params: RankingParams
+    seed_item: int | None = None
+    context: RequestContext = field(default_factory=RequestContext)
+
+
+@dataclass(frozen=True)
+class UserFeatures:
+    """Query-time user features. A cold-start user has a zero ``vector`` and default ``stats``."""
+
+    vector: F32
+    stats: F32
+    recent_items: I64  # item indices, most recent first
+    recent_vector: F32  # mean vector of recent items; zeros when none
+    skipped_items: I64 = field(default_factory=lambda: np.empty(0, dtype=np.int64))
+    cold_start: bool = False
+
+
+@dataclass(frozen=True)
+class Candidates:
+    """Columnar candidate set: row i is one candidate item."""
+
+    items: I64
+    retrieval_scores: F32
+    source_ids: npt.NDArray[np.int8]  # index into the pipeline's source names
+
+    def __len__(self) -> int:
+        return int(self.items.shape[0])
+
+    def take(self, rows: npt.NDArray[np.bool_] | I64) -> Candidates:
+        """Rows selected by a boolean mask or an index array, in that order."""
+        return Candidates(self.items[rows], self.retrieval_scores[rows], self.source_ids[rows])
+
+    @staticmethod
+    def empty() -> Candidates:
+        return Candidates(np.empty(0, np.int64), np.empty(0, np.float32), np.empty(0, np.int8))
+
+    @staticmethod
+    def concat(parts: list[Candidates]) -> Candidates:
+        if not parts:
+            return Candidates.empty()
+        return Candidates(
+            np.concatenate([p.items for p in parts]),
+            np.concatenate([p.retrieval_scores for p in parts]),
+            np.concatenate([p.source_ids for p in parts]),
+        )
+
+
+@dataclass(frozen=True)
+class FilterResult:
+    """What a filter kept and what it removed; together exactly its input."""
+
+    kept: Candidates
+    removed: Candidates
+
+    @staticmethod
+    def from_mask(candidates: Candidates, keep: npt.NDArray[np.bool_]) -> FilterResult:
+        """Split ``candidates`` by a boolean keep-mask, preserving order on both sides."""
+        return FilterResult(kept=candidates.take(keep), removed=candidates.take(~keep))
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Rows (into the scored candidates) chosen for the response, best first, and rows held back."""
+
+    selected: I64
+    held_back: I64
+
+
+@dataclass(frozen=True)
+class ScoredItem:
+    item: int
+    score: float
+    source: str
+
+
+@dataclass(frozen=True)
+class RankResult:
+    """The pipeline's answer for one query."""
+
+    items: tuple[ScoredItem, ...]
+    model_version: str
+    degraded: tuple[str, ...]
+    timings_ms: dict[str, float]
+    removed_by_filter: dict[str, int]

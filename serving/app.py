@@ -1,0 +1,140 @@
+"""The composition root: builds every resource once, inside one async lifespan, and tears it down.
+
+Start-up order: load + validate the bundle → load + warm ONNX sessions → open the feature store
+(embedded by default; Redis with ``redis_url``) and seed it → load experiments → build the
+components and one executor per surface. Nothing is built lazily on the request path.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import faiss
+
+from features.memory_store import MemoryFeatureStore
+from features.redis_store import RedisFeatureStore
+from features.store import FeatureStore
+from models.bundle import Bundle, load_bundle
+from models.runtime import load_sessions
+from ranking.components import Components
+from ranking.hydrators.candidate_features import RankerFeatureHydrator
+from ranking.hydrators.user_features import UserFeatureHydrator
+from ranking.pipeline import PipelineExecutor
+from ranking.scorers.onnx_ranker import OnnxRankerScorer
+from ranking.selectors.artist_diversity import ArtistDiversitySelector
+from ranking.sources.ann import AnnSource
+from ranking.sources.popularity import PopularitySource
+from ranking.surfaces import home, now_playing
+from ranking.types import RankingParams, Surface
+from serving.config import Settings
+from serving.experiments.assignment import Assigner, Assignment
+from serving.experiments.config import ExperimentsConfig, load_experiments, parse_experiments
+from serving.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class EncoreApp:
+    """Everything a request needs, built once."""
+
+    settings: Settings
+    bundle: Bundle
+    store: FeatureStore
+    metrics: Metrics
+    scorer: OnnxRankerScorer
+    pipelines: dict[Surface, PipelineExecutor]
+    assigner: Assigner
+
+    def params_for(self, user_id: str, surface: Surface) -> tuple[RankingParams, tuple[Assignment, ...]]:
+        """Surface defaults with the user's experiment overrides applied, and the assignments."""
+        result = self.assigner.assign(user_id, surface.value)
+        params = self.settings.surfaces[surface].params.with_overrides(dict(result.overrides))
+        return params, result.assignments
+
+    @property
+    def store_timeout_s(self) -> float:
+        return self.settings.redis_timeout_ms / 1000.0
+
+
+def _progress(done: int, total: int) -> None:
+    log.info("user features: %d/%d written", done, total)
+
+
+async def _open_store(settings: Settings, bundle: Bundle) -> FeatureStore:
+    if settings.redis_url is None:
+        store: FeatureStore = MemoryFeatureStore()
+        written = await store.load_snapshot(bundle.load_users())
+        log.info("embedded feature store: %d users from the bundle snapshot", written)
+        return store
+    store = RedisFeatureStore.from_url(settings.redis_url, bundle.dim)
+    if settings.load_features:
+        started = time.perf_counter()
+        written = await store.load_snapshot(bundle.load_users(), progress=_progress)
+        log.info("redis: wrote %d users in %.1f s", written, time.perf_counter() - started)
+    if not await store.ping(1.0):
+        log.warning("redis at %s does not answer; serving with cold-start fallbacks until it does",
+                    settings.redis_url.split("@")[-1])
+    return store
+
+
+def _experiments(settings: Settings, bundle: Bundle) -> ExperimentsConfig:
+    if settings.experiments is None:
+        return parse_experiments(None, "no experiments file")
+    config = load_experiments(settings.experiments, known_models=bundle.models.keys())
+    log.info("experiments: %d loaded from %s", len(config.experiments), settings.experiments)
+    return config
+
+
+@asynccontextmanager
+async def lifespan(settings: Settings) -> AsyncIterator[EncoreApp]:
+    """Build the app; raises ``BundleError``/``ConfigError``/``ExperimentConfigError`` on bad input."""
+    started = time.perf_counter()
+    faiss.omp_set_num_threads(1)
+    bundle = load_bundle(settings.bundle)
+    sessions = load_sessions(bundle, intra_op_threads=1)
+    experiments = _experiments(settings, bundle)
+    metrics = Metrics()
+    executor = ThreadPoolExecutor(max_workers=settings.cpu_threads, thread_name_prefix="encore-cpu")
+    store = await _open_store(settings, bundle)
+    try:
+        scorer = OnnxRankerScorer(
+            sessions, {v: s.input_name for v, s in bundle.models.items()}, bundle.default_model, executor
+        )
+        components = Components(
+            user_hydrator=UserFeatureHydrator(store, bundle.catalog.index_of, bundle.item_vectors),
+            ann=AnnSource(bundle.index, bundle.item_vectors, executor),
+            popularity=PopularitySource(bundle.popularity),
+            candidate_hydrator=RankerFeatureHydrator(bundle.item_vectors, bundle.item_norms, bundle.item_stats),
+            scorer=scorer,
+            selector=ArtistDiversitySelector(bundle.catalog.artist_ids),
+        )
+        pipelines = {
+            Surface.HOME: PipelineExecutor(home.declare(components), metrics),
+            Surface.NOW_PLAYING: PipelineExecutor(now_playing.declare(components), metrics),
+        }
+        metrics.bundle_info.labels(bundle.version, bundle.default_model).set(1)
+        app = EncoreApp(
+            settings=settings,
+            bundle=bundle,
+            store=store,
+            metrics=metrics,
+            scorer=scorer,
+            pipelines=pipelines,
+            assigner=Assigner(experiments),
+        )
+        log.info(
+            "bundle %s ready: %d items, models %s (default %s) in %.1f s",
+            bundle.version, len(bundle.catalog), sorted(sessions), bundle.default_model, time.perf_counter() - started,
+        )
+        yield app
+        for pipeline in pipelines.values():
+            await pipeline.drain_side_effects()
+    finally:
+        await store.close()
+        executor.shutdown(wait=False, cancel_futures=True)

@@ -1,0 +1,158 @@
+"""The ``encore`` command: build bundles, serve them, and rank against a running server.
+
+    encore build  [--dataset synthetic|hetrec] [--data-path DIR] [--n-items N] [--n-users N] [--out DIR]
+    encore serve  --bundle DIR [--port 50051] [--redis-url URL [--load-features]] [--metrics-port 9464]
+    encore rank   --user-id U [--surface home|now_playing] [--seed-item-id I] [--limit N] [--target HOST:PORT]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import grpc
+
+from encore.v1 import ranking_pb2 as pb
+from encore.v1 import ranking_pb2_grpc as pb_grpc
+
+log = logging.getLogger("encore")
+
+DEFAULT_BUNDLES = Path("bundles")
+
+
+def _latest_bundle(parent: Path) -> Path:
+    candidates = sorted(p for p in parent.glob("*") if (p / "manifest.json").is_file())
+    if not candidates:
+        raise SystemExit(f"encore: no bundle under {parent}/; run `encore build` first or pass --bundle")
+    return max(candidates, key=lambda p: p.stat().st_mtime)
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    from models.build import BuildConfig, build_bundle
+
+    if args.dataset == "hetrec" and args.data_path is None:
+        raise SystemExit("encore build: --data-path is required with --dataset hetrec")
+    config = BuildConfig(
+        dataset=args.dataset,
+        data_path=args.data_path,
+        n_items=args.n_items,
+        n_users=args.n_users,
+        out_dir=args.out,
+        version=args.version,
+        seed=args.seed,
+        factors=args.factors,
+    )
+    path = build_bundle(config, log=lambda line: print(line, flush=True))
+    print(f"bundle written: {path}")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from serving.config import load_settings
+    from serving.server import serve
+
+    bundle = args.bundle or _latest_bundle(DEFAULT_BUNDLES)
+    settings = load_settings(
+        bundle,
+        args.config,
+        host=args.host,
+        port=args.port,
+        metrics_port=None if args.no_metrics else args.metrics_port,
+        redis_url=args.redis_url,
+        load_features=True if args.load_features else None,
+        experiments=str(args.experiments) if args.experiments else None,
+    )
+    asyncio.run(serve(settings))
+    return 0
+
+
+def cmd_rank(args: argparse.Namespace) -> int:
+    surface = {"home": pb.SURFACE_HOME, "now_playing": pb.SURFACE_NOW_PLAYING}[args.surface]
+    request = pb.RankRequest(
+        user_id=args.user_id, surface=surface, seed_item_id=args.seed_item_id or "", limit=args.limit, debug=True
+    )
+    with grpc.insecure_channel(args.target) as channel:
+        stub = pb_grpc.RankingServiceStub(channel)
+        started = time.perf_counter()
+        try:
+            response = stub.Rank(request, timeout=args.timeout)
+        except grpc.RpcError as exc:
+            print(f"encore rank: {exc.code().name}: {exc.details()}", file=sys.stderr)
+            return 1
+        elapsed_ms = (time.perf_counter() - started) * 1000
+    print(f"request {response.request_id}  bundle {response.bundle_version}  model {response.model_version or '-'}"
+          f"  {elapsed_ms:.1f} ms")
+    if response.assignments:
+        print("experiments: " + ", ".join(f"{a.experiment}={a.variant}" for a in response.assignments))
+    if response.degraded:
+        print("DEGRADED: " + ", ".join(response.degraded))
+    print(f"{'pos':>3}  {'item_id':<24} {'score':>9}  source")
+    for item in response.items:
+        print(f"{item.position:>3}  {item.item_id:<24} {item.score:>9.4f}  {item.source}")
+    if response.timings:
+        print("stages: " + "  ".join(f"{t.stage}={t.milliseconds:.2f}ms" for t in response.timings))
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="encore", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    b = sub.add_parser("build", help="train models on a dataset and write an artifact bundle")
+    b.add_argument("--dataset", choices=["synthetic", "hetrec"], default="synthetic")
+    b.add_argument("--data-path", type=Path, help="dataset directory (hetrec: holds user_artists.dat)")
+    b.add_argument("--n-items", type=int, default=20_000, help="synthetic catalog size")
+    b.add_argument("--n-users", type=int, default=5_000, help="synthetic user count")
+    b.add_argument("--out", type=Path, default=DEFAULT_BUNDLES, help="parent directory for bundles")
+    b.add_argument("--version", help="bundle version (default: dataset name + UTC timestamp)")
+    b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--factors", type=int, default=64, help="embedding dimension")
+    b.set_defaults(func=cmd_build)
+
+    s = sub.add_parser("serve", help="serve a bundle over gRPC")
+    s.add_argument("--bundle", type=Path, help="bundle directory (default: newest under ./bundles)")
+    s.add_argument("--config", type=Path, help="settings YAML (see serving/config.py)")
+    s.add_argument("--host")
+    s.add_argument("--port", type=int)
+    s.add_argument("--metrics-port", type=int)
+    s.add_argument("--no-metrics", action="store_true", help="do not expose Prometheus metrics")
+    s.add_argument("--redis-url", help="redis://[:password@]host:port/db (default: embedded store)")
+    s.add_argument("--load-features", action="store_true", help="write the bundle's user snapshot into Redis")
+    s.add_argument("--experiments", type=Path, help="experiments YAML")
+    s.set_defaults(func=cmd_serve)
+
+    r = sub.add_parser("rank", help="rank for a user against a running server and print a table")
+    r.add_argument("--user-id", required=True)
+    r.add_argument("--surface", choices=["home", "now_playing"], default="home")
+    r.add_argument("--seed-item-id")
+    r.add_argument("--limit", type=int, default=0)
+    r.add_argument("--target", default="127.0.0.1:50051")
+    r.add_argument("--timeout", type=float, default=2.0, help="deadline in seconds")
+    r.set_defaults(func=cmd_rank)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    from serving.request_context import configure_logging
+
+    configure_logging(logging.DEBUG if args.verbose else logging.INFO)
+    from models.bundle import BundleError
+    from serving.errors import ConfigError
+    from serving.experiments.config import ExperimentConfigError
+
+    try:
+        return int(args.func(args))
+    except (BundleError, ConfigError, ExperimentConfigError) as exc:
+        print(f"encore {args.command}: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,170 @@
+"""Typed settings, read once at start-up; every problem names its key.
+
+Settings come from defaults, then an optional YAML file (``--config``), then command-line flags.
+YAML layout (every key optional)::
+
+    host: 127.0.0.1
+    port: 50051
+    metrics_port: 9464          # null disables the metrics endpoint
+    redis_url: null             # null: embedded in-memory feature store
+    redis_timeout_ms: 20
+    load_features: false        # write the bundle's user snapshot into Redis at start-up
+    experiments: null           # path to an experiments YAML file
+    cpu_threads: 4              # threads for FAISS/ONNX calls off the event loop
+    max_user_id_length: 128
+    max_events: 100
+    stages: {user_features_ms: 15, retrieval_ms: 20, scoring_ms: 25, reserve_ms: 2}
+    surfaces:
+      home:        {budget_ms: 80, default_limit: 20, max_limit: 100, retrieval_size: 300, diversity_cap: 2}
+      now_playing: {budget_ms: 60, default_limit: 10, max_limit: 50, retrieval_size: 200, diversity_cap: 2,
+                    seed_weight: 0.7}
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ranking.budget import StageLimits
+from ranking.types import RankingParams, Surface
+from serving.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class SurfaceConfig:
+    budget_ms: float
+    default_limit: int
+    max_limit: int
+    params: RankingParams
+
+
+DEFAULT_SURFACES: dict[Surface, SurfaceConfig] = {
+    Surface.HOME: SurfaceConfig(80.0, 20, 100, RankingParams(retrieval_size=300, diversity_cap=2)),
+    Surface.NOW_PLAYING: SurfaceConfig(60.0, 10, 50, RankingParams(retrieval_size=200, diversity_cap=2)),
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    bundle: Path
+    host: str = "127.0.0.1"
+    port: int = 50051
+    metrics_port: int | None = 9464
+    redis_url: str | None = None
+    redis_timeout_ms: float = 20.0
+    load_features: bool = False
+    experiments: Path | None = None
+    cpu_threads: int = 4
+    max_user_id_length: int = 128
+    max_events: int = 100
+    stages: StageLimits = field(default_factory=StageLimits)
+    surfaces: dict[Surface, SurfaceConfig] = field(default_factory=lambda: dict(DEFAULT_SURFACES))
+
+
+_SCALARS: dict[str, tuple[type, ...]] = {
+    "host": (str,),
+    "port": (int,),
+    "metrics_port": (int, type(None)),
+    "redis_url": (str, type(None)),
+    "redis_timeout_ms": (int, float),
+    "load_features": (bool,),
+    "experiments": (str, type(None)),
+    "cpu_threads": (int,),
+    "max_user_id_length": (int,),
+    "max_events": (int,),
+}
+_STAGE_KEYS = {"user_features_ms": "user_features", "retrieval_ms": "retrieval", "scoring_ms": "scoring",
+               "reserve_ms": "reserve"}
+_SURFACE_KEYS = {"budget_ms", "default_limit", "max_limit"}
+_PARAM_KEYS = {f.name for f in fields(RankingParams)} - {"model_version"}
+
+
+def _number(source: str, key: str, value: Any, *, minimum: float, integer: bool = False) -> Any:
+    ok_type = int if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, ok_type) or value < minimum:
+        kind = "an integer" if integer else "a number"
+        raise ConfigError(f"{source}: {key}: must be {kind} >= {minimum}, got {value!r}")
+    return value
+
+
+def load_settings(bundle: Path, config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Defaults ← YAML file ← non-None ``overrides``. Raises ``ConfigError`` naming the key."""
+    data: dict[str, Any] = {}
+    source = "settings"
+    if config_file is not None:
+        source = str(config_file)
+        try:
+            loaded = yaml.safe_load(config_file.read_text(encoding="utf-8"))
+        except (OSError, yaml.YAMLError) as exc:
+            raise ConfigError(f"{config_file}: cannot read settings: {exc}") from exc
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"{config_file}: expected a mapping at the top level")
+        data = dict(loaded or {})
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    settings = Settings(bundle=bundle)
+    changes: dict[str, Any] = {}
+    for key, value in data.items():
+        if key in _SCALARS:
+            if not isinstance(value, _SCALARS[key]) or (isinstance(value, bool) and bool not in _SCALARS[key]):
+                raise ConfigError(f"{source}: {key}: expected {' or '.join(t.__name__ for t in _SCALARS[key])}, "
+                                  f"got {value!r}")
+            changes[key] = Path(value) if key == "experiments" and value is not None else value
+        elif key == "stages":
+            changes["stages"] = _stages(source, value)
+        elif key == "surfaces":
+            changes["surfaces"] = _surfaces(source, value)
+        else:
+            raise ConfigError(f"{source}: {key}: unknown setting")
+    for key in ("port", "cpu_threads", "max_user_id_length", "max_events"):
+        _number(source, key, changes.get(key, getattr(settings, key)), minimum=0 if key == "port" else 1,
+                integer=True)
+    return replace(settings, **changes)
+
+
+def _stages(source: str, value: Any) -> StageLimits:
+    if not isinstance(value, dict):
+        raise ConfigError(f"{source}: stages: expected a mapping")
+    limits: dict[str, float] = {}
+    for key, ms in value.items():
+        if key not in _STAGE_KEYS:
+            raise ConfigError(f"{source}: stages.{key}: unknown stage (known: {', '.join(_STAGE_KEYS)})")
+        limits[_STAGE_KEYS[key]] = _number(source, f"stages.{key}", ms, minimum=0) / 1000.0
+    return replace(StageLimits(), **limits)
+
+
+def _surfaces(source: str, value: Any) -> dict[Surface, SurfaceConfig]:
+    if not isinstance(value, dict):
+        raise ConfigError(f"{source}: surfaces: expected a mapping")
+    result = dict(DEFAULT_SURFACES)
+    for name, body in value.items():
+        try:
+            surface = Surface(name)
+        except ValueError:
+            raise ConfigError(f"{source}: surfaces.{name}: unknown surface (known: home, now_playing)") from None
+        if not isinstance(body, dict):
+            raise ConfigError(f"{source}: surfaces.{name}: expected a mapping")
+        base = result[surface]
+        top: dict[str, Any] = {}
+        params: dict[str, Any] = {}
+        for key, v in body.items():
+            where = f"surfaces.{name}.{key}"
+            if key == "budget_ms":
+                top[key] = float(_number(source, where, v, minimum=1))
+            elif key in _SURFACE_KEYS:
+                top[key] = _number(source, where, v, minimum=1, integer=True)
+            elif key in ("seed_weight", "recent_weight"):
+                params[key] = float(_number(source, where, v, minimum=0))
+                if params[key] > 1:
+                    raise ConfigError(f"{source}: {where}: must be in 0..1, got {v!r}")
+            elif key in _PARAM_KEYS:
+                params[key] = _number(source, where, v, minimum=1, integer=True)
+            else:
+                raise ConfigError(f"{source}: {where}: unknown key")
+        merged = replace(base, **top, params=replace(base.params, **params))
+        if merged.default_limit > merged.max_limit:
+            raise ConfigError(f"{source}: surfaces.{name}.default_limit: exceeds max_limit ({merged.max_limit})")
+        result[surface] = merged
+    return result

@@ -1,0 +1,51 @@
+"""Encore's error tree and its one mapping to gRPC status codes (used only at the edge).
+
+Error tree::
+
+    EncoreError
+    ├── InvalidRequest        the client sent bad input            → INVALID_ARGUMENT (names the field)
+    ├── Overloaded            shed early instead of queueing       → RESOURCE_EXHAUSTED
+    └── ConfigError           bad settings or files; fail loudly at start-up (never mapped)
+    ranking.budget.DeadlineExceeded   not even the fallback fits   → DEADLINE_EXCEEDED
+
+Dependency failures (Redis, FAISS, ONNX) never reach the edge: the pipeline fails open and marks
+the answer degraded. Anything else is a programming error → INTERNAL, logged with its traceback.
+"""
+
+from __future__ import annotations
+
+import grpc
+
+from ranking.budget import DeadlineExceeded
+
+
+class EncoreError(Exception):
+    """Base of Encore's own errors."""
+
+
+class InvalidRequest(EncoreError):
+    """Bad client input; ``field`` is the request field at fault."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"{field}: {problem}")
+        self.field = field
+        self.problem = problem
+
+
+class Overloaded(EncoreError):
+    """Too many requests in flight; the client should back off and retry."""
+
+
+class ConfigError(EncoreError):
+    """Settings or a file they name are invalid; the message names the key or file."""
+
+
+def status_for(exc: BaseException) -> tuple[grpc.StatusCode, str]:
+    """The gRPC status and client-facing message for an exception raised while serving."""
+    if isinstance(exc, InvalidRequest):
+        return grpc.StatusCode.INVALID_ARGUMENT, str(exc)
+    if isinstance(exc, Overloaded):
+        return grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc) or "server overloaded, retry with backoff"
+    if isinstance(exc, DeadlineExceeded):
+        return grpc.StatusCode.DEADLINE_EXCEEDED, str(exc)
+    return grpc.StatusCode.INTERNAL, "internal error"

@@ -1,0 +1,57 @@
+"""Every Encore metric, defined once (prefix ``encore_``, base units, low-cardinality labels).
+
+Labels are drawn from: surface, stage, filter, method, outcome, model_version, bundle_version —
+never user or item ids.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+_LATENCY_BUCKETS = (0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.025, 0.05, 0.1, 0.25, 1.0)
+
+
+class Metrics:
+    """Prometheus metrics in their own registry; implements ``ranking.observer.PipelineObserver``."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.requests = Counter(
+            "encore_requests", "RPCs handled, by method, surface and outcome (a gRPC status name)",
+            ["method", "surface", "outcome"], registry=r,
+        )
+        self.request_latency = Histogram(
+            "encore_request_duration_seconds", "Server-side RPC latency",
+            ["method", "surface", "outcome"], buckets=_LATENCY_BUCKETS, registry=r,
+        )
+        self.stage_latency_seconds = Histogram(
+            "encore_stage_duration_seconds", "Pipeline stage latency", ["surface", "stage"],
+            buckets=_LATENCY_BUCKETS, registry=r,
+        )
+        self.degradations = Counter(
+            "encore_degraded", "Requests answered with a stage's fallback", ["surface", "stage"], registry=r
+        )
+        self.filtered_candidates = Counter(
+            "encore_filtered_candidates", "Candidates removed, by filter", ["surface", "filter"], registry=r
+        )
+        self.events = Counter("encore_events", "Events recorded by RecordEvents, by type", ["type"], registry=r)
+        self.bundle_info = Gauge(
+            "encore_bundle_info", "The serving bundle and its default model (value 1)",
+            ["bundle_version", "model_version"], registry=r,
+        )
+        self.feature_store_up = Gauge("encore_feature_store_up", "1 when the feature store answered its last ping",
+                                      registry=r)
+
+    def stage_latency(self, surface: str, stage: str, seconds: float) -> None:
+        self.stage_latency_seconds.labels(surface, stage).observe(seconds)
+
+    def degraded(self, surface: str, stage: str) -> None:
+        self.degradations.labels(surface, stage).inc()
+
+    def filtered(self, surface: str, filter_name: str, count: int) -> None:
+        self.filtered_candidates.labels(surface, filter_name).inc(count)
+
+    def request(self, method: str, surface: str, outcome: str, seconds: float) -> None:
+        self.requests.labels(method, surface, outcome).inc()
+        self.request_latency.labels(method, surface, outcome).observe(seconds)

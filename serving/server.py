@@ -1,0 +1,73 @@
+"""gRPC server construction (``create_server``) separate from running it (``serve``)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from prometheus_client import start_http_server
+
+from encore.v1 import ranking_pb2 as pb
+from encore.v1 import ranking_pb2_grpc as pb_grpc
+from serving.app import EncoreApp, lifespan
+from serving.config import Settings
+from serving.servicer import RankingServicer
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["RankingService"].full_name
+MAX_MESSAGE_BYTES = 1 << 20
+
+
+async def create_server(app: EncoreApp, host: str = "127.0.0.1", port: int = 0) -> tuple[grpc.aio.Server, int, health.aio.HealthServicer]:
+    """A started-later server bound to ``host:port`` (0 picks a free port); returns it and the port.
+
+    The health service reports NOT_SERVING until ``serving_started`` flips it.
+    """
+    server = grpc.aio.server(
+        options=[
+            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_send_message_length", 4 * MAX_MESSAGE_BYTES),
+            ("grpc.so_reuseport", 0),
+        ]
+    )
+    pb_grpc.add_RankingServiceServicer_to_server(RankingServicer(app), server)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+    bound = server.add_insecure_port(f"{host}:{port}")
+    if bound == 0:
+        raise OSError(f"cannot bind gRPC server to {host}:{port}")
+    for service in ("", SERVICE_NAME):
+        await health_servicer.set(service, health_pb2.HealthCheckResponse.NOT_SERVING)
+    return server, bound, health_servicer
+
+
+async def mark_serving(health_servicer: health.aio.HealthServicer, serving: bool) -> None:
+    status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+    for service in ("", SERVICE_NAME):
+        await health_servicer.set(service, status)
+
+
+async def serve(settings: Settings, grace_s: float = 5.0) -> None:
+    """Run until SIGINT/SIGTERM: health goes NOT_SERVING first, then in-flight RPCs drain."""
+    async with lifespan(settings) as app:
+        if settings.metrics_port is not None:
+            httpd, _ = start_http_server(settings.metrics_port, addr=settings.host, registry=app.metrics.registry)
+            log.info("metrics on http://%s:%d/metrics", settings.host, httpd.server_port)
+        server, port, health_servicer = await create_server(app, settings.host, settings.port)
+        await server.start()
+        await mark_serving(health_servicer, True)
+        log.info("encore serving bundle %s on %s:%d", app.bundle.version, settings.host, port)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        log.info("shutting down: NOT_SERVING, draining for up to %.0f s", grace_s)
+        await mark_serving(health_servicer, False)
+        await server.stop(grace_s)

@@ -1,0 +1,106 @@
+"""The gRPC servicer: thin translation between protos and the domain; errors mapped at the edge."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import grpc
+
+from encore.v1 import ranking_pb2 as pb
+from encore.v1 import ranking_pb2_grpc as pb_grpc
+from features.store import FeatureStoreError
+from ranking.budget import Budget
+from ranking.types import RankResult
+from serving.app import EncoreApp
+from serving.errors import status_for
+from serving.experiments.assignment import Assignment
+from serving.request_context import request_id_var
+from serving.requests import parse_events, parse_rank_request, request_id_of, surface_of
+
+log = logging.getLogger(__name__)
+
+
+class RankingServicer(pb_grpc.RankingServiceServicer):
+    """Implements ``encore.v1.RankingService`` over an ``EncoreApp``."""
+
+    def __init__(self, app: EncoreApp) -> None:
+        self._app = app
+
+    async def Rank(self, request: pb.RankRequest, context: grpc.aio.ServicerContext) -> pb.RankResponse:  # type: ignore[type-arg]
+        app = self._app
+        started = time.perf_counter()
+        surface_label, outcome = "unknown", "OK"
+        try:
+            request_id = request_id_of(request.request_id)
+            request_id_var.set(request_id)
+            surface = surface_of(request.surface)
+            surface_label = surface.value
+            params, assignments = app.params_for(request.user_id, surface)
+            query = parse_rank_request(request, app.settings, app.bundle.catalog.index_of, params, request_id)
+            budget = Budget(
+                surface_budget_s=app.settings.surfaces[surface].budget_ms / 1000.0,
+                client_timeout_s=context.time_remaining(),
+                limits=app.settings.stages,
+            )
+            pipeline = app.pipelines[surface]
+            result = await pipeline.execute(query, budget)
+            pipeline.spawn_side_effects(query, result)
+            return self._response(request_id, result, assignments, request.debug)
+        except Exception as exc:
+            code, message = status_for(exc)
+            outcome = code.name
+            if code is grpc.StatusCode.INTERNAL:
+                log.exception("Rank failed")
+            await context.abort(code, message)
+            raise  # unreachable: abort raises
+        finally:
+            app.metrics.request("Rank", surface_label, outcome, time.perf_counter() - started)
+
+    async def RecordEvents(
+        self, request: pb.RecordEventsRequest, context: grpc.aio.ServicerContext  # type: ignore[type-arg]
+    ) -> pb.RecordEventsResponse:
+        app = self._app
+        started = time.perf_counter()
+        outcome = "OK"
+        try:
+            request_id_var.set(request_id_of(request.request_id))
+            events = parse_events(request, app.settings, app.bundle.catalog.index_of)
+            await app.store.record_events(request.user_id, events.plays, events.skips, app.store_timeout_s)
+            for kind, items in (("play", events.plays), ("skip", events.skips), ("like", events.likes)):
+                if items:
+                    app.metrics.events.labels(kind).inc(len(items))
+            return pb.RecordEventsResponse(accepted=len(request.events))
+        except FeatureStoreError as exc:
+            outcome = grpc.StatusCode.UNAVAILABLE.name
+            log.warning("RecordEvents: feature store unavailable: %s", exc)
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "feature store unavailable; events not recorded, retry")
+            raise
+        except Exception as exc:
+            code, message = status_for(exc)
+            outcome = code.name
+            if code is grpc.StatusCode.INTERNAL:
+                log.exception("RecordEvents failed")
+            await context.abort(code, message)
+            raise
+        finally:
+            app.metrics.request("RecordEvents", "", outcome, time.perf_counter() - started)
+
+    def _response(
+        self, request_id: str, result: RankResult, assignments: tuple[Assignment, ...], debug: bool
+    ) -> pb.RankResponse:
+        item_ids = self._app.bundle.catalog.item_ids
+        response = pb.RankResponse(
+            request_id=request_id,
+            model_version=result.model_version,
+            bundle_version=self._app.bundle.version,
+            degraded=list(result.degraded),
+        )
+        for position, item in enumerate(result.items):
+            response.items.add(item_id=item_ids[item.item], score=item.score, position=position, source=item.source)
+        for a in assignments:
+            response.assignments.add(experiment=a.experiment, variant=a.variant)
+        if debug:
+            for stage, ms in result.timings_ms.items():
+                response.timings.add(stage=stage, milliseconds=ms)
+        return response
