@@ -1,0 +1,99 @@
+"""RedisFeatureStore against a real redis-server: round trips, layout, codec, failures."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from redis.asyncio import Redis
+
+from features.keys import plays_key, user_key
+from features.memory_store import MemoryFeatureStore
+from features.redis_store import RedisFeatureStore
+from features.schema import RECENT_PLAYS_MAX, USER_STATS
+from features.store import FeatureStore, FeatureStoreError
+from models.bundle import UserSnapshot
+from tests.support import RedisProcess
+
+DIM = 8
+
+
+def snapshot(n: int = 30) -> UserSnapshot:
+    rng = np.random.default_rng(1)
+    return UserSnapshot(
+        user_ids=[f"user-{i}" for i in range(n)],
+        vectors=rng.normal(size=(n, DIM)).astype(np.float32),
+        stats=rng.random(size=(n, len(USER_STATS))).astype(np.float32),
+    )
+
+
+@pytest.fixture(params=["redis", "memory"])
+async def store(request: pytest.FixtureRequest, redis_server: RedisProcess) -> FeatureStore:
+    """Both stores run the same contract tests."""
+    if request.param == "memory":
+        return MemoryFeatureStore()
+    return RedisFeatureStore.from_url(redis_server.url, DIM)
+
+
+async def test_snapshot_round_trips_vectors_and_stats_exactly(store: FeatureStore) -> None:
+    snap = snapshot()
+    progress: list[tuple[int, int]] = []
+    assert await store.load_snapshot(snap, progress=lambda d, t: progress.append((d, t))) == 30
+    assert progress[-1] == (30, 30)
+    record = await store.get_user("user-7", 1.0)
+    assert record.vector is not None and record.stats is not None
+    np.testing.assert_array_equal(record.vector, snap.vectors[7])
+    np.testing.assert_array_equal(record.stats, snap.stats[7])
+    await store.close()
+
+
+async def test_unknown_user_has_no_vector_and_no_history(store: FeatureStore) -> None:
+    record = await store.get_user("nobody", 1.0)
+    assert record.vector is None and record.stats is None
+    assert record.recent_plays == () and record.recent_skips == ()
+    await store.close()
+
+
+async def test_recent_plays_are_most_recent_first_and_trimmed(store: FeatureStore) -> None:
+    await store.record_events("u", [f"i{i}" for i in range(40)], [], 1.0)
+    await store.record_events("u", [f"j{i}" for i in range(20)], ["s1", "s2"], 1.0)
+    record = await store.get_user("u", 1.0)
+    assert len(record.recent_plays) == RECENT_PLAYS_MAX
+    assert record.recent_plays[:3] == ("j19", "j18", "j17")
+    assert record.recent_plays[-1] == "i10"
+    assert record.recent_skips == ("s2", "s1")
+    await store.close()
+
+
+async def test_vectors_are_stored_as_packed_float32_under_the_documented_keys(redis_server: RedisProcess) -> None:
+    store = RedisFeatureStore.from_url(redis_server.url, DIM)
+    snap = snapshot(3)
+    await store.load_snapshot(snap)
+    await store.record_events("user-1", ["a"], [], 1.0)
+    raw = Redis.from_url(redis_server.url)
+    fields = await raw.hgetall(user_key("user-1"))
+    assert fields[b"vec"] == snap.vectors[1].astype("<f4").tobytes()
+    assert await raw.lrange(plays_key("user-1"), 0, -1) == [b"a"]
+    await raw.aclose()
+    await store.close()
+
+
+async def test_a_vector_of_the_wrong_length_is_an_error_not_garbage(redis_server: RedisProcess) -> None:
+    raw = Redis.from_url(redis_server.url)
+    await raw.hset(user_key("bad"), mapping={"vec": b"\x00" * 12, "stats": b"\x00" * 8})
+    await raw.aclose()
+    store = RedisFeatureStore.from_url(redis_server.url, DIM)
+    with pytest.raises(FeatureStoreError, match="expected 32"):
+        await store.get_user("bad", 1.0)
+    await store.close()
+
+
+async def test_redis_down_raises_feature_store_error_quickly(redis_server: RedisProcess) -> None:
+    store = RedisFeatureStore.from_url(redis_server.url, DIM)
+    assert await store.ping(1.0)
+    redis_server.stop()
+    with pytest.raises(FeatureStoreError):
+        await store.get_user("user-1", 0.5)
+    assert not await store.ping(0.5)
+    redis_server.start()
+    assert await store.ping(1.0)  # recovers without a restart
+    await store.close()
