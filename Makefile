@@ -39,7 +39,8 @@ typecheck: $(STAMP)
 check: lint typecheck test
 
 proto: $(STAMP)
-	$(BIN)/python -m grpc_tools.protoc -Iprotos --python_out=protos --pyi_out=protos --grpc_python_out=protos protos/encore/v1/ranking.proto
+	PATH=$(BIN):$$PATH $(BIN)/python -m grpc_tools.protoc -Iprotos --python_out=protos --grpc_python_out=protos \
+		--mypy_out=protos --mypy_grpc_out=protos protos/encore/v1/ranking.proto
 
 clean:
 	rm -rf $(VENV) $(BUNDLES) .pytest_cache .mypy_cache .ruff_cache

@@ -48,8 +48,11 @@ class Interactions:
         n_users, n_items = self.plays.shape
         if len(self.user_ids) != n_users:
             raise ValueError(f"{len(self.user_ids)} user ids for {n_users} rows of plays")
-        for label, values in (("item_ids", self.item_ids), ("artist_ids", self.artist_ids),
-                              ("item_names", self.item_names)):
+        for label, values in (
+            ("item_ids", self.item_ids),
+            ("artist_ids", self.artist_ids),
+            ("item_names", self.item_names),
+        ):
             if len(values) != n_items:
                 raise ValueError(f"{len(values)} {label} for {n_items} columns of plays")
 
@@ -82,7 +85,8 @@ def interactions_from_triples(
     """Build a float32 CSR [n_users, n_items] from (user index, item index, plays); duplicates sum."""
     matrix = sp.csr_matrix(
         (plays.astype(np.float32), (users.astype(np.int64), items.astype(np.int64))),
-        shape=(n_users, n_items), dtype=np.float32,
+        shape=(n_users, n_items),
+        dtype=np.float32,
     )
     matrix.sum_duplicates()
     matrix.sort_indices()

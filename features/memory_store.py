@@ -30,17 +30,13 @@ class MemoryFeatureStore:
             recent_skips=tuple(self._skips.get(user_id, ())),
         )
 
-    async def record_events(
-        self, user_id: str, plays: Sequence[str], skips: Sequence[str], timeout_s: float
-    ) -> None:
+    async def record_events(self, user_id: str, plays: Sequence[str], skips: Sequence[str], timeout_s: float) -> None:
         for target, items in ((self._plays, plays), (self._skips, skips)):
             if items:
                 recent = target.setdefault(user_id, deque(maxlen=RECENT_PLAYS_MAX))
                 recent.extendleft(items)
 
-    async def load_snapshot(
-        self, snapshot: UserSnapshot, progress: Callable[[int, int], None] | None = None
-    ) -> int:
+    async def load_snapshot(self, snapshot: UserSnapshot, progress: Callable[[int, int], None] | None = None) -> int:
         total = len(snapshot.user_ids)
         for i, user_id in enumerate(snapshot.user_ids):
             self._vectors[user_id] = (

@@ -29,7 +29,9 @@ class RedisFeatureStore:
         self._dim = dim
 
     @classmethod
-    def from_url(cls, url: str, dim: int, *, max_connections: int = 64, connect_timeout_s: float = 0.5) -> RedisFeatureStore:
+    def from_url(
+        cls, url: str, dim: int, *, max_connections: int = 64, connect_timeout_s: float = 0.5
+    ) -> RedisFeatureStore:
         """Pooled client from a ``redis://`` or ``rediss://`` URL (AUTH and TLS come from the URL)."""
         client = Redis.from_url(
             url,
@@ -61,9 +63,7 @@ class RedisFeatureStore:
             recent_skips=tuple(s.decode() for s in skips),
         )
 
-    async def record_events(
-        self, user_id: str, plays: Sequence[str], skips: Sequence[str], timeout_s: float
-    ) -> None:
+    async def record_events(self, user_id: str, plays: Sequence[str], skips: Sequence[str], timeout_s: float) -> None:
         pipe = self._client.pipeline(transaction=True)
         for key, items in ((plays_key(user_id), plays), (skips_key(user_id), skips)):
             if items:

@@ -43,15 +43,11 @@ class FeatureStore(Protocol):
         """One round trip. Raises ``FeatureStoreError``/``FeatureStoreTimeout``."""
         ...
 
-    async def record_events(
-        self, user_id: str, plays: Sequence[str], skips: Sequence[str], timeout_s: float
-    ) -> None:
+    async def record_events(self, user_id: str, plays: Sequence[str], skips: Sequence[str], timeout_s: float) -> None:
         """Prepend plays/skips (oldest first in the arguments) to the user's recent lists, trimmed."""
         ...
 
-    async def load_snapshot(
-        self, snapshot: UserSnapshot, progress: Callable[[int, int], None] | None = None
-    ) -> int:
+    async def load_snapshot(self, snapshot: UserSnapshot, progress: Callable[[int, int], None] | None = None) -> int:
         """Write a bundle's user-feature snapshot; returns the number of users written."""
         ...
 

@@ -29,7 +29,9 @@ SIBLING_SHARE = 0.3  # plays that add another track of an artist the user alread
 
 
 def _sample_weighted(
-    rng: np.random.Generator, cum: npt.NDArray[np.float64], lo: npt.NDArray[np.float64],
+    rng: np.random.Generator,
+    cum: npt.NDArray[np.float64],
+    lo: npt.NDArray[np.float64],
     hi: npt.NDArray[np.float64],
 ) -> npt.NDArray[np.int64]:
     """Sample positions in a global cumulative-weight array, each draw restricted to [lo, hi)."""
@@ -101,17 +103,13 @@ def generate_synthetic(
     items = by_genre[_sample_weighted(rng, genre_cum, genre_lo[genres], genre_hi[genres])]
     charts = rng.random(n_draws) < CHARTS_SHARE
     n_charts = int(charts.sum())
-    items[charts] = _sample_weighted(
-        rng, global_cum, np.zeros(n_charts), np.full(n_charts, global_cum[-1])
-    )
+    items[charts] = _sample_weighted(rng, global_cum, np.zeros(n_charts), np.full(n_charts, global_cum[-1]))
     # Return to liked artists: another track of the same artist (hits more likely).
     sib = rng.random(n_draws) < SIBLING_SHARE
     sib_artist = item_artist[items[sib]]
     first = sib_artist * tracks_per_artist
     n_tracks = np.minimum(tracks_per_artist, n_items - first)
-    track = np.minimum(
-        np.floor(n_tracks * rng.random(sib_artist.shape[0]) ** 2).astype(np.int64), n_tracks - 1
-    )
+    track = np.minimum(np.floor(n_tracks * rng.random(sib_artist.shape[0]) ** 2).astype(np.int64), n_tracks - 1)
     users = np.concatenate((users, users[sib]))
     items = np.concatenate((items, first + track))
 
@@ -127,8 +125,7 @@ def generate_synthetic(
     item_ids = [f"t{i:0{width}d}" for i in range(n_items)]
     artist_names = [f"a{a:0{artist_width}d}" for a in range(n_artists)]
     artist_ids = [artist_names[a] for a in item_artist.tolist()]
-    names = [f"Artist {a} – Track {t + 1}" for a, t in zip(item_artist.tolist(), item_track.tolist(),
-                                                          strict=True)]
+    names = [f"Artist {a} – Track {t + 1}" for a, t in zip(item_artist.tolist(), item_track.tolist(), strict=True)]
     return Interactions(
         user_ids=[f"u{u:07d}" for u in range(n_users)],
         item_ids=item_ids,

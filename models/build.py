@@ -106,16 +106,16 @@ def build_bundle(config: BuildConfig, log: Callable[[str], None] = print) -> Pat
 
     step(f"loading dataset {config.dataset!r}")
     data = _load(config)
-    step(f"dataset {data.name}: {data.n_users} users, {data.n_items} items, "
-         f"{data.n_interactions} interactions")
+    step(f"dataset {data.name}: {data.n_users} users, {data.n_items} items, {data.n_interactions} interactions")
     version = config.version or f"{data.name}-{datetime.now(UTC):%Y%m%dT%H%M%SZ}"
     out = config.out_dir / version
 
     split = split_interactions(data.plays, seed=config.seed)
     step("split: " + ", ".join(f"{k}={v}" for k, v in split.summary().items()))
 
-    emb = train_embeddings(split.train, factors=config.factors, iterations=config.als_iterations,
-                           seed=config.seed, threads=config.threads)
+    emb = train_embeddings(
+        split.train, factors=config.factors, iterations=config.als_iterations, seed=config.seed, threads=config.threads
+    )
     step(f"ALS: {config.factors} factors, {config.als_iterations} iterations")
 
     tables = compute_tables(split.train)
@@ -126,22 +126,33 @@ def build_bundle(config: BuildConfig, log: Callable[[str], None] = print) -> Pat
     rng = np.random.default_rng(config.seed + 1)
     ranker_users = subsample_users(split.users_with(split.label), config.ranker_users, rng)
     dataset = build_ranker_dataset(split, emb, tables, ranker_users, rng, n_candidates=config.n_candidates)
-    step(f"ranker data: {ranker_users.size} users, {dataset.n_queries} queries with positives, "
-         f"{dataset.features.shape[0]} rows, {int(dataset.labels.sum())} positives")
+    step(
+        f"ranker data: {ranker_users.size} users, {dataset.n_queries} queries with positives, "
+        f"{dataset.features.shape[0]} rows, {int(dataset.labels.sum())} positives"
+    )
 
     rankers = {}
     for model_version, trees in config.models:
-        rankers[model_version] = train_ranker(dataset, version=model_version, n_estimators=trees,
-                                              seed=config.seed, threads=config.threads)
+        rankers[model_version] = train_ranker(
+            dataset, version=model_version, n_estimators=trees, seed=config.seed, threads=config.threads
+        )
         step(f"ranker {model_version}: {trees} trees, ONNX export checked against LightGBM")
     default_model = config.models[0][0]
 
-    eval_users = subsample_users(split.users_with(split.test), config.eval_users,
-                                 np.random.default_rng(config.seed + 2))
-    scorers = {("ranker" if v == default_model else f"ranker:{v}"): _onnx_scorer(r.onnx)
-               for v, r in rankers.items()}
-    evaluation = evaluate(split, emb, tables, popularity, scorers, users=eval_users,
-                          seed=config.seed + 3, rerank_depth=max(RERANK_DEPTH, config.n_candidates))
+    eval_users = subsample_users(
+        split.users_with(split.test), config.eval_users, np.random.default_rng(config.seed + 2)
+    )
+    scorers = {("ranker" if v == default_model else f"ranker:{v}"): _onnx_scorer(r.onnx) for v, r in rankers.items()}
+    evaluation = evaluate(
+        split,
+        emb,
+        tables,
+        popularity,
+        scorers,
+        users=eval_users,
+        seed=config.seed + 3,
+        rerank_depth=max(RERANK_DEPTH, config.n_candidates),
+    )
     evaluation["default_model"] = default_model
     step(f"evaluation on {eval_users.size} users:")
     for line in format_metrics_table(evaluation).splitlines():
@@ -153,11 +164,19 @@ def build_bundle(config: BuildConfig, log: Callable[[str], None] = print) -> Pat
         "split": split.summary(),
         "training": {
             "seed": config.seed,
-            "als": {"factors": config.factors, "iterations": config.als_iterations,
-                    "weighting": "log1p", "regularization": 1.0},
-            "ranker": {"users": int(ranker_users.size), "queries": dataset.n_queries,
-                       "rows": int(dataset.features.shape[0]), "candidates": config.n_candidates,
-                       "models": {v: r.n_trees for v, r in rankers.items()}},
+            "als": {
+                "factors": config.factors,
+                "iterations": config.als_iterations,
+                "weighting": "log1p",
+                "regularization": 1.0,
+            },
+            "ranker": {
+                "users": int(ranker_users.size),
+                "queries": dataset.n_queries,
+                "rows": int(dataset.features.shape[0]),
+                "candidates": config.n_candidates,
+                "models": {v: r.n_trees for v, r in rankers.items()},
+            },
         },
     }
     contents = BundleContents(
@@ -194,9 +213,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--eval-users", type=int, default=2000)
     args = parser.parse_args(argv)
     config = BuildConfig(
-        dataset=args.dataset, data_path=args.data_path, n_items=args.n_items, n_users=args.n_users,
-        out_dir=args.out_dir, version=args.version, seed=args.seed, factors=args.factors,
-        ranker_users=args.ranker_users, eval_users=args.eval_users,
+        dataset=args.dataset,
+        data_path=args.data_path,
+        n_items=args.n_items,
+        n_users=args.n_users,
+        out_dir=args.out_dir,
+        version=args.version,
+        seed=args.seed,
+        factors=args.factors,
+        ranker_users=args.ranker_users,
+        eval_users=args.eval_users,
     )
     build_bundle(config)
     return 0
@@ -204,4 +230,3 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
-

@@ -215,8 +215,14 @@ def write_bundle(contents: BundleContents, out_dir: Path) -> Path:
         for version, onnx_bytes in sorted(contents.models.items()):
             rel = f"models/{version}.onnx"
             (tmp / rel).write_bytes(onnx_bytes)
-            models.append({"version": version, "file": rel, "input_name": RANKER_INPUT_NAME,
-                           "feature_names": list(RANKER_FEATURES)})
+            models.append(
+                {
+                    "version": version,
+                    "file": rel,
+                    "input_name": RANKER_INPUT_NAME,
+                    "feature_names": list(RANKER_FEATURES),
+                }
+            )
         users = tmp / "user_features"
         users.mkdir()
         (users / "user_ids.txt").write_text("".join(f"{u}\n" for u in contents.users.user_ids), encoding="utf-8")
@@ -321,8 +327,12 @@ def load_bundle(path: Path, *, verify_checksums: bool = True) -> Bundle:
         problems.append("popularity.npy is empty or holds item indices out of range")
     models: dict[str, ModelSpec] = {}
     for entry in manifest["models"]:
-        spec = ModelSpec(version=entry["version"], file=entry["file"], input_name=entry["input_name"],
-                         feature_names=tuple(entry["feature_names"]))
+        spec = ModelSpec(
+            version=entry["version"],
+            file=entry["file"],
+            input_name=entry["input_name"],
+            feature_names=tuple(entry["feature_names"]),
+        )
         if spec.feature_names != RANKER_FEATURES:
             problems.append(f"model {spec.version}: feature names differ from the schema")
         models[spec.version] = spec

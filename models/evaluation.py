@@ -66,14 +66,12 @@ def _metrics(rankings: list[list[int]], relevant: list[set[int]]) -> dict[str, f
     return {f"ndcg@{NDCG_K}": float(np.mean(ndcg)), f"recall@{RECALL_K}": float(np.mean(recall))}
 
 
-def _popularity_rankings(
-    popularity: I64, split: Split, users: I64, n: int
-) -> list[list[int]]:
+def _popularity_rankings(popularity: I64, split: Split, users: I64, n: int) -> list[list[int]]:
     head = popularity[: n + 2000]  # enough to fill top-n after removing what a user has played
     out = []
     for u in users.tolist():
-        seen = set(split.train.indices[split.train.indptr[u]:split.train.indptr[u + 1]].tolist())
-        seen.update(split.label.indices[split.label.indptr[u]:split.label.indptr[u + 1]].tolist())
+        seen = set(split.train.indices[split.train.indptr[u] : split.train.indptr[u + 1]].tolist())
+        seen.update(split.label.indices[split.label.indptr[u] : split.label.indptr[u + 1]].tolist())
         out.append([i for i in head.tolist() if i not in seen][:n])
     return out
 
@@ -93,8 +91,9 @@ def evaluate_surface(
 ) -> dict[str, dict[str, float]]:
     """Mean NDCG@10 and recall@100 per method on one surface (see the module docstring)."""
     rng = np.random.default_rng(seed)
-    relevant = [set(split.test.indices[split.test.indptr[u]:split.test.indptr[u + 1]].tolist())
-                for u in users.tolist()]
+    relevant = [
+        set(split.test.indices[split.test.indptr[u] : split.test.indptr[u + 1]].tolist()) for u in users.tolist()
+    ]
     queries = make_queries(surface, users, split.train, emb, rng, recent_max=recent_max)
     depth = max(rerank_depth, RECALL_K)
     idx, scores = retrieve(queries.vectors, emb.item_vectors, [split.train, split.label], users, depth)
@@ -147,8 +146,15 @@ def evaluate(
     }
     for offset, surface in enumerate(surfaces):
         result[surface] = evaluate_surface(
-            surface, split, emb, tables, popularity, users, scorers,
-            seed=seed + 1000 * (offset + 1), rerank_depth=rerank_depth,
+            surface,
+            split,
+            emb,
+            tables,
+            popularity,
+            users,
+            scorers,
+            seed=seed + 1000 * (offset + 1),
+            rerank_depth=rerank_depth,
         )
     return result
 
@@ -163,13 +169,16 @@ def format_metrics_table(evaluation: Mapping[str, Any]) -> str:
         for method, values in methods.items():
             rows.append((surface, method, *(f"{values.get(m, float('nan')):.4f}" for m in metrics)))
     widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
-    lines = ["  ".join(cell.ljust(w) if c < 2 else cell.rjust(w) for c, (cell, w) in
-                       enumerate(zip(r, widths, strict=True))) for r in rows]
+    lines = [
+        "  ".join(cell.ljust(w) if c < 2 else cell.rjust(w) for c, (cell, w) in enumerate(zip(r, widths, strict=True)))
+        for r in rows
+    ]
     lines.insert(1, "  ".join("-" * w for w in widths))
     protocol = evaluation.get("protocol")
     if isinstance(protocol, Mapping):
-        lines.append(f"(users: {protocol.get('n_users')}, ranker re-ranks retrieval top "
-                     f"{protocol.get('rerank_depth')})")
+        lines.append(
+            f"(users: {protocol.get('n_users')}, ranker re-ranks retrieval top {protocol.get('rerank_depth')})"
+        )
     return "\n".join(lines)
 
 

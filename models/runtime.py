@@ -35,8 +35,9 @@ def load_sessions(bundle: Bundle, intra_op_threads: int = 1) -> dict[str, Any]:
     for version, spec in bundle.models.items():
         path = bundle.model_path(version)
         try:
-            session = ort.InferenceSession(str(path), session_options(intra_op_threads),
-                                           providers=["CPUExecutionProvider"])
+            session = ort.InferenceSession(
+                str(path), session_options(intra_op_threads), providers=["CPUExecutionProvider"]
+            )
         except Exception as exc:  # onnxruntime raises its own exception types
             raise BundleError(f"{path}: ONNX Runtime cannot load model {version}: {exc}") from exc
         inputs = session.get_inputs()

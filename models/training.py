@@ -153,9 +153,7 @@ def split_interactions(
     is_train = ~is_test & ~is_label
 
     def part(mask: npt.NDArray[np.bool_]) -> sp.csr_matrix:
-        matrix = sp.csr_matrix(
-            (plays.data * mask, plays.indices.copy(), plays.indptr.copy()), shape=plays.shape
-        )
+        matrix = sp.csr_matrix((plays.data * mask, plays.indices.copy(), plays.indptr.copy()), shape=plays.shape)
         matrix.eliminate_zeros()
         return matrix
 
@@ -196,16 +194,22 @@ def train_embeddings(
 
     with threadpool_limits(1, "blas"):  # implicit parallelises itself; BLAS threads would oversubscribe
         model = AlternatingLeastSquares(
-            factors=factors, regularization=regularization, alpha=alpha, iterations=iterations,
-            num_threads=threads, random_state=seed, use_gpu=False,
+            factors=factors,
+            regularization=regularization,
+            alpha=alpha,
+            iterations=iterations,
+            num_threads=threads,
+            random_state=seed,
+            use_gpu=False,
         )
         model.fit(confidence(train, weighting), show_progress=False)
     items = np.ascontiguousarray(model.item_factors, dtype=np.float32)
     users = np.ascontiguousarray(model.user_factors, dtype=np.float32)
     # Items nobody played in train keep no signal: zero them so they never rank by noise.
     items[np.diff(train.tocsc().indptr) == 0] = 0.0
-    return Embeddings(item_vectors=items, user_vectors=users,
-                      item_norms=np.linalg.norm(items, axis=1).astype(np.float32))
+    return Embeddings(
+        item_vectors=items, user_vectors=users, item_norms=np.linalg.norm(items, axis=1).astype(np.float32)
+    )
 
 
 def compute_tables(train: sp.csr_matrix) -> Tables:
@@ -213,16 +217,20 @@ def compute_tables(train: sp.csr_matrix) -> Tables:
     csc = train.tocsc()
     listeners = np.diff(csc.indptr).astype(np.int64)
     item_plays = np.asarray(csc.sum(axis=0)).ravel()
-    item_stats = np.column_stack((
-        np.log1p(listeners),
-        np.log1p(item_plays / np.maximum(listeners, 1)),
-    )).astype(np.float32)
+    item_stats = np.column_stack(
+        (
+            np.log1p(listeners),
+            np.log1p(item_plays / np.maximum(listeners, 1)),
+        )
+    ).astype(np.float32)
     n_items_user = np.diff(train.indptr)
     user_plays = np.asarray(train.sum(axis=1)).ravel()
-    user_stats = np.column_stack((
-        np.log1p(n_items_user),
-        np.log1p(user_plays / np.maximum(n_items_user, 1)),
-    )).astype(np.float32)
+    user_stats = np.column_stack(
+        (
+            np.log1p(n_items_user),
+            np.log1p(user_plays / np.maximum(n_items_user, 1)),
+        )
+    ).astype(np.float32)
     return Tables(item_stats=item_stats, user_stats=user_stats, listeners=listeners)
 
 
@@ -236,13 +244,11 @@ def popularity_order(listeners: I64, limit: int | None = None) -> I64:
 # --- queries and retrieval ------------------------------------------------------------------
 
 
-def sample_user_items(
-    part: sp.csr_matrix, users: I64, rng: np.random.Generator, max_items: int
-) -> list[I64]:
+def sample_user_items(part: sp.csr_matrix, users: I64, rng: np.random.Generator, max_items: int) -> list[I64]:
     """For each user, up to ``max_items`` distinct random items of ``part`` (1..max, uniform)."""
     out: list[I64] = []
     for u in users.tolist():
-        items = part.indices[part.indptr[u]:part.indptr[u + 1]]
+        items = part.indices[part.indptr[u] : part.indptr[u + 1]]
         if items.size == 0:
             out.append(np.empty(0, dtype=np.int64))
             continue
@@ -312,8 +318,11 @@ def retrieve(
             sub = part[users[start:stop]]
             rows = np.repeat(np.arange(stop - start), np.diff(sub.indptr))
             scores[rows, sub.indices] = -np.inf
-        top = np.argpartition(-scores, n - 1, axis=1)[:, :n] if n < n_items else \
-            np.tile(np.arange(n_items), (stop - start, 1))
+        top = (
+            np.argpartition(-scores, n - 1, axis=1)[:, :n]
+            if n < n_items
+            else np.tile(np.arange(n_items), (stop - start, 1))
+        )
         top_scores = np.take_along_axis(scores, top, axis=1)
         order = np.argsort(-top_scores, axis=1, kind="stable")
         top = np.take_along_axis(top, order, axis=1)
@@ -376,7 +385,7 @@ def build_ranker_dataset(
         for row, u in enumerate(users.tolist()):
             valid = idx[row] >= 0
             cand = idx[row][valid]
-            positives = split.label.indices[split.label.indptr[u]:split.label.indptr[u + 1]]
+            positives = split.label.indices[split.label.indptr[u] : split.label.indptr[u + 1]]
             y = np.isin(cand, positives).astype(np.float32)
             if not y.any():
                 continue
@@ -385,8 +394,9 @@ def build_ranker_dataset(
             groups.append(int(cand.size))
     if not groups:
         raise TrainingError("no ranker training query has a positive candidate; data too small or sparse")
-    return RankerDataset(features=np.concatenate(features), labels=np.concatenate(labels),
-                         groups=np.asarray(groups, dtype=np.int64))
+    return RankerDataset(
+        features=np.concatenate(features), labels=np.concatenate(labels), groups=np.asarray(groups, dtype=np.int64)
+    )
 
 
 def export_onnx(model: Any, check_rows: F32) -> bytes:
@@ -396,7 +406,8 @@ def export_onnx(model: Any, check_rows: F32) -> bytes:
     from onnxmltools.convert.common.data_types import FloatTensorType
 
     onnx_model = onnxmltools.convert_lightgbm(
-        model, initial_types=[(RANKER_INPUT_NAME, FloatTensorType([None, N_RANKER_FEATURES]))],
+        model,
+        initial_types=[(RANKER_INPUT_NAME, FloatTensorType([None, N_RANKER_FEATURES]))],
         target_opset=15,
     )
     data: bytes = onnx_model.SerializeToString()

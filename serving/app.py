@@ -78,8 +78,10 @@ async def _open_store(settings: Settings, bundle: Bundle) -> FeatureStore:
         written = await store.load_snapshot(bundle.load_users(), progress=_progress)
         log.info("redis: wrote %d users in %.1f s", written, time.perf_counter() - started)
     if not await store.ping(1.0):
-        log.warning("redis at %s does not answer; serving with cold-start fallbacks until it does",
-                    settings.redis_url.split("@")[-1])
+        log.warning(
+            "redis at %s does not answer; serving with cold-start fallbacks until it does",
+            settings.redis_url.split("@")[-1],
+        )
     return store
 
 
@@ -130,7 +132,11 @@ async def lifespan(settings: Settings) -> AsyncIterator[EncoreApp]:
         )
         log.info(
             "bundle %s ready: %d items, models %s (default %s) in %.1f s",
-            bundle.version, len(bundle.catalog), sorted(sessions), bundle.default_model, time.perf_counter() - started,
+            bundle.version,
+            len(bundle.catalog),
+            sorted(sessions),
+            bundle.default_model,
+            time.perf_counter() - started,
         )
         yield app
         for pipeline in pipelines.values():

@@ -1,8 +1,8 @@
 """The ``encore`` command: build bundles, serve them, and rank against a running server.
 
-    encore build  [--dataset synthetic|hetrec] [--data-path DIR] [--n-items N] [--n-users N] [--out DIR]
-    encore serve  --bundle DIR [--port 50051] [--redis-url URL [--load-features]] [--metrics-port 9464]
-    encore rank   --user-id U [--surface home|now_playing] [--seed-item-id I] [--limit N] [--target HOST:PORT]
+encore build  [--dataset synthetic|hetrec] [--data-path DIR] [--n-items N] [--n-users N] [--out DIR]
+encore serve  --bundle DIR [--port 50051] [--redis-url URL [--load-features]] [--metrics-port 9464]
+encore rank   --user-id U [--surface home|now_playing] [--seed-item-id I] [--limit N] [--target HOST:PORT]
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import grpc
-
 from encore.v1 import ranking_pb2 as pb
 from encore.v1 import ranking_pb2_grpc as pb_grpc
 
@@ -85,8 +84,10 @@ def cmd_rank(args: argparse.Namespace) -> int:
             print(f"encore rank: {exc.code().name}: {exc.details()}", file=sys.stderr)
             return 1
         elapsed_ms = (time.perf_counter() - started) * 1000
-    print(f"request {response.request_id}  bundle {response.bundle_version}  model {response.model_version or '-'}"
-          f"  {elapsed_ms:.1f} ms")
+    print(
+        f"request {response.request_id}  bundle {response.bundle_version}  model {response.model_version or '-'}"
+        f"  {elapsed_ms:.1f} ms"
+    )
     if response.assignments:
         print("experiments: " + ", ".join(f"{a.experiment}={a.variant}" for a in response.assignments))
     if response.degraded:
@@ -100,7 +101,9 @@ def cmd_rank(args: argparse.Namespace) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="encore", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="encore", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = p.add_subparsers(dest="command", required=True)
 

@@ -76,8 +76,12 @@ _SCALARS: dict[str, tuple[type, ...]] = {
     "max_user_id_length": (int,),
     "max_events": (int,),
 }
-_STAGE_KEYS = {"user_features_ms": "user_features", "retrieval_ms": "retrieval", "scoring_ms": "scoring",
-               "reserve_ms": "reserve"}
+_STAGE_KEYS = {
+    "user_features_ms": "user_features",
+    "retrieval_ms": "retrieval",
+    "scoring_ms": "scoring",
+    "reserve_ms": "reserve",
+}
 _SURFACE_KEYS = {"budget_ms", "default_limit", "max_limit"}
 _PARAM_KEYS = {f.name for f in fields(RankingParams)} - {"model_version"}
 
@@ -109,9 +113,10 @@ def load_settings(bundle: Path, config_file: Path | None = None, **overrides: An
     for key, value in data.items():
         if key in _SCALARS:
             if not isinstance(value, _SCALARS[key]) or (isinstance(value, bool) and bool not in _SCALARS[key]):
-                raise ConfigError(f"{source}: {key}: expected {' or '.join(t.__name__ for t in _SCALARS[key])}, "
-                                  f"got {value!r}")
-            changes[key] = Path(value) if key == "experiments" and value is not None else value
+                raise ConfigError(
+                    f"{source}: {key}: expected {' or '.join(t.__name__ for t in _SCALARS[key])}, got {value!r}"
+                )
+            changes[key] = Path(str(value)) if key == "experiments" and value is not None else value
         elif key == "stages":
             changes["stages"] = _stages(source, value)
         elif key == "surfaces":
@@ -119,8 +124,7 @@ def load_settings(bundle: Path, config_file: Path | None = None, **overrides: An
         else:
             raise ConfigError(f"{source}: {key}: unknown setting")
     for key in ("port", "cpu_threads", "max_user_id_length", "max_events"):
-        _number(source, key, changes.get(key, getattr(settings, key)), minimum=0 if key == "port" else 1,
-                integer=True)
+        _number(source, key, changes.get(key, getattr(settings, key)), minimum=0 if key == "port" else 1, integer=True)
     return replace(settings, **changes)
 
 

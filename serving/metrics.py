@@ -18,16 +18,24 @@ class Metrics:
         self.registry = registry or CollectorRegistry()
         r = self.registry
         self.requests = Counter(
-            "encore_requests", "RPCs handled, by method, surface and outcome (a gRPC status name)",
-            ["method", "surface", "outcome"], registry=r,
+            "encore_requests",
+            "RPCs handled, by method, surface and outcome (a gRPC status name)",
+            ["method", "surface", "outcome"],
+            registry=r,
         )
         self.request_latency = Histogram(
-            "encore_request_duration_seconds", "Server-side RPC latency",
-            ["method", "surface", "outcome"], buckets=_LATENCY_BUCKETS, registry=r,
+            "encore_request_duration_seconds",
+            "Server-side RPC latency",
+            ["method", "surface", "outcome"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
         )
         self.stage_latency_seconds = Histogram(
-            "encore_stage_duration_seconds", "Pipeline stage latency", ["surface", "stage"],
-            buckets=_LATENCY_BUCKETS, registry=r,
+            "encore_stage_duration_seconds",
+            "Pipeline stage latency",
+            ["surface", "stage"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
         )
         self.degradations = Counter(
             "encore_degraded", "Requests answered with a stage's fallback", ["surface", "stage"], registry=r
@@ -37,11 +45,14 @@ class Metrics:
         )
         self.events = Counter("encore_events", "Events recorded by RecordEvents, by type", ["type"], registry=r)
         self.bundle_info = Gauge(
-            "encore_bundle_info", "The serving bundle and its default model (value 1)",
-            ["bundle_version", "model_version"], registry=r,
+            "encore_bundle_info",
+            "The serving bundle and its default model (value 1)",
+            ["bundle_version", "model_version"],
+            registry=r,
         )
-        self.feature_store_up = Gauge("encore_feature_store_up", "1 when the feature store answered its last ping",
-                                      registry=r)
+        self.feature_store_up = Gauge(
+            "encore_feature_store_up", "1 when the feature store answered its last ping", registry=r
+        )
 
     def stage_latency(self, surface: str, stage: str, seconds: float) -> None:
         self.stage_latency_seconds.labels(surface, stage).observe(seconds)

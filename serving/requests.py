@@ -6,11 +6,12 @@ import uuid
 from dataclasses import dataclass
 
 from encore.v1 import ranking_pb2 as pb
+
 from ranking.types import Query, RankingParams, RequestContext, Surface
 from serving.config import Settings
 from serving.errors import InvalidRequest
 
-SURFACES = {pb.SURFACE_HOME: Surface.HOME, pb.SURFACE_NOW_PLAYING: Surface.NOW_PLAYING}
+SURFACES: dict[int, Surface] = {pb.SURFACE_HOME: Surface.HOME, pb.SURFACE_NOW_PLAYING: Surface.NOW_PLAYING}
 SURFACE_TO_PROTO = {v: k for k, v in SURFACES.items()}
 MAX_REQUEST_ID_LENGTH = 128
 MAX_ITEM_ID_LENGTH = 256

@@ -5,25 +5,31 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from typing import Any
 
 import grpc
+from encore.v1 import ranking_pb2 as pb
+from encore.v1 import ranking_pb2_grpc as pb_grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
 
-from encore.v1 import ranking_pb2 as pb
-from encore.v1 import ranking_pb2_grpc as pb_grpc
 from serving.app import EncoreApp, lifespan
 from serving.config import Settings
 from serving.servicer import RankingServicer
 
 log = logging.getLogger(__name__)
 
+#: grpc_health's asyncio servicer (its type stubs do not describe ``health.aio``).
+HealthServicer: Any = health.aio.HealthServicer  # type: ignore[attr-defined]
+
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["RankingService"].full_name
 MAX_MESSAGE_BYTES = 1 << 20
 
 
-async def create_server(app: EncoreApp, host: str = "127.0.0.1", port: int = 0) -> tuple[grpc.aio.Server, int, health.aio.HealthServicer]:
+async def create_server(
+    app: EncoreApp, host: str = "127.0.0.1", port: int = 0
+) -> tuple[grpc.aio.Server, int, HealthServicer]:
     """A started-later server bound to ``host:port`` (0 picks a free port); returns it and the port.
 
     The health service reports NOT_SERVING until ``serving_started`` flips it.
@@ -36,7 +42,7 @@ async def create_server(app: EncoreApp, host: str = "127.0.0.1", port: int = 0) 
         ]
     )
     pb_grpc.add_RankingServiceServicer_to_server(RankingServicer(app), server)
-    health_servicer = health.aio.HealthServicer()
+    health_servicer = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
     bound = server.add_insecure_port(f"{host}:{port}")
@@ -47,7 +53,7 @@ async def create_server(app: EncoreApp, host: str = "127.0.0.1", port: int = 0) 
     return server, bound, health_servicer
 
 
-async def mark_serving(health_servicer: health.aio.HealthServicer, serving: bool) -> None:
+async def mark_serving(health_servicer: HealthServicer, serving: bool) -> None:
     status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
     for service in ("", SERVICE_NAME):
         await health_servicer.set(service, status)

@@ -6,9 +6,9 @@ import logging
 import time
 
 import grpc
-
 from encore.v1 import ranking_pb2 as pb
 from encore.v1 import ranking_pb2_grpc as pb_grpc
+
 from features.store import FeatureStoreError
 from ranking.budget import Budget
 from ranking.types import RankResult
@@ -58,7 +58,9 @@ class RankingServicer(pb_grpc.RankingServiceServicer):
             app.metrics.request("Rank", surface_label, outcome, time.perf_counter() - started)
 
     async def RecordEvents(
-        self, request: pb.RecordEventsRequest, context: grpc.aio.ServicerContext  # type: ignore[type-arg]
+        self,
+        request: pb.RecordEventsRequest,
+        context: grpc.aio.ServicerContext,  # type: ignore[type-arg]
     ) -> pb.RecordEventsResponse:
         app = self._app
         started = time.perf_counter()

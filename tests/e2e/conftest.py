@@ -12,9 +12,9 @@ from pathlib import Path
 
 import grpc
 import pytest
+from encore.v1 import ranking_pb2_grpc as pb_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from encore.v1 import ranking_pb2_grpc as pb_grpc
 from tests.support import REPO, RedisProcess, free_port
 
 EXPERIMENTS = """
@@ -47,8 +47,21 @@ class ServerProcess:
 def start_server(bundle: Path, tmp: Path, *extra: str) -> ServerProcess:
     port, metrics_port = free_port(), free_port()
     log_path = tmp / f"server-{port}.log"
-    cmd = [sys.executable, "-m", "serving.cli", "serve", "--bundle", str(bundle), "--host", "127.0.0.1",
-           "--port", str(port), "--metrics-port", str(metrics_port), *extra]
+    cmd = [
+        sys.executable,
+        "-m",
+        "serving.cli",
+        "serve",
+        "--bundle",
+        str(bundle),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--metrics-port",
+        str(metrics_port),
+        *extra,
+    ]
     with log_path.open("wb") as log:
         process = subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ))
     server = ServerProcess(process, port, metrics_port, log_path)
@@ -94,8 +107,9 @@ def server(
     tmp = tmp_path_factory.mktemp("server")
     experiments = tmp / "experiments.yaml"
     experiments.write_text(EXPERIMENTS)
-    proc = start_server(tiny_bundle_path, tmp, "--redis-url", redis_for_server.url, "--load-features",
-                        "--experiments", str(experiments))
+    proc = start_server(
+        tiny_bundle_path, tmp, "--redis-url", redis_for_server.url, "--load-features", "--experiments", str(experiments)
+    )
     yield proc
     stop_server(proc)
 

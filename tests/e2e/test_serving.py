@@ -7,17 +7,17 @@ from pathlib import Path
 
 import grpc
 import pytest
+import yaml
+from encore.v1 import ranking_pb2 as pb
+from encore.v1 import ranking_pb2_grpc as pb_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from encore.v1 import ranking_pb2 as pb
-from encore.v1 import ranking_pb2_grpc as pb_grpc
 from models.bundle import load_bundle
 from serving.experiments.assignment import Assigner
 from serving.experiments.config import parse_experiments
 from tests.e2e.conftest import EXPERIMENTS, ServerProcess, start_server, stop_server
-
-import yaml
+from tests.support import RedisProcess
 
 
 def rank(stub: pb_grpc.RankingServiceStub, **fields: object) -> pb.RankResponse:
@@ -76,8 +76,10 @@ def test_now_playing_never_returns_the_seed_or_recent_plays(stub: pb_grpc.Rankin
 def test_recorded_plays_give_a_cold_user_personalised_home_results(stub: pb_grpc.RankingServiceStub) -> None:
     cold = rank(stub, user_id="brand-new-user")
     assert {i.source for i in cold.items} == {"popularity"}
-    stub.RecordEvents(pb.RecordEventsRequest(
-        user_id="brand-new-user", events=[pb.Event(type=pb.EVENT_TYPE_PLAY, item_id="i00100")]), timeout=5)
+    stub.RecordEvents(
+        pb.RecordEventsRequest(user_id="brand-new-user", events=[pb.Event(type=pb.EVENT_TYPE_PLAY, item_id="i00100")]),
+        timeout=5,
+    )
     warm = rank(stub, user_id="brand-new-user")
     assert "ann" in {i.source for i in warm.items}
 
@@ -107,8 +109,10 @@ def test_bad_input_is_invalid_argument_naming_the_field(
 def test_bad_events_are_invalid_argument_naming_the_field(stub: pb_grpc.RankingServiceStub) -> None:
     cases = [
         (pb.RecordEventsRequest(user_id="u1"), "events"),
-        (pb.RecordEventsRequest(user_id="u1", events=[pb.Event(type=pb.EVENT_TYPE_PLAY, item_id="zzz")]),
-         "events[0].item_id"),
+        (
+            pb.RecordEventsRequest(user_id="u1", events=[pb.Event(type=pb.EVENT_TYPE_PLAY, item_id="zzz")]),
+            "events[0].item_id",
+        ),
         (pb.RecordEventsRequest(user_id="u1", events=[pb.Event(item_id="i00001")]), "events[0].type"),
         (pb.RecordEventsRequest(user_id="u1", events=[pb.Event(type=1, item_id="i00001")] * 101), "events"),
     ]
@@ -145,7 +149,7 @@ def test_metrics_endpoint_reports_requests_stages_filters_and_bundle(
 
 
 def test_redis_stopped_mid_run_degrades_answers_instead_of_failing(
-    stub: pb_grpc.RankingServiceStub, redis_for_server: "RedisProcess"
+    stub: pb_grpc.RankingServiceStub, redis_for_server: RedisProcess
 ) -> None:
     assert list(rank(stub, user_id="u2").degraded) == []
     redis_for_server.stop()
@@ -156,8 +160,10 @@ def test_redis_stopped_mid_run_degrades_answers_instead_of_failing(
                 assert list(response.degraded) == ["user_features"]
                 assert len(response.items) > 0
         with pytest.raises(grpc.RpcError) as caught:
-            stub.RecordEvents(pb.RecordEventsRequest(
-                user_id="u2", events=[pb.Event(type=pb.EVENT_TYPE_PLAY, item_id="i00001")]), timeout=5)
+            stub.RecordEvents(
+                pb.RecordEventsRequest(user_id="u2", events=[pb.Event(type=pb.EVENT_TYPE_PLAY, item_id="i00001")]),
+                timeout=5,
+            )
         assert caught.value.code() is grpc.StatusCode.UNAVAILABLE
     finally:
         redis_for_server.start()
@@ -184,5 +190,3 @@ def test_a_corrupt_bundle_is_refused_at_start_up(tiny_bundle_path: Path, tmp_pat
     (broken / "item_vectors.npy").write_bytes(b"garbage")
     with pytest.raises(RuntimeError, match="checksum mismatch"):
         start_server(broken, tmp_path)
-
-

@@ -133,5 +133,9 @@ def query(
 
 def budget(total_s: float = 1.0, clock: Callable[[], float] | None = None) -> Budget:
     kwargs = {"clock": clock} if clock is not None else {}
-    return Budget(surface_budget_s=total_s, client_timeout_s=None, limits=StageLimits(
-        user_features=0.2, retrieval=0.2, scoring=0.2, reserve=0.001), **kwargs)
+    return Budget(
+        surface_budget_s=total_s,
+        client_timeout_s=None,
+        limits=StageLimits(user_features=0.2, retrieval=0.2, scoring=0.2, reserve=0.001),
+        **kwargs,
+    )

@@ -193,6 +193,7 @@ def test_empty_config_assigns_nothing() -> None:
 
 def test_assignments_match_growthbook_python_sdk_run() -> None:
     import growthbook  # dev dependency: an independent implementation to cross-check
+
     cases = [
         ("a", (0.2, 0.3, 0.5), 0.8, 2),
         ("b", (0.5, 0.5), 0.35, 2),

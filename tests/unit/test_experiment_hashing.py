@@ -206,6 +206,7 @@ def _random_ids(count: int, seed: int) -> list[str]:
 
 def test_matches_growthbook_python_sdk_on_many_ids() -> None:
     import growthbook.core as gb_core  # dev dependency: independent implementation
+
     seeds = ["", "home-ranker-lite", "np-blend", "ñandú", "🎵"]
     for i, value in enumerate(_random_ids(4000, seed=11)):
         seed = seeds[i % len(seeds)]
@@ -224,4 +225,5 @@ def test_matches_growthbook_python_sdk_on_many_ids() -> None:
 )
 def test_bucket_ranges_match_growthbook_python_sdk(num: int, coverage: float, weights: list[float] | None) -> None:
     import growthbook.core as gb_core
+
     assert get_bucket_ranges(num, coverage, weights) == gb_core.getBucketRanges(num, coverage, weights)

@@ -1,0 +1,80 @@
+"""Building a bundle end to end and loading it back."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from features.ranker_features import ranker_features
+from features.schema import RANKER_INPUT_NAME, USER_STATS
+from features.query_vector import user_query
+from models.bundle import load_bundle
+
+pytestmark = pytest.mark.integration
+
+#: Same location the ``small_bundle_path`` fixture builds from.
+HETREC_PATH = Path(__file__).resolve().parents[2].parent / "shared/data/hetrec2011-lastfm-2k"
+
+
+def test_built_bundle_loads_and_validates(small_bundle_path: Path) -> None:
+    bundle = load_bundle(small_bundle_path)
+    n = len(bundle.catalog)
+    assert bundle.item_vectors.shape == (n, 64 if HETREC_PATH.is_dir() else 32)
+    assert bundle.index.ntotal == n
+    assert set(bundle.models) == {"lgbm-v1", "lgbm-v1-lite"}
+    assert bundle.default_model == "lgbm-v1"
+    assert 0 < bundle.popularity.size <= 1000
+    users = bundle.load_users()
+    assert users.stats.shape == (len(users.user_ids), len(USER_STATS))
+    assert np.isfinite(users.vectors).all()
+
+
+def test_onnx_rankers_score_ranker_features_one_score_per_candidate(small_bundle_path: Path) -> None:
+    bundle = load_bundle(small_bundle_path)
+    users = bundle.load_users()
+    query = user_query(users.vectors[0], np.zeros(bundle.dim, dtype=np.float32))
+    _, found = bundle.index.search(query[None, :].astype(np.float32), 50)
+    cand = found[0][found[0] >= 0]
+    vectors = np.asarray(bundle.item_vectors[cand])
+    features = ranker_features(
+        item_vectors=vectors,
+        item_stats=np.asarray(bundle.item_stats[cand]),
+        item_norms=bundle.item_norms[cand],
+        retrieval_scores=(vectors @ query).astype(np.float32),
+        user_vector=users.vectors[0],
+        user_stats=users.stats[0],
+        recent_vector=np.zeros(bundle.dim, dtype=np.float32),
+        seed_vector=None,
+    )
+    for version in bundle.models:
+        session = ort.InferenceSession(str(bundle.model_path(version)), providers=["CPUExecutionProvider"])
+        assert session.get_inputs()[0].name == RANKER_INPUT_NAME
+        scores = np.asarray(session.run(None, {RANKER_INPUT_NAME: features})[0])
+        assert scores.shape in {(cand.size,), (cand.size, 1)}
+        assert np.isfinite(scores).all()
+        assert np.unique(scores).size > 1  # the model discriminates between candidates
+
+
+def test_manifest_records_evaluation_for_all_methods_and_dataset(small_bundle_path: Path) -> None:
+    manifest = load_bundle(small_bundle_path).manifest
+    evaluation = manifest["evaluation"]
+    for surface in ("home", "now_playing"):
+        for method in ("popularity", "retrieval", "ranker", "ranker:lgbm-v1-lite"):
+            metrics = evaluation[surface][method]
+            assert 0.0 <= metrics["ndcg@10"] <= 1.0
+            assert 0.0 <= metrics["recall@100"] <= 1.0
+    assert evaluation["protocol"]["rerank_depth"] >= 100
+    assert manifest["dataset"]["n_items"] == manifest["n_items"]
+    assert manifest["dataset"]["n_interactions"] > 0
+
+
+@pytest.mark.skipif(not HETREC_PATH.is_dir(), reason="real HetRec data not available")
+def test_ranker_beats_popularity_and_retrieval_on_real_data(small_bundle_path: Path) -> None:
+    home = load_bundle(small_bundle_path).manifest["evaluation"]["home"]
+    ranker = home["ranker"]["ndcg@10"]
+    assert ranker > home["popularity"]["ndcg@10"]
+    assert ranker > home["retrieval"]["ndcg@10"]
+    assert home["retrieval"]["ndcg@10"] > home["popularity"]["ndcg@10"]
