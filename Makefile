@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 BUNDLES ?= bundles
 STAMP := $(VENV)/.installed
 
-.PHONY: install run build build-real serve test check lint typecheck proto bench clean
+.PHONY: redis-server install run build build-real serve test check lint typecheck proto bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,6 +14,12 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 install: $(STAMP)
+
+## The tests start their own redis-server processes; install Debian's package when it is missing.
+redis-server:
+	@command -v redis-server >/dev/null 2>&1 || { \
+	  echo "installing redis-server (Debian package)"; \
+	  export DEBIAN_FRONTEND=noninteractive; apt-get update -qq && apt-get install -y -qq redis-server >/dev/null; }
 
 ## Build a synthetic bundle if none exists, then serve it on the embedded feature store.
 run: $(STAMP)
@@ -26,7 +32,7 @@ build: $(STAMP)
 build-real: $(STAMP)
 	$(BIN)/encore build --dataset hetrec --data-path ../shared/data/hetrec2011-lastfm-2k --out $(BUNDLES)
 
-test: $(STAMP)
+test: $(STAMP) redis-server
 	$(BIN)/pytest -q
 
 lint: $(STAMP)
@@ -37,6 +43,9 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 check: lint typecheck test
+
+bench: $(STAMP)
+	bash tests/benchmarks/run.sh
 
 proto: $(STAMP)
 	PATH=$(BIN):$$PATH $(BIN)/python -m grpc_tools.protoc -Iprotos --python_out=protos --grpc_python_out=protos \

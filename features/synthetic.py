@@ -36,8 +36,9 @@ def _sample_weighted(
 ) -> npt.NDArray[np.int64]:
     """Sample positions in a global cumulative-weight array, each draw restricted to [lo, hi)."""
     r = lo + rng.random(lo.shape[0]) * (hi - lo)
-    idx = np.searchsorted(cum, r, side="right")
-    return np.minimum(idx, cum.shape[0] - 1).astype(np.int64)
+    idx: npt.NDArray[np.int64] = np.searchsorted(cum, r, side="right").astype(np.int64)
+    clipped: npt.NDArray[np.int64] = np.minimum(idx, cum.shape[0] - 1)
+    return clipped
 
 
 def generate_synthetic(

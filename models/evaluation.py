@@ -103,7 +103,7 @@ def evaluate_surface(
         "retrieval": _metrics(retrieval, relevant),
     }
     for name, scorer in scorers.items():
-        ranked = []
+        ranked: list[list[int]] = []
         for row in range(users.size):
             valid = idx[row] >= 0
             cand = idx[row][valid]

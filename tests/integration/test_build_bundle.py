@@ -8,9 +8,9 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
+from features.query_vector import user_query
 from features.ranker_features import ranker_features
 from features.schema import RANKER_INPUT_NAME, USER_STATS
-from features.query_vector import user_query
 from models.bundle import load_bundle
 
 pytestmark = pytest.mark.integration
