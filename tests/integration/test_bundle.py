@@ -1,0 +1,82 @@
+"""Bundle format: write → load round trip and refusal of broken bundles (real FAISS, real ONNX)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from features.schema import N_RANKER_FEATURES
+from models.bundle import BundleError, load_bundle
+from models.runtime import load_sessions
+from tests.support import linear_ranker
+
+
+def copy(bundle: Path, tmp_path: Path) -> Path:
+    target = tmp_path / "copy"
+    shutil.copytree(bundle, target)
+    return target
+
+
+def rewrite_manifest(bundle: Path, **changes: object) -> None:
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    manifest.update(changes)
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+
+
+def test_loaded_bundle_searches_and_scores(tiny_bundle_path: Path) -> None:
+    bundle = load_bundle(tiny_bundle_path)
+    assert len(bundle.catalog) == 400 and bundle.dim == 8
+    query = np.asarray(bundle.item_vectors[17], dtype=np.float32)
+    scores, ids = bundle.index.search(query[None, :], 5)
+    brute = np.argsort(-(np.asarray(bundle.item_vectors) @ query))[:5]
+    assert ids[0].tolist() == brute.tolist()
+    sessions = load_sessions(bundle)
+    assert set(sessions) == {"linear-v1", "linear-v2"}
+    out = sessions["linear-v1"].run(None, {"features": np.ones((3, N_RANKER_FEATURES), np.float32)})[0]
+    assert out.shape == (3, 1)
+    assert bundle.catalog.artist_ids[0] == bundle.catalog.artist_ids[3] != bundle.catalog.artist_ids[4]
+
+
+def test_a_modified_file_fails_its_checksum(tiny_bundle_path: Path, tmp_path: Path) -> None:
+    broken = copy(tiny_bundle_path, tmp_path)
+    with (broken / "popularity.npy").open("ab") as fh:
+        fh.write(b"\0")
+    with pytest.raises(BundleError, match=r"popularity\.npy: checksum mismatch"):
+        load_bundle(broken)
+
+
+def test_a_missing_file_is_named(tiny_bundle_path: Path, tmp_path: Path) -> None:
+    broken = copy(tiny_bundle_path, tmp_path)
+    (broken / "index.faiss").unlink()
+    with pytest.raises(BundleError, match=r"index\.faiss: listed in the manifest but missing"):
+        load_bundle(broken)
+
+
+def test_a_bundle_for_another_feature_schema_is_refused(tiny_bundle_path: Path, tmp_path: Path) -> None:
+    broken = copy(tiny_bundle_path, tmp_path)
+    rewrite_manifest(broken, schema_version=999)
+    with pytest.raises(BundleError, match="feature schema version 999"):
+        load_bundle(broken)
+
+
+def test_not_a_bundle_directory(tmp_path: Path) -> None:
+    with pytest.raises(BundleError, match="no manifest.json"):
+        load_bundle(tmp_path)
+
+
+def test_a_model_with_the_wrong_input_width_is_refused(tiny_bundle_path: Path, tmp_path: Path) -> None:
+    import onnx
+
+    broken = copy(tiny_bundle_path, tmp_path)
+    model = onnx.load_from_string(linear_ranker(np.ones(N_RANKER_FEATURES, np.float32)))
+    model.graph.input[0].type.tensor_type.shape.dim[1].dim_value = N_RANKER_FEATURES + 1
+    model.graph.initializer[0].dims[0] = N_RANKER_FEATURES + 1
+    model.graph.initializer[0].float_data.append(0.0)
+    (broken / "models" / "linear-v2.onnx").write_bytes(model.SerializeToString())
+    bundle = load_bundle(broken, verify_checksums=False)
+    with pytest.raises(BundleError, match=f"expected float\\[N, {N_RANKER_FEATURES}\\]"):
+        load_sessions(bundle)

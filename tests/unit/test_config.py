@@ -1,0 +1,52 @@
+"""Settings: defaults, YAML, overrides, and errors naming the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ranking.types import Surface
+from serving.config import load_settings
+from serving.errors import ConfigError
+
+
+def test_defaults_serve_the_embedded_store_with_per_surface_budgets() -> None:
+    settings = load_settings(Path("b"))
+    assert settings.redis_url is None
+    assert settings.surfaces[Surface.HOME].budget_ms == 80
+    assert settings.surfaces[Surface.NOW_PLAYING].default_limit == 10
+
+
+def test_yaml_then_flags_override_defaults(tmp_path: Path) -> None:
+    config = tmp_path / "s.yaml"
+    config.write_text(
+        "port: 6000\nstages: {scoring_ms: 5}\nsurfaces:\n  home: {budget_ms: 30, max_limit: 40, diversity_cap: 3}\n"
+    )
+    settings = load_settings(Path("b"), config, port=7000, redis_url=None)
+    assert settings.port == 7000
+    assert settings.stages.scoring == pytest.approx(0.005)
+    home = settings.surfaces[Surface.HOME]
+    assert (home.budget_ms, home.max_limit, home.params.diversity_cap) == (30, 40, 3)
+    assert settings.surfaces[Surface.NOW_PLAYING].budget_ms == 60
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("prot: 1\n", "prot: unknown setting"),
+        ("port: fast\n", "port: expected int"),
+        ("surfaces: {radio: {}}\n", "surfaces.radio: unknown surface"),
+        ("surfaces: {home: {budget_ms: -1}}\n", "surfaces.home.budget_ms: must be a number >= 1"),
+        ("surfaces: {home: {default_limit: 500}}\n", "surfaces.home.default_limit: exceeds max_limit"),
+        ("surfaces: {now_playing: {seed_weight: 2}}\n", "surfaces.now_playing.seed_weight: must be in 0..1"),
+        ("stages: {ranking_ms: 3}\n", "stages.ranking_ms: unknown stage"),
+        ("load_features: 1\n", "load_features: expected bool"),
+        ("- a\n", "expected a mapping"),
+    ],
+)
+def test_bad_settings_name_the_key(tmp_path: Path, text: str, message: str) -> None:
+    config = tmp_path / "s.yaml"
+    config.write_text(text)
+    with pytest.raises(ConfigError, match=message.replace(".", r"\.")):
+        load_settings(Path("b"), config)
