@@ -9,7 +9,6 @@ feature distributions identical to the ones it was trained on.
 
 from __future__ import annotations
 
-import argparse
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -196,37 +195,3 @@ def build_bundle(config: BuildConfig, log: Callable[[str], None] = print) -> Pat
     path = write_bundle(contents, out)
     step(f"bundle written to {path}")
     return path
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Command line: ``python -m models.build --dataset hetrec --data-path DIR --out-dir DIR``."""
-    parser = argparse.ArgumentParser(prog="python -m models.build", description=__doc__.splitlines()[0])
-    parser.add_argument("--dataset", choices=["synthetic", "hetrec"], default="synthetic")
-    parser.add_argument("--data-path", type=Path, default=None)
-    parser.add_argument("--n-items", type=int, default=20_000)
-    parser.add_argument("--n-users", type=int, default=5_000)
-    parser.add_argument("--out-dir", type=Path, default=Path("bundles"))
-    parser.add_argument("--version", default=None)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--factors", type=int, default=64)
-    parser.add_argument("--ranker-users", type=int, default=3000)
-    parser.add_argument("--eval-users", type=int, default=2000)
-    args = parser.parse_args(argv)
-    config = BuildConfig(
-        dataset=args.dataset,
-        data_path=args.data_path,
-        n_items=args.n_items,
-        n_users=args.n_users,
-        out_dir=args.out_dir,
-        version=args.version,
-        seed=args.seed,
-        factors=args.factors,
-        ranker_users=args.ranker_users,
-        eval_users=args.eval_users,
-    )
-    build_bundle(config)
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -166,7 +166,9 @@ def format_metrics_table(evaluation: Mapping[str, Any]) -> str:
     for surface, methods in evaluation.items():
         if surface == "protocol" or not isinstance(methods, Mapping):
             continue
-        for method, values in methods.items():
+        baselines = [m for m in ("popularity", "retrieval", "ranker") if m in methods]
+        for method in baselines + sorted(m for m in methods if m not in baselines):
+            values = methods[method]
             rows.append((surface, method, *(f"{values.get(m, float('nan')):.4f}" for m in metrics)))
     widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
     lines = [

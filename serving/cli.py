@@ -45,6 +45,8 @@ def cmd_build(args: argparse.Namespace) -> int:
         version=args.version,
         seed=args.seed,
         factors=args.factors,
+        ranker_users=args.ranker_users,
+        eval_users=args.eval_users,
     )
     path = build_bundle(config, log=lambda line: print(line, flush=True))
     print(f"bundle written: {path}")
@@ -116,6 +118,8 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--version", help="bundle version (default: dataset name + UTC timestamp)")
     b.add_argument("--seed", type=int, default=0)
     b.add_argument("--factors", type=int, default=64, help="embedding dimension")
+    b.add_argument("--ranker-users", type=int, default=3000, help="users sampled to train the ranker")
+    b.add_argument("--eval-users", type=int, default=2000, help="held-out users sampled for offline evaluation")
     b.set_defaults(func=cmd_build)
 
     s = sub.add_parser("serve", help="serve a bundle over gRPC")

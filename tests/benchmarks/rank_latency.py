@@ -17,9 +17,9 @@ from pathlib import Path
 
 import grpc
 import numpy as np
-
 from encore.v1 import ranking_pb2 as pb
 from encore.v1 import ranking_pb2_grpc as pb_grpc
+
 from models.bundle import load_bundle
 
 
@@ -43,7 +43,9 @@ def run(target: str, bundle_path: Path, n: int, warmup: int, seed: int) -> dict[
             degraded = 0
             for i in range(n + warmup):
                 request = pb.RankRequest(
-                    user_id=users[int(ranks[i])], surface=surface, debug=True,
+                    user_id=users[int(ranks[i])],
+                    surface=surface,
+                    debug=True,
                     seed_item_id=seeds[i] if surface == pb.SURFACE_NOW_PLAYING else "",
                 )
                 started = time.perf_counter()
@@ -80,10 +82,12 @@ def main() -> int:
     report = run(args.target, args.bundle, args.requests, args.warmup, args.seed)
     print(f"{'surface':<12} {'n':>6} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'max ms':>8} {'degraded':>8}")
     for name, r in report.items():
-        print(f"{name:<12} {r['requests']:>6} {r['p50_ms']:>8.2f} {r['p90_ms']:>8.2f} {r['p99_ms']:>8.2f} "
-              f"{r['max_ms']:>8.2f} {r['degraded']:>8}")
+        print(
+            f"{name:<12} {r['requests']:>6} {r['p50_ms']:>8.2f} {r['p90_ms']:>8.2f} {r['p99_ms']:>8.2f} "
+            f"{r['max_ms']:>8.2f} {r['degraded']:>8}"
+        )
     for name, r in report.items():
-        stages = {k[len("server_"):-len("_p50_ms")]: v for k, v in r.items() if k.startswith("server_")}
+        stages = {k[len("server_") : -len("_p50_ms")]: v for k, v in r.items() if k.startswith("server_")}
         print(f"{name} server-side p50 by stage: " + "  ".join(f"{k}={v:.2f}ms" for k, v in stages.items()))
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(report, indent=2) + "\n")

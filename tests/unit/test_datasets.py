@@ -75,8 +75,9 @@ def test_missing_artists_file_raises_dataset_error_naming_it(tmp_path: Path) -> 
 
 
 def test_malformed_artist_row_raises_dataset_error_with_line(tmp_path: Path) -> None:
-    root = _write_hetrec(tmp_path, "userID\tartistID\tweight\n2\t1\t3\n",
-                         "id\tname\turl\tpictureURL\n1\tA\tu\tp\nx\tB\tu\tp\n")
+    root = _write_hetrec(
+        tmp_path, "userID\tartistID\tweight\n2\t1\t3\n", "id\tname\turl\tpictureURL\n1\tA\tu\tp\nx\tB\tu\tp\n"
+    )
     with pytest.raises(DatasetError, match=r"artists\.dat:3"):
         load_hetrec(root)
 

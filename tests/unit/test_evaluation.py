@@ -40,11 +40,10 @@ def test_recall_counts_share_of_relevant_items_in_top_k() -> None:
     assert recall_at_k([1, 2, 3, 4], {2, 4, 9}, k=4) == pytest.approx(2 / 3)
 
 
-def test_metrics_table_lists_every_surface_and_method() -> None:
+def test_metrics_table_lists_baselines_before_ranker_for_every_surface() -> None:
     evaluation = {
         "protocol": {"n_users": 10, "rerank_depth": 200},
-        "home": {"popularity": {"ndcg@10": 0.1, "recall@100": 0.2},
-                 "ranker": {"ndcg@10": 0.25, "recall@100": 0.5}},
+        "home": {"ranker": {"ndcg@10": 0.25, "recall@100": 0.5}, "popularity": {"ndcg@10": 0.1, "recall@100": 0.2}},
         "default_model": "lgbm-v1",
     }
     table = format_metrics_table(evaluation)
