@@ -38,7 +38,7 @@ from models.training import (
 
 POPULARITY_LIMIT = 1000
 
-__all__ = ["POPULARITY_LIMIT", "BuildConfig", "build_bundle", "format_metrics_table", "main"]
+__all__ = ["POPULARITY_LIMIT", "BuildConfig", "build_bundle", "format_metrics_table"]
 
 
 @dataclass(frozen=True)

@@ -12,11 +12,10 @@ from features.query_vector import user_query
 from features.ranker_features import ranker_features
 from features.schema import RANKER_INPUT_NAME, USER_STATS
 from models.bundle import load_bundle
+from tests.support import REAL_DATA as HETREC_PATH
 
 pytestmark = pytest.mark.integration
 
-#: Same location the ``small_bundle_path`` fixture builds from.
-from tests.support import REAL_DATA as HETREC_PATH
 
 
 def test_built_bundle_loads_and_validates(small_bundle_path: Path) -> None:

@@ -31,7 +31,7 @@ def test_loaded_bundle_searches_and_scores(tiny_bundle_path: Path) -> None:
     bundle = load_bundle(tiny_bundle_path)
     assert len(bundle.catalog) == 400 and bundle.dim == 8
     query = np.asarray(bundle.item_vectors[17], dtype=np.float32)
-    scores, ids = bundle.index.search(query[None, :], 5)
+    _, ids = bundle.index.search(query[None, :], 5)
     brute = np.argsort(-(np.asarray(bundle.item_vectors) @ query))[:5]
     assert ids[0].tolist() == brute.tolist()
     sessions = load_sessions(bundle)
@@ -64,7 +64,7 @@ def test_a_bundle_for_another_feature_schema_is_refused(tiny_bundle_path: Path, 
 
 
 def test_not_a_bundle_directory(tmp_path: Path) -> None:
-    with pytest.raises(BundleError, match="no manifest.json"):
+    with pytest.raises(BundleError, match=r"no manifest\.json"):
         load_bundle(tmp_path)
 
 
