@@ -17,7 +17,6 @@ from tests.support import REAL_DATA as HETREC_PATH
 pytestmark = pytest.mark.integration
 
 
-
 def test_built_bundle_loads_and_validates(small_bundle_path: Path) -> None:
     bundle = load_bundle(small_bundle_path)
     n = len(bundle.catalog)
