@@ -21,6 +21,7 @@ from features.redis_store import RedisFeatureStore
 from features.store import FeatureStore
 from models.bundle import Bundle, load_bundle
 from models.runtime import load_sessions
+from ranking.budget import Budget, StageLimits
 from ranking.components import Components
 from ranking.hydrators.candidate_features import RankerFeatureHydrator
 from ranking.hydrators.user_features import UserFeatureHydrator
@@ -30,7 +31,7 @@ from ranking.selectors.artist_diversity import ArtistDiversitySelector
 from ranking.sources.ann import AnnSource
 from ranking.sources.popularity import PopularitySource
 from ranking.surfaces import home, now_playing
-from ranking.types import RankingParams, Surface
+from ranking.types import Query, RankingParams, Surface
 from serving.config import Settings
 from serving.experiments.assignment import Assigner, Assignment
 from serving.experiments.config import ExperimentsConfig, load_experiments, parse_experiments
@@ -93,6 +94,30 @@ def _experiments(settings: Settings, bundle: Bundle) -> ExperimentsConfig:
     return config
 
 
+async def _warm_up(pipelines: dict[Surface, PipelineExecutor], settings: Settings, bundle: Bundle) -> None:
+    """Run every surface once end to end (thread pool, FAISS, ONNX, store) before SERVING."""
+    users = bundle.load_users().user_ids
+    generous = StageLimits(user_features=5.0, retrieval=5.0, scoring=5.0, reserve=0.0)
+    for surface, pipeline in pipelines.items():
+        config = settings.surfaces[surface]
+        query = Query(
+            request_id="warm-up",
+            user_id=users[0] if users else "warm-up",
+            surface=surface,
+            limit=config.default_limit,
+            params=config.params,
+            seed_item=int(bundle.popularity[0]) if surface is Surface.NOW_PLAYING else None,
+        )
+        result = await pipeline.execute(query, Budget(surface_budget_s=30.0, client_timeout_s=None, limits=generous))
+        log.info(
+            "warm-up %s: %d items in %.1f ms, degraded %s",
+            surface.value,
+            len(result.items),
+            result.timings_ms["total"],
+            list(result.degraded) or "none",
+        )
+
+
 @asynccontextmanager
 async def lifespan(settings: Settings) -> AsyncIterator[EncoreApp]:
     """Build the app; raises ``BundleError``/``ConfigError``/``ExperimentConfigError`` on bad input."""
@@ -120,6 +145,7 @@ async def lifespan(settings: Settings) -> AsyncIterator[EncoreApp]:
             Surface.HOME: PipelineExecutor(home.declare(components), metrics),
             Surface.NOW_PLAYING: PipelineExecutor(now_playing.declare(components), metrics),
         }
+        await _warm_up(pipelines, settings, bundle)
         metrics.bundle_info.labels(bundle.version, bundle.default_model).set(1)
         app = EncoreApp(
             settings=settings,

@@ -13,15 +13,23 @@ import logging
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import grpc
+
 from encore.v1 import ranking_pb2 as pb
 from encore.v1 import ranking_pb2_grpc as pb_grpc
 
 log = logging.getLogger("encore")
 
 DEFAULT_BUNDLES = Path("bundles")
+
+
+def _user_error(command: str, exc: Exception) -> int:
+    """Bad input files or settings: one line on stderr naming the problem, exit code 2."""
+    print(f"encore {command}: {exc}", file=sys.stderr)
+    return 2
 
 
 def _latest_bundle(parent: Path) -> Path:
@@ -32,7 +40,10 @@ def _latest_bundle(parent: Path) -> Path:
 
 
 def cmd_build(args: argparse.Namespace) -> int:
+    from features.datasets import DatasetError
     from models.build import BuildConfig, build_bundle
+    from models.bundle import BundleError
+    from models.training import TrainingError
 
     if args.dataset == "hetrec" and args.data_path is None:
         raise SystemExit("encore build: --data-path is required with --dataset hetrec")
@@ -48,27 +59,38 @@ def cmd_build(args: argparse.Namespace) -> int:
         ranker_users=args.ranker_users,
         eval_users=args.eval_users,
     )
-    path = build_bundle(config, log=lambda line: print(line, flush=True))
+    try:
+        path = build_bundle(config, log=lambda line: print(line, flush=True))
+    except (DatasetError, TrainingError, BundleError) as exc:
+        return _user_error("build", exc)
     print(f"bundle written: {path}")
     return 0
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from models.bundle import BundleError
     from serving.config import load_settings
+    from serving.errors import ConfigError
+    from serving.experiments.config import ExperimentConfigError
     from serving.server import serve
 
     bundle = args.bundle or _latest_bundle(DEFAULT_BUNDLES)
-    settings = load_settings(
-        bundle,
-        args.config,
-        host=args.host,
-        port=args.port,
-        metrics_port=None if args.no_metrics else args.metrics_port,
-        redis_url=args.redis_url,
-        load_features=True if args.load_features else None,
-        experiments=str(args.experiments) if args.experiments else None,
-    )
-    asyncio.run(serve(settings))
+    try:
+        settings = load_settings(
+            bundle,
+            args.config,
+            host=args.host,
+            port=args.port,
+            metrics_port=args.metrics_port,
+            redis_url=args.redis_url,
+            load_features=True if args.load_features else None,
+            experiments=str(args.experiments) if args.experiments else None,
+        )
+        if args.no_metrics:
+            settings = replace(settings, metrics_port=None)
+        asyncio.run(serve(settings))
+    except (BundleError, ConfigError, ExperimentConfigError) as exc:
+        return _user_error("serve", exc)
     return 0
 
 
@@ -150,15 +172,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from serving.request_context import configure_logging
 
     configure_logging(logging.DEBUG if args.verbose else logging.INFO)
-    from models.bundle import BundleError
-    from serving.errors import ConfigError
-    from serving.experiments.config import ExperimentConfigError
-
-    try:
-        return int(args.func(args))
-    except (BundleError, ConfigError, ExperimentConfigError) as exc:
-        print(f"encore {args.command}: {exc}", file=sys.stderr)
-        return 2
+    return int(args.func(args))
 
 
 if __name__ == "__main__":

@@ -23,3 +23,4 @@ def configure_logging(level: int = logging.INFO) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    logging.getLogger("faiss.loader").setLevel(max(level, logging.WARNING))

@@ -6,7 +6,6 @@ import uuid
 from dataclasses import dataclass
 
 from encore.v1 import ranking_pb2 as pb
-
 from ranking.types import Query, RankingParams, RequestContext, Surface
 from serving.config import Settings
 from serving.errors import InvalidRequest

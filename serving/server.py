@@ -8,12 +8,12 @@ import signal
 from typing import Any
 
 import grpc
-from encore.v1 import ranking_pb2 as pb
-from encore.v1 import ranking_pb2_grpc as pb_grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
 
+from encore.v1 import ranking_pb2 as pb
+from encore.v1 import ranking_pb2_grpc as pb_grpc
 from serving.app import EncoreApp, lifespan
 from serving.config import Settings
 from serving.servicer import RankingServicer

@@ -6,9 +6,9 @@ import logging
 import time
 
 import grpc
+
 from encore.v1 import ranking_pb2 as pb
 from encore.v1 import ranking_pb2_grpc as pb_grpc
-
 from features.store import FeatureStoreError
 from ranking.budget import Budget
 from ranking.types import RankResult

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import grpc
 import numpy as np
+
 from encore.v1 import ranking_pb2 as pb
 from encore.v1 import ranking_pb2_grpc as pb_grpc
-
 from models.bundle import load_bundle
 
 

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import grpc
 import pytest
-from encore.v1 import ranking_pb2_grpc as pb_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from encore.v1 import ranking_pb2_grpc as pb_grpc
 from tests.support import REPO, RedisProcess, free_port
 
 EXPERIMENTS = """

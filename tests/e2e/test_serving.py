@@ -8,11 +8,11 @@ from pathlib import Path
 import grpc
 import pytest
 import yaml
-from encore.v1 import ranking_pb2 as pb
-from encore.v1 import ranking_pb2_grpc as pb_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
+from encore.v1 import ranking_pb2 as pb
+from encore.v1 import ranking_pb2_grpc as pb_grpc
 from models.bundle import load_bundle
 from serving.experiments.assignment import Assigner
 from serving.experiments.config import parse_experiments
