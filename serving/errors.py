@@ -8,14 +8,18 @@ Error tree::
     └── ConfigError           bad settings or files; fail loudly at start-up (never mapped)
     ranking.budget.DeadlineExceeded   not even the fallback fits   → DEADLINE_EXCEEDED
 
-Dependency failures (Redis, FAISS, ONNX) never reach the edge: the pipeline fails open and marks
-the answer degraded. Anything else is a programming error → INTERNAL, logged with its traceback.
+    features.store.FeatureStoreError  a write could not be stored  → UNAVAILABLE (client retries)
+
+On the read path dependency failures (Redis, FAISS, ONNX) never reach the edge: the pipeline fails
+open and marks the answer degraded. Anything else is a programming error → INTERNAL, logged with
+its traceback.
 """
 
 from __future__ import annotations
 
 import grpc
 
+from features.store import FeatureStoreError
 from ranking.budget import DeadlineExceeded
 
 
@@ -48,4 +52,6 @@ def status_for(exc: BaseException) -> tuple[grpc.StatusCode, str]:
         return grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc) or "server overloaded, retry with backoff"
     if isinstance(exc, DeadlineExceeded):
         return grpc.StatusCode.DEADLINE_EXCEEDED, str(exc)
+    if isinstance(exc, FeatureStoreError):
+        return grpc.StatusCode.UNAVAILABLE, "feature store unavailable or too slow; the write may not have landed, retry"
     return grpc.StatusCode.INTERNAL, "internal error"

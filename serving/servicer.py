@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import NoReturn
 
 import grpc
 
 from encore.v1 import ranking_pb2 as pb
 from encore.v1 import ranking_pb2_grpc as pb_grpc
-from features.store import FeatureStoreError
 from ranking.budget import Budget
 from ranking.types import RankResult
 from serving.app import EncoreApp
@@ -19,6 +19,21 @@ from serving.request_context import request_id_var
 from serving.requests import parse_events, parse_rank_request, request_id_of, surface_of
 
 log = logging.getLogger(__name__)
+
+
+async def _abort(
+    context: grpc.aio.ServicerContext,  # type: ignore[type-arg]
+    method: str,
+    code: grpc.StatusCode,
+    message: str,
+) -> NoReturn:
+    """End the RPC with ``code``; programming errors are logged with their traceback."""
+    if code is grpc.StatusCode.INTERNAL:
+        log.exception("%s failed", method)
+    elif code is grpc.StatusCode.UNAVAILABLE:
+        log.warning("%s: dependency unavailable: %s", method, message)
+    await context.abort(code, message)
+    raise AssertionError("unreachable: ServicerContext.abort raises")
 
 
 class RankingServicer(pb_grpc.RankingServiceServicer):
@@ -50,10 +65,7 @@ class RankingServicer(pb_grpc.RankingServiceServicer):
         except Exception as exc:
             code, message = status_for(exc)
             outcome = code.name
-            if code is grpc.StatusCode.INTERNAL:
-                log.exception("Rank failed")
-            await context.abort(code, message)
-            raise  # unreachable: abort raises
+            await _abort(context, "Rank", code, message)
         finally:
             app.metrics.request("Rank", surface_label, outcome, time.perf_counter() - started)
 
@@ -73,18 +85,10 @@ class RankingServicer(pb_grpc.RankingServiceServicer):
                 if items:
                     app.metrics.events.labels(kind).inc(len(items))
             return pb.RecordEventsResponse(accepted=len(request.events))
-        except FeatureStoreError as exc:
-            outcome = grpc.StatusCode.UNAVAILABLE.name
-            log.warning("RecordEvents: feature store unavailable: %s", exc)
-            await context.abort(grpc.StatusCode.UNAVAILABLE, "feature store unavailable; events not recorded, retry")
-            raise
         except Exception as exc:
             code, message = status_for(exc)
             outcome = code.name
-            if code is grpc.StatusCode.INTERNAL:
-                log.exception("RecordEvents failed")
-            await context.abort(code, message)
-            raise
+            await _abort(context, "RecordEvents", code, message)
         finally:
             app.metrics.request("RecordEvents", "", outcome, time.perf_counter() - started)
 
