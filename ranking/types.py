@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
@@ -31,7 +32,7 @@ class RankingParams:
     recent_weight: float = 0.3
     diversity_cap: int = 2
 
-    def with_overrides(self, overrides: dict[str, Any]) -> RankingParams:
+    def with_overrides(self, overrides: Mapping[str, Any]) -> RankingParams:
         """Return a copy with ``overrides`` applied (names are validated by the experiments config)."""
         return replace(self, **overrides) if overrides else self
 

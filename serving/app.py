@@ -55,7 +55,7 @@ class EncoreApp:
     def params_for(self, user_id: str, surface: Surface) -> tuple[RankingParams, tuple[Assignment, ...]]:
         """Surface defaults with the user's experiment overrides applied, and the assignments."""
         result = self.assigner.assign(user_id, surface.value)
-        params = self.settings.surfaces[surface].params.with_overrides(dict(result.overrides))
+        params = self.settings.surfaces[surface].params.with_overrides(result.overrides)
         return params, result.assignments
 
     @property

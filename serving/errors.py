@@ -53,5 +53,8 @@ def status_for(exc: BaseException) -> tuple[grpc.StatusCode, str]:
     if isinstance(exc, DeadlineExceeded):
         return grpc.StatusCode.DEADLINE_EXCEEDED, str(exc)
     if isinstance(exc, FeatureStoreError):
-        return grpc.StatusCode.UNAVAILABLE, "feature store unavailable or too slow; the write may not have landed, retry"
+        return (
+            grpc.StatusCode.UNAVAILABLE,
+            "feature store unavailable or too slow; the write may not have landed, retry",
+        )
     return grpc.StatusCode.INTERNAL, "internal error"

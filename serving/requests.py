@@ -6,7 +6,7 @@ import uuid
 from dataclasses import dataclass
 
 from encore.v1 import ranking_pb2 as pb
-from ranking.types import Query, RankingParams, RequestContext, Surface
+from ranking.types import Query, RequestContext, Surface
 from serving.config import Settings
 from serving.errors import InvalidRequest
 
@@ -37,10 +37,8 @@ def surface_of(value: int) -> Surface:
         raise InvalidRequest("surface", f"must be SURFACE_HOME or SURFACE_NOW_PLAYING, got {value}") from None
 
 
-def parse_rank_request(
-    request: pb.RankRequest, settings: Settings, index_of: dict[str, int], params: RankingParams, request_id: str
-) -> Query:
-    """Validate ``request`` into a ``Query`` with ``params`` (surface defaults + experiment overrides)."""
+def parse_rank_request(request: pb.RankRequest, settings: Settings, index_of: dict[str, int], request_id: str) -> Query:
+    """Validate ``request`` into a ``Query`` with the surface's default params."""
     _check_user_id(request.user_id, settings)
     surface = surface_of(request.surface)
     config = settings.surfaces[surface]
@@ -59,7 +57,7 @@ def parse_rank_request(
         user_id=request.user_id,
         surface=surface,
         limit=request.limit or config.default_limit,
-        params=params,
+        params=config.params,
         seed_item=seed,
         context=RequestContext(ctx.device, ctx.locale, ctx.client_timestamp_ms),
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import replace
 from typing import NoReturn
 
 import grpc
@@ -49,10 +50,11 @@ class RankingServicer(pb_grpc.RankingServiceServicer):
         try:
             request_id = request_id_of(request.request_id)
             request_id_var.set(request_id)
-            surface = surface_of(request.surface)
-            surface_label = surface.value
-            params, assignments = app.params_for(request.user_id, surface)
-            query = parse_rank_request(request, app.settings, app.bundle.catalog.index_of, params, request_id)
+            surface_label = surface_of(request.surface).value
+            query = parse_rank_request(request, app.settings, app.bundle.catalog.index_of, request_id)
+            surface = query.surface
+            params, assignments = app.params_for(query.user_id, surface)
+            query = replace(query, params=params)
             budget = Budget(
                 surface_budget_s=app.settings.surfaces[surface].budget_ms / 1000.0,
                 client_timeout_s=context.time_remaining(),
