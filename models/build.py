@@ -1,6 +1,6 @@
 """Build an artifact bundle end to end: data → split → ALS → ranker → evaluation → bundle.
 
-Run ``python -m models.build --help``. The bundle's embeddings, statistics and rankers are the
+Run by ``encore build`` (see ``serving/cli.py``). The bundle's embeddings, statistics and rankers are the
 ones evaluated: item/user vectors come from ALS on the embedding-train part of each user's
 items, and ``USER_STATS``/``ITEM_STATS``/popularity are computed from that same train part, so
 the metrics in the manifest describe exactly the artifacts being served and the ranker sees
@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+import onnxruntime as ort
 
 from features.datasets import Interactions
 from features.hetrec import load_hetrec
@@ -25,8 +26,10 @@ from features.schema import RANKER_INPUT_NAME
 from features.synthetic import generate_synthetic
 from models.bundle import BundleContents, UserSnapshot, write_bundle
 from models.evaluation import RERANK_DEPTH, Scorer, evaluate, format_metrics_table
+from models.runtime import session_options
 from models.training import (
     MODEL_TREES,
+    TrainingError,
     build_ranker_dataset,
     compute_tables,
     popularity_order,
@@ -77,12 +80,8 @@ def _load(config: BuildConfig) -> Interactions:
 
 
 def _onnx_scorer(onnx_bytes: bytes) -> Scorer:
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    options.inter_op_num_threads = 1
-    session = ort.InferenceSession(onnx_bytes, sess_options=options, providers=["CPUExecutionProvider"])
+    """Score with the exported model itself, threaded as the server runs it."""
+    session = ort.InferenceSession(onnx_bytes, sess_options=session_options(1), providers=["CPUExecutionProvider"])
 
     def score(features: F32) -> Any:
         return np.asarray(session.run(None, {RANKER_INPUT_NAME: features})[0]).reshape(-1)
@@ -120,7 +119,7 @@ def build_bundle(config: BuildConfig, log: Callable[[str], None] = print) -> Pat
     tables = compute_tables(split.train)
     popularity = popularity_order(tables.listeners)
     if popularity.size == 0:
-        raise ValueError(f"dataset {data.name} has no train interactions")
+        raise TrainingError(f"dataset {data.name} has no train interactions")
 
     rng = np.random.default_rng(config.seed + 1)
     ranker_users = subsample_users(split.users_with(split.label), config.ranker_users, rng)
