@@ -131,7 +131,11 @@ class PipelineExecutor:
     def spawn_side_effects(self, query: Query, result: RankResult) -> None:
         """Schedule side effects to run after the response; never awaited, never raising."""
         for effect in self.declaration.side_effects:
-            if not effect.enabled(query):
+            try:
+                if not effect.enabled(query):
+                    continue
+            except Exception:
+                log.exception("side effect %s: enabled() failed (request %s)", effect.name, query.request_id)
                 continue
             if len(self._side_effect_tasks) >= self._max_side_effect_tasks:
                 self.side_effects_dropped += 1

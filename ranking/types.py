@@ -31,6 +31,7 @@ class RankingParams:
     seed_weight: float = 0.7
     recent_weight: float = 0.3
     diversity_cap: int = 2
+    shadow_model: str | None = None  # validated by the experiments config; not acted on yet (shadow scoring)
 
     def with_overrides(self, overrides: Mapping[str, Any]) -> RankingParams:
         """Return a copy with ``overrides`` applied (names are validated by the experiments config)."""
@@ -44,6 +45,16 @@ class RequestContext:
     client_timestamp_ms: int = 0
 
 
+@dataclass(frozen=True, slots=True)
+class Assignment:
+    """The user sees ``variant`` of ``experiment``; ``exposed`` when bucketed by hashing (log it),
+    False when forced by an allowlist override (not logged as an exposure)."""
+
+    experiment: str
+    variant: str
+    exposed: bool = True
+
+
 @dataclass(frozen=True)
 class Query:
     """A validated ranking request. ``seed_item`` is an item index (Now Playing only)."""
@@ -55,6 +66,7 @@ class Query:
     params: RankingParams
     seed_item: int | None = None
     context: RequestContext = field(default_factory=RequestContext)
+    assignments: tuple[Assignment, ...] = ()
 
 
 @dataclass(frozen=True)

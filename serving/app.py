@@ -28,6 +28,7 @@ from ranking.hydrators.user_features import UserFeatureHydrator
 from ranking.pipeline import PipelineExecutor
 from ranking.scorers.onnx_ranker import OnnxRankerScorer
 from ranking.selectors.artist_diversity import ArtistDiversitySelector
+from ranking.side_effects.exposure_log import ExposureLogSideEffect
 from ranking.sources.ann import AnnSource
 from ranking.sources.popularity import PopularitySource
 from ranking.surfaces import home, now_playing
@@ -35,6 +36,8 @@ from ranking.types import Query, RankingParams, Surface
 from serving.config import Settings
 from serving.experiments.assignment import Assigner, Assignment
 from serving.experiments.config import ExperimentsConfig, load_experiments, parse_experiments
+from serving.experiments.exposure_log import ExposureLog, RotatingJsonlWriter
+from serving.experiments.reload import ExperimentsReloader
 from serving.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -50,7 +53,24 @@ class EncoreApp:
     metrics: Metrics
     scorer: OnnxRankerScorer
     pipelines: dict[Surface, PipelineExecutor]
-    assigner: Assigner
+    assigner: Assigner  # replaced whole (one reference swap) when the experiments file reloads
+    reloader: ExperimentsReloader | None = None
+
+    def apply_experiments(self, config: ExperimentsConfig) -> None:
+        """Swap in a validated experiments configuration; requests after this see it."""
+        self.assigner = Assigner(config)
+        self.metrics.experiments_active.set(len(config.all_experiments))
+        for c in self.assigner.conflicts:
+            log.warning(
+                "experiments on %s: %s and %s both set %s; %s wins (first in the file)",
+                c.surface,
+                c.winner,
+                c.shadowed,
+                c.param,
+                c.winner,
+            )
+        if any(v.params.shadow_model for e in config.all_experiments for v in e.variants):
+            log.warning("experiments: shadow_model is validated but shadow scoring is not implemented yet; ignored")
 
     def params_for(self, user_id: str, surface: Surface) -> tuple[RankingParams, tuple[Assignment, ...]]:
         """Surface defaults with the user's experiment overrides applied, and the assignments."""
@@ -90,7 +110,7 @@ def _experiments(settings: Settings, bundle: Bundle) -> ExperimentsConfig:
     if settings.experiments is None:
         return parse_experiments(None, "no experiments file")
     config = load_experiments(settings.experiments, known_models=bundle.models.keys())
-    log.info("experiments: %d loaded from %s", len(config.experiments), settings.experiments)
+    log.info("experiments: %d loaded from %s", len(config.all_experiments), settings.experiments)
     return config
 
 
@@ -118,6 +138,22 @@ async def _warm_up(pipelines: dict[Surface, PipelineExecutor], settings: Setting
         )
 
 
+def _exposure_log(settings: Settings, metrics: Metrics) -> ExposureLog | None:
+    if settings.exposure_log_dir is None:
+        log.info("exposure logging disabled (exposure_log_dir is null)")
+        return None
+    writer = RotatingJsonlWriter(settings.exposure_log_dir, max_bytes=settings.exposure_file_mb << 20)
+    exposures = ExposureLog(
+        writer,
+        exposures=metrics.exposures,
+        dropped=metrics.exposures_dropped,
+        queue_size=settings.exposure_queue_size,
+    )
+    exposures.start()
+    log.info("exposures logged to %s/", settings.exposure_log_dir)
+    return exposures
+
+
 @asynccontextmanager
 async def lifespan(settings: Settings) -> AsyncIterator[EncoreApp]:
     """Build the app; raises ``BundleError``/``ConfigError``/``ExperimentConfigError`` on bad input."""
@@ -129,6 +165,8 @@ async def lifespan(settings: Settings) -> AsyncIterator[EncoreApp]:
     metrics = Metrics()
     executor = ThreadPoolExecutor(max_workers=settings.cpu_threads, thread_name_prefix="encore-cpu")
     store = await _open_store(settings, bundle)
+    exposures = _exposure_log(settings, metrics)
+    reloader: ExperimentsReloader | None = None
     try:
         scorer = OnnxRankerScorer(
             sessions, {v: s.input_name for v, s in bundle.models.items()}, bundle.default_model, executor
@@ -140,6 +178,7 @@ async def lifespan(settings: Settings) -> AsyncIterator[EncoreApp]:
             candidate_hydrator=RankerFeatureHydrator(bundle.item_vectors, bundle.item_norms, bundle.item_stats),
             scorer=scorer,
             selector=ArtistDiversitySelector(bundle.catalog.artist_ids),
+            side_effects=() if exposures is None else (ExposureLogSideEffect(exposures, bundle.version),),
         )
         pipelines = {
             Surface.HOME: PipelineExecutor(home.declare(components), metrics),
@@ -156,6 +195,17 @@ async def lifespan(settings: Settings) -> AsyncIterator[EncoreApp]:
             pipelines=pipelines,
             assigner=Assigner(experiments),
         )
+        app.apply_experiments(experiments)
+        if settings.experiments is not None:
+            reloader = ExperimentsReloader(
+                settings.experiments,
+                bundle.models.keys(),
+                app.apply_experiments,
+                metrics.experiment_reloads,
+                interval_s=settings.experiments_reload_s,
+            )
+            reloader.start()
+            app.reloader = reloader
         log.info(
             "bundle %s ready: %d items, models %s (default %s) in %.1f s",
             bundle.version,
@@ -168,5 +218,9 @@ async def lifespan(settings: Settings) -> AsyncIterator[EncoreApp]:
         for pipeline in pipelines.values():
             await pipeline.drain_side_effects()
     finally:
+        if reloader is not None:
+            await reloader.close()
+        if exposures is not None:
+            await exposures.close()
         await store.close()
         executor.shutdown(wait=False, cancel_futures=True)

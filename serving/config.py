@@ -9,7 +9,11 @@ YAML layout (every key optional)::
     redis_url: null             # null: embedded in-memory feature store
     redis_timeout_ms: 20
     load_features: false        # write the bundle's user snapshot into Redis at start-up
-    experiments: null           # path to an experiments YAML file
+    experiments: null           # path to an experiments YAML file (hot-reloaded when it changes)
+    experiments_reload_s: 2.0   # how often the experiments file is checked for changes
+    exposure_log_dir: exposures # rotating JSONL exposure logs; null disables exposure logging
+    exposure_queue_size: 10000  # exposures waiting to be written; beyond it they are dropped and counted
+    exposure_file_mb: 64        # rotate exposure files at this size
     cpu_threads: 4              # threads for FAISS/ONNX calls off the event loop
     max_user_id_length: 128
     max_events: 100
@@ -57,6 +61,10 @@ class Settings:
     redis_timeout_ms: float = 20.0
     load_features: bool = False
     experiments: Path | None = None
+    experiments_reload_s: float = 2.0
+    exposure_log_dir: Path | None = Path("exposures")
+    exposure_queue_size: int = 10_000
+    exposure_file_mb: int = 64
     cpu_threads: int = 4
     max_user_id_length: int = 128
     max_events: int = 100
@@ -72,6 +80,10 @@ _SCALARS: dict[str, tuple[type, ...]] = {
     "redis_timeout_ms": (int, float),
     "load_features": (bool,),
     "experiments": (str, type(None)),
+    "experiments_reload_s": (int, float),
+    "exposure_log_dir": (str, type(None)),
+    "exposure_queue_size": (int,),
+    "exposure_file_mb": (int,),
     "cpu_threads": (int,),
     "max_user_id_length": (int,),
     "max_events": (int,),
@@ -116,14 +128,16 @@ def load_settings(bundle: Path, config_file: Path | None = None, **overrides: An
                 raise ConfigError(
                     f"{source}: {key}: expected {' or '.join(t.__name__ for t in _SCALARS[key])}, got {value!r}"
                 )
-            changes[key] = Path(str(value)) if key == "experiments" and value is not None else value
+            is_path = key in ("experiments", "exposure_log_dir") and value is not None
+            changes[key] = Path(str(value)) if is_path else value
         elif key == "stages":
             changes["stages"] = _stages(source, value)
         elif key == "surfaces":
             changes["surfaces"] = _surfaces(source, value)
         else:
             raise ConfigError(f"{source}: {key}: unknown setting")
-    for key in ("port", "cpu_threads", "max_user_id_length", "max_events"):
+    _number(source, "experiments_reload_s", changes.get("experiments_reload_s", 2.0), minimum=0.1)
+    for key in ("port", "cpu_threads", "max_user_id_length", "max_events", "exposure_queue_size", "exposure_file_mb"):
         _number(source, key, changes.get(key, getattr(settings, key)), minimum=0 if key == "port" else 1, integer=True)
     return replace(settings, **changes)
 

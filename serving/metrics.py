@@ -50,6 +50,24 @@ class Metrics:
             ["bundle_version", "model_version"],
             registry=r,
         )
+        self.exposures = Counter(
+            "encore_exposures",
+            "Exposures queued for the log, by experiment and variant",
+            ["experiment", "variant"],
+            registry=r,
+        )
+        self.exposures_dropped = Counter(
+            "encore_exposures_dropped", "Exposures not logged: queue_full or write_error", ["reason"], registry=r
+        )
+        self.experiment_reloads = Counter(
+            "encore_experiments_reloads",
+            "Experiments file reloads, by outcome (applied, rejected)",
+            ["outcome"],
+            registry=r,
+        )
+        self.experiments_active = Gauge(
+            "encore_experiments_active", "Experiments in the serving configuration", registry=r
+        )
         self.feature_store_up = Gauge(
             "encore_feature_store_up", "1 when the feature store answered its last ping", registry=r
         )

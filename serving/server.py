@@ -73,6 +73,8 @@ async def serve(settings: Settings, grace_s: float = 5.0) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
+        if app.reloader is not None:
+            loop.add_signal_handler(signal.SIGHUP, app.reloader.trigger)
         await stop.wait()
         log.info("shutting down: NOT_SERVING, draining for up to %.0f s", grace_s)
         await mark_serving(health_servicer, False)

@@ -54,7 +54,7 @@ class RankingServicer(pb_grpc.RankingServiceServicer):
             query = parse_rank_request(request, app.settings, app.bundle.catalog.index_of, request_id)
             surface = query.surface
             params, assignments = app.params_for(query.user_id, surface)
-            query = replace(query, params=params)
+            query = replace(query, params=params, assignments=assignments)
             budget = Budget(
                 surface_budget_s=app.settings.surfaces[surface].budget_ms / 1000.0,
                 client_timeout_s=context.time_remaining(),

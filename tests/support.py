@@ -10,11 +10,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import onnx
-from onnx import TensorProto, helper
 
-from features.schema import ITEM_STATS, N_RANKER_FEATURES, RANKER_FEATURES, RANKER_INPUT_NAME, USER_STATS
+from features.schema import ITEM_STATS, USER_STATS
 from models.bundle import BundleContents, UserSnapshot, write_bundle
+from models.linear_ranker import linear_ranker
 
 REPO = Path(__file__).resolve().parents[1]
 REAL_DATA = REPO.parent / "shared" / "data" / "hetrec2011-lastfm-2k"
@@ -64,30 +63,10 @@ class RedisProcess:
             self.process = None
 
 
-def linear_ranker(weights: np.ndarray) -> bytes:
-    """A real ONNX model scoring ``features @ weights`` (shape [N, 1]), for fast tests."""
-    w = helper.make_tensor("w", TensorProto.FLOAT, [N_RANKER_FEATURES, 1], weights.astype(np.float32).tolist())
-    graph = helper.make_graph(
-        [helper.make_node("MatMul", [RANKER_INPUT_NAME, "w"], ["score"])],
-        "linear_ranker",
-        [helper.make_tensor_value_info(RANKER_INPUT_NAME, TensorProto.FLOAT, [None, N_RANKER_FEATURES])],
-        [helper.make_tensor_value_info("score", TensorProto.FLOAT, [None, 1])],
-        initializer=[w],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 15)])
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    return model.SerializeToString()
-
-
 def tiny_bundle(parent: Path, *, n_items: int = 400, n_users: int = 50, dim: int = 8, seed: int = 0) -> Path:
     """A small random bundle: 4 tracks per artist, two linear rankers ("linear-v1", "linear-v2")."""
     rng = np.random.default_rng(seed)
     vectors = rng.normal(size=(n_items, dim)).astype(np.float32)
-    weights = np.zeros(N_RANKER_FEATURES, dtype=np.float32)
-    weights[RANKER_FEATURES.index("retrieval_score")] = 1.0
-    weights2 = np.zeros(N_RANKER_FEATURES, dtype=np.float32)
-    weights2[RANKER_FEATURES.index("item_popularity_log")] = 1.0
     popularity_counts = rng.zipf(1.5, size=n_items).astype(np.float32)
     contents = BundleContents(
         version=f"tiny-{seed}",
@@ -97,7 +76,10 @@ def tiny_bundle(parent: Path, *, n_items: int = 400, n_users: int = 50, dim: int
         item_vectors=vectors,
         item_stats=np.stack([np.log1p(popularity_counts)] * len(ITEM_STATS), axis=1).astype(np.float32),
         popularity=np.argsort(-popularity_counts, kind="stable").astype(np.int64),
-        models={"linear-v1": linear_ranker(weights), "linear-v2": linear_ranker(weights2)},
+        models={
+            "linear-v1": linear_ranker({"retrieval_score": 1.0}),
+            "linear-v2": linear_ranker({"item_popularity_log": 1.0}),
+        },
         default_model="linear-v1",
         users=UserSnapshot(
             user_ids=[f"u{u}" for u in range(n_users)],

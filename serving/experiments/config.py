@@ -1,26 +1,44 @@
 """Experiment definitions: typed, frozen, validated in full before anything runs.
 
-YAML format (``load_experiments``)::
+YAML format (``load_experiments``); every top-level key is optional::
 
-    experiments:
-      - key: home-ranker-lite        # required, unique, [a-z0-9-_.]+
-        surface: home                # required: home | now_playing
-        seed: home-ranker-lite       # optional, defaults to key; unique across experiments
-        hash_version: 2              # optional, 1 | 2, default 2
-        coverage: 1.0                # required, 0..1
-        status: running              # required: draft | running | stopped
-        variants:                    # required, >= 2, weights sum to 1 (within 1e-6)
-          - key: control             # required, unique within the experiment, [a-z0-9-_.]+
-            weight: 0.5              # required, 0..1
-            params: {}               # optional, see VariantParams
+    holdout:                          # global holdout: its users get no experiment on any surface
+      key: global-holdout             # optional, default "global-holdout"; an experiment key
+      seed: global-holdout            # optional, defaults to key; unique among all seeds
+      coverage: 0.05                  # required, fraction of users held out, 0..0.5
+    layers:                           # mutually exclusive experiments, one namespace per layer
+      - key: home-ranking             # required, unique among layers, [a-z0-9-_.]+; the
+        surface: home                 #   GrowthBook namespace id (hash seed "__" + key)
+        experiments:                  # required list; ranges in a layer must not overlap
+          - key: home-ranker-lite     # as a top-level experiment, plus:
+            range: [0.0, 0.5]         # required, the namespace range [start, end) within 0..1
+            # surface: optional here; if given it must equal the layer's
+    experiments:                      # independent experiments (no namespace)
+      - key: home-ranker-lite         # required, [a-z0-9-_.]+, unique across the whole file
+        surface: home                 # required: home | now_playing
+        seed: home-ranker-lite        # optional, defaults to key; unique across the whole file
+        hash_version: 2               # optional, 1 | 2, default 2
+        coverage: 1.0                 # required, 0..1
+        status: running               # required: draft | running | stopped
+        start: 2026-11-01T00:00:00Z   # optional ISO-8601 with a timezone (or a YAML date = 00:00 UTC)
+        stop: 2026-12-01T00:00:00Z    # optional, after start; active while start <= now < stop
+        overrides: {qa-user-1: lite}  # optional allowlist: user id -> variant key
+        variants:                     # required, >= 2, weights sum to 1 (within 1e-6)
+          - key: control              # required, unique within the experiment, [a-z0-9-_.]+
+            weight: 0.5               # required, 0..1
+            params: {}                # optional, see VariantParams
           - key: lite
             weight: 0.5
             params: {model_version: lgbm-v1-lite, retrieval_size: 200}
 
-An empty file, ``experiments:`` or ``experiments: []`` is a valid empty config. Validation
-never stops at the first problem: every problem is reported with its location, e.g.
-``experiments.yaml: experiments[1].variants[0].params.retrieval_size: must be an int in
-10..5000, got 'abc'``.
+An empty file or empty lists are a valid empty config. Validation never stops at the first
+problem: every problem is reported with its location, e.g. ``experiments.yaml:
+layers[0].experiments[1].range: [0.4, 0.8) of 'b' overlaps [0.0, 0.5) of 'a' (at
+layers[0].experiments[0])``. Besides types and ranges of every field it checks: duplicate
+keys in a YAML mapping, duplicate layer keys, experiment keys and seeds unique across the
+file (holdout included), overlapping ranges in a layer, a layer experiment's surface, weights
+summing to 1, at least two variants, unknown param names and model versions, override
+variants that do not exist, a user forced into two experiments of one layer, stop <= start.
 
 Exceptions::
 
@@ -30,27 +48,35 @@ Exceptions::
 
 from __future__ import annotations
 
+import datetime as dt
 import enum
 import math
 import re
 from collections.abc import Collection, Iterator, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Final
+from types import MappingProxyType
+from typing import Final, TypeGuard
 
 import yaml
 
+from serving.experiments.hashing import Namespace
+
 __all__ = [
+    "DEFAULT_HOLDOUT_KEY",
     "SURFACES",
     "Experiment",
     "ExperimentConfigError",
     "ExperimentError",
     "ExperimentStatus",
     "ExperimentsConfig",
+    "Holdout",
+    "Layer",
     "Variant",
     "VariantParams",
     "load_experiments",
     "parse_experiments",
+    "validate_file",
 ]
 
 SURFACES: Final[frozenset[str]] = frozenset({"home", "now_playing"})
@@ -58,13 +84,19 @@ SURFACES: Final[frozenset[str]] = frozenset({"home", "now_playing"})
 
 HASH_VERSIONS: Final[frozenset[int]] = frozenset({1, 2})
 WEIGHT_SUM_TOLERANCE: Final[float] = 1e-6
+DEFAULT_HOLDOUT_KEY: Final[str] = "global-holdout"
+HOLDOUT_MAX_COVERAGE: Final[float] = 0.5
 
 _KEY_RE: Final[re.Pattern[str]] = re.compile(r"[a-z0-9._-]+")
-_TOP_KEYS: Final[frozenset[str]] = frozenset({"experiments"})
+_TOP_KEYS: Final[frozenset[str]] = frozenset({"holdout", "layers", "experiments"})
+_HOLDOUT_KEYS: Final[frozenset[str]] = frozenset({"key", "seed", "coverage"})
+_LAYER_KEYS: Final[frozenset[str]] = frozenset({"key", "surface", "experiments"})
 _EXPERIMENT_KEYS: Final[frozenset[str]] = frozenset(
-    {"key", "surface", "seed", "hash_version", "coverage", "status", "variants"}
+    {"key", "surface", "seed", "hash_version", "coverage", "status", "start", "stop", "overrides", "variants"}
 )
+_LAYER_EXPERIMENT_KEYS: Final[frozenset[str]] = _EXPERIMENT_KEYS | {"range"}
 _VARIANT_KEYS: Final[frozenset[str]] = frozenset({"key", "weight", "params"})
+_NO_OVERRIDES: Final[Mapping[str, str]] = MappingProxyType({})
 
 
 class ExperimentError(Exception):
@@ -82,7 +114,7 @@ class ExperimentConfigError(ExperimentError):
 
 
 class ExperimentStatus(enum.StrEnum):
-    """Lifecycle of an experiment; only ``RUNNING`` experiments assign units."""
+    """Lifecycle of an experiment; only ``RUNNING`` experiments assign units by hashing."""
 
     DRAFT = "draft"
     RUNNING = "running"
@@ -97,13 +129,18 @@ class VariantParams:
       given ``known_models``.
     - ``retrieval_size``: candidates retrieved, int in 10..5000.
     - ``seed_weight``: Now Playing blend of seed-item vs user signal, float in 0..1.
+    - ``recent_weight``: blend weight of the user's recent plays, float in 0..1.
     - ``diversity_cap``: max items per artist in a response, int in 1..100.
+    - ``shadow_model``: a model version scored in the shadow of the served one (a side
+      effect, never served); checked against ``known_models`` like ``model_version``.
     """
 
     model_version: str | None = None
     retrieval_size: int | None = None
     seed_weight: float | None = None
     diversity_cap: int | None = None
+    recent_weight: float | None = None
+    shadow_model: str | None = None
 
     def items(self) -> Iterator[tuple[str, object]]:
         """Yield ``(name, value)`` for each parameter that is set, in declaration order."""
@@ -128,7 +165,12 @@ class Variant:
 
 @dataclass(frozen=True, slots=True)
 class Experiment:
-    """A validated experiment. Invariants: >= 2 variants with unique keys, weights summing to 1."""
+    """A validated experiment.
+
+    Invariants: >= 2 variants with unique keys and weights summing to 1; ``start < stop``
+    when both are set (both timezone-aware); every ``overrides`` value is a variant key;
+    ``layer`` and ``range`` are both set (a layered experiment) or both None (independent).
+    """
 
     key: str
     surface: str
@@ -137,6 +179,13 @@ class Experiment:
     coverage: float
     status: ExperimentStatus
     variants: tuple[Variant, ...]
+    start: dt.datetime | None = None
+    stop: dt.datetime | None = None
+    overrides: Mapping[str, str] = field(default_factory=lambda: _NO_OVERRIDES)
+    """Allowlist: user id -> forced variant key."""
+    layer: str | None = None
+    range: tuple[float, float] | None = None
+    """The ``[start, end)`` range of the layer's namespace this experiment owns."""
 
     @property
     def weights(self) -> tuple[float, ...]:
@@ -144,21 +193,74 @@ class Experiment:
         return tuple(v.weight for v in self.variants)
 
     @property
+    def weights_by_variant(self) -> Mapping[str, float]:
+        """Expected traffic share of each variant among the experiment's units, by variant key."""
+        return MappingProxyType({v.key: v.weight for v in self.variants})
+
+    @property
+    def namespace(self) -> Namespace | None:
+        """GrowthBook's ``(layer key, start, end)`` for a layered experiment, else None."""
+        if self.layer is None or self.range is None:
+            return None
+        return (self.layer, self.range[0], self.range[1])
+
+    @property
     def is_running(self) -> bool:
-        """Whether the experiment assigns units."""
+        """Whether the status lets the experiment assign units (see also ``is_active``)."""
         return self.status is ExperimentStatus.RUNNING
+
+    def is_active(self, now: dt.datetime) -> bool:
+        """Running and ``start <= now < stop`` (a missing bound is open); ``now`` must be aware."""
+        return (
+            self.status is ExperimentStatus.RUNNING
+            and (self.start is None or self.start <= now)
+            and (self.stop is None or now < self.stop)
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Layer:
+    """Mutually exclusive experiments on one surface: disjoint ranges of namespace ``key``."""
+
+    key: str
+    surface: str
+    experiments: tuple[Experiment, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Holdout:
+    """The global holdout: units with ``gb_hash(seed, unit, 2) < coverage`` get no experiment."""
+
+    coverage: float
+    key: str = DEFAULT_HOLDOUT_KEY
+    seed: str = DEFAULT_HOLDOUT_KEY
 
 
 @dataclass(frozen=True, slots=True)
 class ExperimentsConfig:
-    """All experiments in file order (the order matters, see ``Assigner``) and their source."""
+    """A validated config and its source.
+
+    ``experiments`` are the independent (top-level) experiments and ``layers`` the layers,
+    both in file order, which sets param precedence (see ``Assigner``).
+    """
 
     experiments: tuple[Experiment, ...] = ()
     source: str = "<memory>"
+    layers: tuple[Layer, ...] = ()
+    holdout: Holdout | None = None
+
+    @property
+    def all_experiments(self) -> tuple[Experiment, ...]:
+        """Every experiment: layered ones (layer by layer, in file order), then independent ones."""
+        return tuple(e for layer in self.layers for e in layer.experiments) + self.experiments
 
     def on_surface(self, surface: str) -> tuple[Experiment, ...]:
-        """Experiments (of any status) on ``surface``, in file order."""
+        """Independent experiments (of any status) on ``surface``, in file order."""
         return tuple(e for e in self.experiments if e.surface == surface)
+
+    def layers_on(self, surface: str) -> tuple[Layer, ...]:
+        """Layers on ``surface``, in file order."""
+        return tuple(layer for layer in self.layers if layer.surface == surface)
 
 
 def load_experiments(path: Path, known_models: Collection[str] | None = None) -> ExperimentsConfig:
@@ -184,9 +286,19 @@ def parse_experiments(data: object, source: str, known_models: Collection[str] |
     """Validate already-parsed YAML/JSON data into an ``ExperimentsConfig``.
 
     ``source`` prefixes every problem message. ``known_models``, when given, is the set of
-    allowed ``model_version`` values. Raises ``ExperimentConfigError`` with every problem.
+    allowed ``model_version`` and ``shadow_model`` values. ``None`` data is an empty config.
+    Never mutates ``data``. Raises ``ExperimentConfigError`` with every problem.
     """
     return _Parser(source, known_models).parse(data)
+
+
+def validate_file(path: Path, known_models: Collection[str] | None = None) -> list[str]:
+    """Return every problem of the config file at ``path``, located; empty when it is valid."""
+    try:
+        load_experiments(path, known_models)
+    except ExperimentConfigError as exc:
+        return exc.problems
+    return []
 
 
 # --- parsing ----------------------------------------------------------------------------
@@ -227,6 +339,26 @@ def _type_name(value: object) -> str:
     return "null" if value is None else type(value).__name__
 
 
+def _is_number(value: object) -> TypeGuard[int | float]:
+    return not isinstance(value, bool) and isinstance(value, int | float) and math.isfinite(value)
+
+
+def _as_range(value: object) -> tuple[float, float] | None:
+    """The value as a valid namespace range ``(start, end)``, or None (silently)."""
+    if not isinstance(value, list | tuple) or len(value) != 2:
+        return None
+    start, end = value
+    if not (_is_number(start) and _is_number(end)):
+        return None
+    if not 0.0 <= start < end <= 1.0:
+        return None
+    return (float(start), float(end))
+
+
+def _fmt_range(rng: tuple[float, float]) -> str:
+    return f"[{rng[0]:g}, {rng[1]:g})"
+
+
 class _Parser:
     """Single-use validator; collects problems instead of raising at the first one."""
 
@@ -234,43 +366,50 @@ class _Parser:
         self._source = source
         self._known_models = None if known_models is None else frozenset(known_models)
         self._problems: list[str] = []
+        # Uniqueness across the whole file: value -> location of its first use.
+        self._first_experiment_key: dict[str, str] = {}
+        self._first_seed: dict[str, str] = {}
 
     def _problem(self, where: str, message: str) -> None:
         self._problems.append(f"{self._source}: {where}: {message}")
 
     def parse(self, data: object) -> ExperimentsConfig:
+        holdout: Holdout | None = None
+        layers: list[Layer] = []
         experiments: list[Experiment] = []
-        raw_list: list[object] = []
         if isinstance(data, Mapping):
             self._unknown_keys("<root>", data, _TOP_KEYS)
-            value = data.get("experiments")
-            if isinstance(value, list):
-                raw_list = value
-            elif value is not None:
-                self._problem("experiments", f"must be a list, got {_type_name(value)}")
+            if data.get("holdout") is not None:
+                holdout = self._holdout("holdout", data["holdout"])
+            first_layer: dict[str, str] = {}
+            for i, raw in enumerate(self._list("layers", data.get("layers"))):
+                layer = self._layer(f"layers[{i}]", raw)
+                if layer is not None:
+                    layers.append(layer)
+                if isinstance(raw, Mapping) and isinstance(raw.get("key"), str):
+                    self._unique(f"layers[{i}].key", "layer key", raw["key"], first_layer)
+            for i, raw in enumerate(self._list("experiments", data.get("experiments"))):
+                exp = self._experiment(f"experiments[{i}]", raw, None)
+                if exp is not None:
+                    experiments.append(exp)
         elif data is not None:
             self._problem("<root>", f"must be a mapping with key 'experiments', got {_type_name(data)}")
 
-        first_key: dict[str, str] = {}
-        first_seed: dict[str, str] = {}
-        for i, raw in enumerate(raw_list):
-            where = f"experiments[{i}]"
-            exp = self._experiment(where, raw)
-            if exp is not None:
-                experiments.append(exp)
-            if not isinstance(raw, Mapping):
-                continue
-            # Uniqueness is checked on the raw values, so it is reported even when some
-            # other field of the same experiment is invalid.
-            key, seed = raw.get("key"), raw.get("seed", raw.get("key"))
-            if isinstance(key, str):
-                self._unique(f"{where}.key", "experiment key", key, first_key)
-            if isinstance(seed, str) and seed:
-                self._unique(f"{where}.seed", "seed", seed, first_seed)
-
         if self._problems:
             raise ExperimentConfigError(self._problems)
-        return ExperimentsConfig(experiments=tuple(experiments), source=self._source)
+        return ExperimentsConfig(
+            experiments=tuple(experiments), source=self._source, layers=tuple(layers), holdout=holdout
+        )
+
+    # --- helpers ------------------------------------------------------------------------
+
+    def _list(self, where: str, value: object) -> list[object]:
+        if value is None:
+            return []
+        if not isinstance(value, list):
+            self._problem(where, f"must be a list, got {_type_name(value)}")
+            return []
+        return value
 
     def _unique(self, where: str, what: str, value: str, first_at: dict[str, str]) -> None:
         if value in first_at:
@@ -294,9 +433,9 @@ class _Parser:
             return None
         return value
 
-    def _fraction(self, where: str, value: object) -> float | None:
-        if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 <= value <= 1.0:
-            self._problem(where, f"must be a number in 0..1, got {_show(value)}")
+    def _fraction(self, where: str, value: object, hi: float = 1.0) -> float | None:
+        if not _is_number(value) or not 0.0 <= value <= hi:
+            self._problem(where, f"must be a number in 0..{hi:g}, got {_show(value)}")
             return None
         return float(value)
 
@@ -306,33 +445,148 @@ class _Parser:
             return None
         return value
 
-    def _experiment(self, where: str, raw: object) -> Experiment | None:
+    def _seed(self, where: str, raw: Mapping[object, object], default: str | None) -> str | None:
+        if "seed" not in raw:
+            return default
+        seed = raw["seed"]
+        if isinstance(seed, str) and seed:
+            return seed
+        self._problem(f"{where}.seed", f"must be a non-empty string, got {_show(seed)}")
+        return None
+
+    def _timestamp(self, where: str, value: object) -> dt.datetime | None:
+        parsed: dt.datetime | None = None
+        if isinstance(value, dt.datetime):
+            parsed = value
+        elif isinstance(value, dt.date):
+            parsed = dt.datetime(value.year, value.month, value.day, tzinfo=dt.UTC)
+        elif isinstance(value, str):
+            try:
+                parsed = dt.datetime.fromisoformat(value)
+            except ValueError:
+                parsed = None
+        if parsed is None or parsed.tzinfo is None or parsed.utcoffset() is None:
+            self._problem(
+                where, f"must be an ISO-8601 timestamp with a timezone (e.g. 2026-11-01T00:00:00Z), got {_show(value)}"
+            )
+            return None
+        return parsed
+
+    # --- sections -----------------------------------------------------------------------
+
+    def _holdout(self, where: str, raw: object) -> Holdout | None:
         if not isinstance(raw, Mapping):
             self._problem(where, f"must be a mapping, got {_type_name(raw)}")
             return None
         before = len(self._problems)
-        self._unknown_keys(where, raw, _EXPERIMENT_KEYS)
+        self._unknown_keys(where, raw, _HOLDOUT_KEYS)
+        key: str | None = DEFAULT_HOLDOUT_KEY
+        if "key" in raw:
+            key = self._key(f"{where}.key", raw["key"], "key")
+        seed = self._seed(where, raw, key)
+        coverage_raw = self._required(where, raw, "coverage")
+        coverage = None
+        if "coverage" in raw:
+            coverage = self._fraction(f"{where}.coverage", coverage_raw, HOLDOUT_MAX_COVERAGE)
+        # The holdout key is reported as an experiment key; its seed shares the seed space.
+        if key is not None:
+            self._unique(f"{where}.key", "experiment key", key, self._first_experiment_key)
+        if seed is not None:
+            self._unique(f"{where}.seed", "seed", seed, self._first_seed)
+        if len(self._problems) > before:
+            return None
+        assert key is not None and seed is not None and coverage is not None
+        return Holdout(coverage=coverage, key=key, seed=seed)
+
+    def _layer(self, where: str, raw: object) -> Layer | None:
+        if not isinstance(raw, Mapping):
+            self._problem(where, f"must be a mapping, got {_type_name(raw)}")
+            return None
+        before = len(self._problems)
+        self._unknown_keys(where, raw, _LAYER_KEYS)
+        key_raw = self._required(where, raw, "key")
+        key = self._key(f"{where}.key", key_raw, "layer key") if "key" in raw else None
+        self._required(where, raw, "surface")
+        surface = self._surface(where, raw) if "surface" in raw else None
+        self._required(where, raw, "experiments")
+        raw_experiments = self._list(f"{where}.experiments", raw.get("experiments"))
+
+        experiments: list[Experiment] = []
+        claimed: list[tuple[tuple[float, float], str, str]] = []  # (range, experiment key, where)
+        forced_at: dict[str, tuple[str, str]] = {}  # user id -> (experiment key, where)
+        for j, raw_exp in enumerate(raw_experiments):
+            ewhere = f"{where}.experiments[{j}]"
+            exp = self._experiment(ewhere, raw_exp, (key, surface))
+            if exp is not None:
+                experiments.append(exp)
+            if not isinstance(raw_exp, Mapping):
+                continue
+            # Cross-experiment checks use the raw values, so they are reported even when
+            # some other field of the same experiment is invalid.
+            exp_key = raw_exp.get("key")
+            name = exp_key if isinstance(exp_key, str) else f"#{j}"
+            rng = _as_range(raw_exp.get("range"))
+            if rng is not None:
+                for other, other_name, other_where in claimed:
+                    if rng[0] < other[1] and other[0] < rng[1]:
+                        self._problem(
+                            f"{ewhere}.range",
+                            f"{_fmt_range(rng)} of {name!r} overlaps {_fmt_range(other)} of "
+                            f"{other_name!r} (at {other_where})",
+                        )
+                claimed.append((rng, name, ewhere))
+            overrides = raw_exp.get("overrides")
+            if isinstance(overrides, Mapping):
+                for user in overrides:
+                    if not isinstance(user, str):
+                        continue
+                    if user in forced_at:
+                        first_name, first_where = forced_at[user]
+                        self._problem(
+                            f"{ewhere}.overrides.{user}",
+                            f"user {user!r} is already forced into {first_name!r} of the same layer "
+                            f"(at {first_where}); a user can be in one experiment per layer",
+                        )
+                    else:
+                        forced_at[user] = (name, ewhere)
+
+        if len(self._problems) > before:
+            return None
+        assert key is not None and surface is not None
+        return Layer(key=key, surface=surface, experiments=tuple(experiments))
+
+    def _surface(self, where: str, raw: Mapping[object, object]) -> str | None:
+        value = raw["surface"]
+        if isinstance(value, str) and value in SURFACES:
+            return value
+        allowed = ", ".join(sorted(SURFACES))
+        self._problem(f"{where}.surface", f"unknown surface {_show(value)} (allowed: {allowed})")
+        return None
+
+    def _experiment(self, where: str, raw: object, layer: tuple[str | None, str | None] | None) -> Experiment | None:
+        """Parse one experiment; ``layer`` is ``(key, surface)`` of its layer (None if invalid)."""
+        if not isinstance(raw, Mapping):
+            self._problem(where, f"must be a mapping, got {_type_name(raw)}")
+            return None
+        before = len(self._problems)
+        self._unknown_keys(where, raw, _EXPERIMENT_KEYS if layer is None else _LAYER_EXPERIMENT_KEYS)
 
         key_raw = self._required(where, raw, "key")
         key = self._key(f"{where}.key", key_raw, "key") if "key" in raw else None
 
         surface: str | None = None
-        surface_raw = self._required(where, raw, "surface")
-        if "surface" in raw:
-            if isinstance(surface_raw, str) and surface_raw in SURFACES:
-                surface = surface_raw
-            else:
-                allowed = ", ".join(sorted(SURFACES))
-                self._problem(f"{where}.surface", f"unknown surface {_show(surface_raw)} (allowed: {allowed})")
+        if layer is None:
+            self._required(where, raw, "surface")
+            if "surface" in raw:
+                surface = self._surface(where, raw)
+        else:
+            surface = layer[1]
+            if "surface" in raw and raw["surface"] != layer[1] and layer[1] is not None:
+                self._problem(
+                    f"{where}.surface", f"{_show(raw['surface'])} does not match its layer's surface {layer[1]!r}"
+                )
 
-        seed = key
-        if "seed" in raw:
-            seed_raw = raw["seed"]
-            if isinstance(seed_raw, str) and seed_raw:
-                seed = seed_raw
-            else:
-                seed = None
-                self._problem(f"{where}.seed", f"must be a non-empty string, got {_show(seed_raw)}")
+        seed = self._seed(where, raw, key)
 
         hash_version: int | None = 2
         if "hash_version" in raw:
@@ -355,14 +609,72 @@ class _Parser:
                 allowed = ", ".join(s.value for s in ExperimentStatus)
                 self._problem(f"{where}.status", f"must be one of {allowed}, got {_show(status_raw)}")
 
+        start = self._timestamp(f"{where}.start", raw["start"]) if "start" in raw else None
+        stop = self._timestamp(f"{where}.stop", raw["stop"]) if "stop" in raw else None
+        if start is not None and stop is not None and stop <= start:
+            self._problem(f"{where}.stop", f"must be after start ({start.isoformat()}), got {stop.isoformat()}")
+
+        rng: tuple[float, float] | None = None
+        if layer is not None:
+            rng_raw = self._required(where, raw, "range")
+            if "range" in raw:
+                rng = _as_range(rng_raw)
+                if rng is None:
+                    self._problem(
+                        f"{where}.range", f"must be [start, end] with 0 <= start < end <= 1, got {_show(rng_raw)}"
+                    )
+
         variants = self._variants(f"{where}.variants", self._required(where, raw, "variants"), "variants" in raw)
+        overrides = self._overrides(f"{where}.overrides", raw.get("overrides"), raw.get("variants"))
+
+        if isinstance(key_raw, str):
+            self._unique(f"{where}.key", "experiment key", key_raw, self._first_experiment_key)
+        if seed is not None:
+            self._unique(f"{where}.seed", "seed", seed, self._first_seed)
 
         if len(self._problems) > before:
             return None
         assert key is not None and surface is not None and seed is not None
         assert hash_version is not None and coverage is not None and status is not None
-        assert variants is not None
-        return Experiment(key, surface, seed, hash_version, coverage, status, variants)
+        assert variants is not None and overrides is not None
+        return Experiment(
+            key=key,
+            surface=surface,
+            seed=seed,
+            hash_version=hash_version,
+            coverage=coverage,
+            status=status,
+            variants=variants,
+            start=start,
+            stop=stop,
+            overrides=overrides,
+            layer=None if layer is None else layer[0],
+            range=rng,
+        )
+
+    def _overrides(self, where: str, raw: object, raw_variants: object) -> Mapping[str, str] | None:
+        if raw is None:
+            return _NO_OVERRIDES
+        if not isinstance(raw, Mapping):
+            self._problem(where, f"must be a mapping of user id to variant key, got {_type_name(raw)}")
+            return None
+        variant_keys = [
+            v["key"] for v in (raw_variants if isinstance(raw_variants, list) else []) if isinstance(v, Mapping)
+        ]
+        known = [k for k in variant_keys if isinstance(k, str)]
+        before = len(self._problems)
+        forced: dict[str, str] = {}
+        for user, variant in raw.items():
+            uwhere = f"{where}.{user}"
+            if not isinstance(user, str) or not user:
+                self._problem(where, f"user id must be a non-empty string (quote it), got {_show(user)}")
+            elif not isinstance(variant, str) or variant not in known:
+                self._problem(uwhere, f"unknown variant {_show(variant)} (variants: {', '.join(known) or 'none'})")
+            else:
+                forced[user] = variant
+        if len(self._problems) > before:
+            return None
+        return MappingProxyType(forced) if forced else _NO_OVERRIDES
 
     def _variants(self, where: str, raw: object, present: bool) -> tuple[Variant, ...] | None:
         if not present:
@@ -411,26 +723,23 @@ class _Parser:
             self._problem(where, f"must be a mapping, got {_type_name(raw)}")
             return None
         before = len(self._problems)
-        model_version: str | None = None
-        retrieval_size: int | None = None
-        seed_weight: float | None = None
-        diversity_cap: int | None = None
+        values: dict[str, object] = {}
         for name, value in raw.items():
             pwhere = f"{where}.{name}"
-            if name == "model_version":
-                model_version = self._model_version(pwhere, value)
+            if name in ("model_version", "shadow_model"):
+                values[name] = self._model_version(pwhere, value)
             elif name == "retrieval_size":
-                retrieval_size = self._int_in(pwhere, value, 10, 5000)
-            elif name == "seed_weight":
-                seed_weight = self._fraction(pwhere, value)
+                values[name] = self._int_in(pwhere, value, 10, 5000)
+            elif name in ("seed_weight", "recent_weight"):
+                values[name] = self._fraction(pwhere, value)
             elif name == "diversity_cap":
-                diversity_cap = self._int_in(pwhere, value, 1, 100)
+                values[name] = self._int_in(pwhere, value, 1, 100)
             else:
                 allowed = ", ".join(sorted(PARAM_NAMES))
                 self._problem(where, f"unknown param {name!r} (allowed: {allowed})")
         if len(self._problems) > before:
             return None
-        return VariantParams(model_version, retrieval_size, seed_weight, diversity_cap)
+        return VariantParams(**values)  # type: ignore[arg-type]
 
     def _model_version(self, where: str, value: object) -> str | None:
         if not isinstance(value, str) or not value:

@@ -1,9 +1,14 @@
 """GrowthBook-compatible bucketing primitives.
 
 A port of the hashing and bucketing functions of GrowthBook's SDKs (``hash``,
-``getBucketRanges``, ``inRange``, ``chooseVariation`` in ``packages/sdk-js/src/util.ts``),
-so that any assignment made here can be recomputed offline with a GrowthBook SDK from
-``(seed, unit id, hash version, weights, coverage)``. Every function is pure.
+``getBucketRanges``, ``inRange``, ``chooseVariation``, ``inNamespace`` in
+``packages/sdk-js/src/util.ts``), so that any assignment made here can be recomputed offline
+with a GrowthBook SDK from ``(seed, unit id, hash version, weights, coverage, namespace)``.
+Every function is pure.
+
+A namespace ``(id, start, end)`` is GrowthBook's mutual-exclusion device: every unit gets one
+hash per namespace id, ``gb_hash("__" + id, unit, 1)``, and experiments given disjoint
+``[start, end)`` ranges of the same namespace never share a unit.
 
 Strings are hashed over UTF-16 code units, as JavaScript's ``charCodeAt`` sees them: a
 character outside the Basic Multilingual Plane (an emoji, say) counts as two units, a
@@ -16,16 +21,22 @@ from collections.abc import Sequence
 
 __all__ = [
     "BucketRange",
+    "Namespace",
     "choose_variation",
     "fnv1a32",
     "gb_hash",
     "get_bucket_ranges",
     "get_equal_weights",
+    "in_namespace",
     "in_range",
+    "namespace_hash",
 ]
 
 BucketRange = tuple[float, float]
 """A half-open interval ``[start, end)`` of hash values in ``[0, 1)``."""
+
+Namespace = tuple[str, float, float]
+"""GrowthBook's ``(namespace id, start, end)``: the unit is in it when its namespace hash is in ``[start, end)``."""
 
 _FNV32_OFFSET_BASIS = 0x811C9DC5
 _FNV32_PRIME = 0x01000193
@@ -36,9 +47,13 @@ _WEIGHT_SUM_MIN = 0.99
 _WEIGHT_SUM_MAX = 1.01
 
 
-def fnv1a32(s: str) -> int:
-    """Return the 32-bit FNV-1a hash of ``s`` over its UTF-16 code units (0 <= h < 2**32)."""
-    h = _FNV32_OFFSET_BASIS
+def fnv1a32(s: str, state: int = _FNV32_OFFSET_BASIS) -> int:
+    """Return the 32-bit FNV-1a hash of ``s`` over its UTF-16 code units (0 <= h < 2**32).
+
+    ``state`` continues a hash instead of starting a new one: ``fnv1a32(a + b) ==
+    fnv1a32(b, fnv1a32(a))``, so a constant prefix (an experiment seed) is hashed once.
+    """
+    h = state
     if s.isascii():
         # An ASCII character is a single UTF-16 unit equal to its byte.
         for unit in s.encode("ascii"):
@@ -114,3 +129,21 @@ def choose_variation(n: float, ranges: Sequence[BucketRange]) -> int:
         if rng[0] <= n < rng[1]:
             return i
     return -1
+
+
+def namespace_hash(namespace_id: str, user_id: str) -> float:
+    """Return the unit's position in namespace ``namespace_id``: ``gb_hash("__" + id, user_id, 1)``.
+
+    One value in ``[0, 1)`` (1,000 buckets, hash version 1 as in every GrowthBook SDK) shared by
+    all experiments of the namespace, so their ranges partition the units.
+    """
+    return (fnv1a32(user_id + "__" + namespace_id) % 1000) / 1000
+
+
+def in_namespace(user_id: str, namespace: Namespace) -> bool:
+    """Return whether ``user_id`` is in ``namespace``, GrowthBook's ``inNamespace``.
+
+    True when ``start <= namespace_hash(id, user_id) < end``.
+    """
+    namespace_id, start, end = namespace
+    return start <= namespace_hash(namespace_id, user_id) < end

@@ -11,8 +11,8 @@ import pytest
 
 from features.schema import N_RANKER_FEATURES
 from models.bundle import BundleError, load_bundle
+from models.linear_ranker import linear_ranker
 from models.runtime import load_sessions
-from tests.support import linear_ranker
 
 
 def copy(bundle: Path, tmp_path: Path) -> Path:

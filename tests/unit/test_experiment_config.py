@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import datetime as dt
 from pathlib import Path
 from typing import Any
 
@@ -15,10 +16,12 @@ from serving.experiments.config import (
     ExperimentError,
     ExperimentsConfig,
     ExperimentStatus,
+    Holdout,
     Variant,
     VariantParams,
     load_experiments,
     parse_experiments,
+    validate_file,
 )
 
 VALID_YAML = """\
@@ -295,3 +298,329 @@ def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
 
 def test_default_config_is_empty() -> None:
     assert ExperimentsConfig().experiments == ()
+
+
+# --- holdout, layers, schedules, overrides ------------------------------------------------
+
+LAYERED_YAML = """\
+holdout:
+  coverage: 0.05
+layers:
+  - key: home-ranking
+    surface: home
+    experiments:
+      - key: home-ranker-lite
+        range: [0.0, 0.5]
+        coverage: 1.0
+        status: running
+        start: 2026-11-01T00:00:00Z
+        stop: 2026-12-01
+        overrides: {qa-user-1: lite, "42": control}
+        variants:
+          - {key: control, weight: 0.5}
+          - {key: lite, weight: 0.5, params: {model_version: lgbm-v1-lite, shadow_model: lgbm-v2}}
+      - key: home-blend
+        surface: home
+        seed: home-blend-2026
+        range: [0.5, 1]
+        coverage: 0.5
+        status: draft
+        start: "2026-11-01T01:00:00+01:00"
+        variants:
+          - {key: control, weight: 0.25}
+          - {key: recent, weight: 0.75, params: {recent_weight: 0.6, seed_weight: 0.4}}
+  - key: np-ranking
+    surface: now_playing
+    experiments: []
+experiments:
+  - key: np-diversity
+    surface: now_playing
+    coverage: 1.0
+    status: running
+    variants:
+      - {key: control, weight: 0.5}
+      - {key: cap3, weight: 0.5, params: {diversity_cap: 3}}
+"""
+
+
+def _layer(key: str = "home-ranking", *experiments: dict[str, Any], **overrides: Any) -> dict[str, Any]:
+    layer: dict[str, Any] = {"key": key, "surface": "home", "experiments": list(experiments)}
+    layer.update(overrides)
+    return layer
+
+
+def _layered(key: str, start: float, end: float, **overrides: Any) -> dict[str, Any]:
+    exp = _experiment(key, range=[start, end])
+    del exp["surface"]
+    exp.update(overrides)
+    return exp
+
+
+def test_layered_config_loads_holdout_layers_and_independent_experiments(tmp_path: Path) -> None:
+    path = tmp_path / "experiments.yaml"
+    path.write_text(LAYERED_YAML, encoding="utf-8")
+
+    config = load_experiments(path, known_models={"lgbm-v1", "lgbm-v1-lite", "lgbm-v2"})
+
+    assert config.holdout == Holdout(coverage=0.05, key="global-holdout", seed="global-holdout")
+    home, np_layer = config.layers
+    assert (home.key, home.surface, np_layer.key, np_layer.experiments) == ("home-ranking", "home", "np-ranking", ())
+    lite, blend = home.experiments
+    assert lite.layer == "home-ranking" and lite.range == (0.0, 0.5) and lite.surface == "home"
+    assert lite.namespace == ("home-ranking", 0.0, 0.5)
+    assert lite.start == dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
+    assert lite.stop == dt.datetime(2026, 12, 1, tzinfo=dt.UTC)  # a YAML date is 00:00 UTC
+    assert lite.overrides == {"qa-user-1": "lite", "42": "control"}
+    assert lite.variants[1].params == VariantParams(model_version="lgbm-v1-lite", shadow_model="lgbm-v2")
+    assert blend.seed == "home-blend-2026" and blend.range == (0.5, 1.0)
+    assert blend.start == dt.datetime(2026, 11, 1, tzinfo=dt.UTC)  # ISO string with an offset
+    assert blend.weights_by_variant == {"control": 0.25, "recent": 0.75}
+    assert blend.variants[1].params == VariantParams(seed_weight=0.4, recent_weight=0.6)
+    (np_div,) = config.experiments
+    assert np_div.layer is None and np_div.range is None and np_div.namespace is None
+    assert config.all_experiments == (lite, blend, np_div)
+    assert config.layers_on("home") == (home,) and config.on_surface("home") == ()
+    assert config.on_surface("now_playing") == (np_div,)
+
+
+def test_is_active_between_start_inclusive_and_stop_exclusive() -> None:
+    exp = parse_experiments(
+        {"experiments": [_experiment(start="2026-11-01T00:00:00Z", stop="2026-11-02T00:00:00Z")]}, "x"
+    ).experiments[0]
+    start = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
+    assert not exp.is_active(start - dt.timedelta(microseconds=1))
+    assert exp.is_active(start)
+    assert exp.is_active(start + dt.timedelta(hours=23))
+    assert not exp.is_active(start + dt.timedelta(days=1))
+    draft = dataclasses.replace(exp, status=ExperimentStatus.DRAFT)
+    assert not draft.is_active(start)
+
+
+def test_holdout_key_and_seed_are_optional_and_default_to_global_holdout() -> None:
+    config = parse_experiments({"holdout": {"coverage": 0.1, "key": "holdout-2026"}}, "x")
+    assert config.holdout == Holdout(coverage=0.1, key="holdout-2026", seed="holdout-2026")
+    config = parse_experiments({"holdout": {"coverage": 0, "seed": "h-seed"}}, "x")
+    assert config.holdout == Holdout(coverage=0.0, key="global-holdout", seed="h-seed")
+
+
+def test_overlapping_ranges_in_a_layer_name_both_experiments() -> None:
+    data = {"layers": [_layer("home-ranking", _layered("a", 0.0, 0.5), _layered("b", 0.4, 0.8), _layered("c", 0.8, 1))]}
+    assert _problems(data) == [
+        "experiments.yaml: layers[0].experiments[1].range: [0.4, 0.8) of 'b' overlaps [0, 0.5) of 'a' "
+        "(at layers[0].experiments[0])"
+    ]
+
+
+def test_overlap_is_reported_even_when_the_experiment_has_other_problems() -> None:
+    data = {"layers": [_layer("l", _layered("a", 0.0, 0.6), _layered("b", 0.5, 1.0, coverage=2))]}
+    problems = _problems(data)
+    assert "experiments.yaml: layers[0].experiments[1].coverage: must be a number in 0..1, got 2" in problems
+    assert any(
+        p.startswith("experiments.yaml: layers[0].experiments[1].range: [0.5, 1) of 'b' overlaps") for p in problems
+    )
+
+
+def test_touching_ranges_do_not_overlap_and_ranges_in_different_layers_are_independent() -> None:
+    data = {
+        "layers": [
+            _layer("l1", _layered("a", 0.0, 0.5), _layered("b", 0.5, 1.0)),
+            _layer("l2", _layered("c", 0.0, 1.0)),
+        ]
+    }
+    assert [len(layer.experiments) for layer in parse_experiments(data, "x").layers] == [2, 1]
+
+
+@pytest.mark.parametrize(
+    ("rng", "shown"),
+    [
+        ([0.5, 0.5], "[0.5, 0.5]"),
+        ([0.6, 0.2], "[0.6, 0.2]"),
+        ([-0.1, 0.5], "[-0.1, 0.5]"),
+        ([0.5, 1.2], "[0.5, 1.2]"),
+        ([0.5], "[0.5]"),
+        ("all", "'all'"),
+        ([0, True], "[0, True]"),
+    ],
+)
+def test_range_must_be_inside_0_1_with_start_before_end(rng: object, shown: str) -> None:
+    exp = _layered("a", 0, 1, range=rng)
+    assert _problems({"layers": [_layer("l", exp)]}) == [
+        "experiments.yaml: layers[0].experiments[0].range: "
+        f"must be [start, end] with 0 <= start < end <= 1, got {shown}"
+    ]
+
+
+def test_layer_problems_are_located() -> None:
+    missing_range = _layered("a", 0, 1)
+    del missing_range["range"]
+    data = {
+        "layers": [
+            _layer("home-ranking", missing_range, _layered("b", 0.0, 0.5, surface="now_playing")),
+            _layer("home-ranking", surface="search", colour="red"),
+            {"surface": "home"},
+            _layer("Bad Layer"),
+            "nope",
+        ],
+        "experiments": [_experiment("c", range=[0, 1])],
+    }
+    problems = _problems(data)
+    expected = [
+        "layers[0].experiments[0]: missing required key 'range'",
+        "layers[0].experiments[1].surface: 'now_playing' does not match its layer's surface 'home'",
+        "layers[1]: unknown key 'colour'",
+        "layers[1].surface: unknown surface 'search'",
+        "layers[1].key: duplicate layer key 'home-ranking' (first at layers[0])",
+        "layers[2]: missing required key 'key'",
+        "layers[2]: missing required key 'experiments'",
+        "layers[3].key: layer key must be a non-empty string of [a-z0-9-_.], got 'Bad Layer'",
+        "layers[4]: must be a mapping, got str",
+        "experiments[0]: unknown key 'range'",
+    ]
+    for fragment in expected:
+        assert any(p.startswith(f"experiments.yaml: {fragment}") for p in problems), (fragment, problems)
+    assert len(problems) == len(expected)
+
+
+def test_experiment_keys_and_seeds_are_unique_across_layers_holdout_and_top_level() -> None:
+    data = {
+        "holdout": {"coverage": 0.05, "seed": "shared-seed"},
+        "layers": [
+            _layer("l1", _layered("a", 0, 0.5), _layered("b", 0.5, 1, seed="shared-seed")),
+            _layer("l2", _layered("global-holdout", 0, 1)),
+        ],
+        "experiments": [_experiment("a"), _experiment("d", seed="a")],
+    }
+    assert _problems(data) == [
+        "experiments.yaml: layers[0].experiments[1].seed: duplicate seed 'shared-seed' (first at holdout)",
+        "experiments.yaml: layers[1].experiments[0].key: duplicate experiment key 'global-holdout' (first at holdout)",
+        "experiments.yaml: experiments[0].key: duplicate experiment key 'a' (first at layers[0].experiments[0])",
+        "experiments.yaml: experiments[0].seed: duplicate seed 'a' (first at layers[0].experiments[0])",
+        "experiments.yaml: experiments[1].seed: duplicate seed 'a' (first at layers[0].experiments[0])",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("holdout", "problem"),
+    [
+        ({"coverage": 0.6}, "holdout.coverage: must be a number in 0..0.5, got 0.6"),
+        ({"coverage": -0.1}, "holdout.coverage: must be a number in 0..0.5, got -0.1"),
+        ({"key": "h"}, "holdout: missing required key 'coverage'"),
+        ({"coverage": 0.1, "salt": "x"}, "holdout: unknown key 'salt'"),
+        ({"coverage": 0.1, "key": "H!"}, "holdout.key: key must be a non-empty string of [a-z0-9-_.], got 'H!'"),
+        ({"coverage": 0.1, "seed": ""}, "holdout.seed: must be a non-empty string, got ''"),
+        (0.05, "holdout: must be a mapping, got float"),
+    ],
+)
+def test_holdout_problems_are_located(holdout: object, problem: str) -> None:
+    assert any(p.startswith(f"experiments.yaml: {problem}") for p in _problems({"holdout": holdout}))
+
+
+def test_override_problems_are_located() -> None:
+    data = {
+        "experiments": [
+            _experiment("a", overrides={"qa-1": "treatment", "qa-2": "lite", 42: "control", "qa-3": None}),
+            _experiment("b", overrides=["qa-1"]),
+        ]
+    }
+    assert _problems(data) == [
+        "experiments.yaml: experiments[0].overrides.qa-2: unknown variant 'lite' (variants: control, treatment)",
+        "experiments.yaml: experiments[0].overrides: user id must be a non-empty string (quote it), got 42",
+        "experiments.yaml: experiments[0].overrides.qa-3: unknown variant None (variants: control, treatment)",
+        "experiments.yaml: experiments[1].overrides: must be a mapping of user id to variant key, got list",
+    ]
+
+
+def test_a_user_can_be_forced_into_only_one_experiment_per_layer() -> None:
+    data = {
+        "layers": [
+            _layer(
+                "l1",
+                _layered("a", 0, 0.5, overrides={"qa-1": "control"}),
+                _layered("b", 0.5, 1, overrides={"qa-1": "treatment", "qa-2": "control"}),
+            )
+        ],
+        "experiments": [_experiment("c", overrides={"qa-1": "control"})],  # another slot: fine
+    }
+    assert _problems(data) == [
+        "experiments.yaml: layers[0].experiments[1].overrides.qa-1: user 'qa-1' is already forced into 'a' "
+        "of the same layer (at layers[0].experiments[0]); a user can be in one experiment per layer"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("fields", "problem"),
+    [
+        (
+            {"start": "2026-12-01T00:00:00Z", "stop": "2026-11-01T00:00:00Z"},
+            "experiments[0].stop: must be after start (2026-12-01T00:00:00+00:00), got 2026-11-01T00:00:00+00:00",
+        ),
+        (
+            {"start": dt.datetime(2026, 11, 1, tzinfo=dt.UTC), "stop": dt.datetime(2026, 11, 1, tzinfo=dt.UTC)},
+            "experiments[0].stop: must be after start",
+        ),
+        ({"start": "2026-11-01T00:00:00"}, "experiments[0].start: must be an ISO-8601 timestamp with a timezone"),
+        ({"stop": dt.datetime(2026, 11, 1)}, "experiments[0].stop: must be an ISO-8601 timestamp with a timezone"),
+        ({"start": "soon"}, "experiments[0].start: must be an ISO-8601 timestamp with a timezone"),
+        ({"start": 1767225600}, "experiments[0].start: must be an ISO-8601 timestamp with a timezone"),
+    ],
+)
+def test_schedule_problems_are_located(fields: dict[str, Any], problem: str) -> None:
+    assert any(
+        p.startswith(f"experiments.yaml: {problem}") for p in _problems({"experiments": [_experiment(**fields)]})
+    )
+
+
+def test_new_params_are_validated() -> None:
+    exp = _experiment(
+        variants=[
+            _variant("a", recent_weight=1.5, shadow_model="lgbm-v9"),
+            _variant("b", recent_weight=0.2, shadow_model="lgbm-v1", boost=2),
+        ]
+    )
+    assert _problems({"experiments": [exp]}, known_models=["lgbm-v1"]) == [
+        "experiments.yaml: experiments[0].variants[0].params.recent_weight: must be a number in 0..1, got 1.5",
+        "experiments.yaml: experiments[0].variants[0].params.shadow_model: unknown model version 'lgbm-v9' "
+        "(known: lgbm-v1)",
+        "experiments.yaml: experiments[0].variants[1].params: unknown param 'boost' (allowed: diversity_cap, "
+        "model_version, recent_weight, retrieval_size, seed_weight, shadow_model)",
+    ]
+
+
+def test_validate_file_returns_no_problem_for_a_valid_file(tmp_path: Path) -> None:
+    path = tmp_path / "experiments.yaml"
+    path.write_text(LAYERED_YAML, encoding="utf-8")
+    assert validate_file(path, known_models=["lgbm-v1-lite", "lgbm-v2"]) == []
+    assert validate_file(path) == []  # model versions unchecked without known_models
+
+
+def test_validate_file_returns_every_problem_of_an_invalid_file(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(
+        LAYERED_YAML.replace("range: [0.5, 1]", "range: [0.4, 1]")
+        .replace("weight: 0.75", "weight: 0.7")
+        .replace("qa-user-1: lite", "qa-user-1: heavy")
+        .replace("coverage: 0.05", "coverage: 0.9")
+        .replace("- {key: cap3, weight: 0.5, params: {diversity_cap: 3}}", ""),
+        encoding="utf-8",
+    )
+    problems = validate_file(path, known_models=["lgbm-v1-lite"])
+    assert [p.removeprefix(f"{path}: ") for p in problems] == [
+        "holdout.coverage: must be a number in 0..0.5, got 0.9",
+        "layers[0].experiments[0].variants[1].params.shadow_model: unknown model version 'lgbm-v2' "
+        "(known: lgbm-v1-lite)",
+        "layers[0].experiments[0].overrides.qa-user-1: unknown variant 'heavy' (variants: control, lite)",
+        "layers[0].experiments[1].variants: weights must sum to 1, got 0.95",
+        "layers[0].experiments[1].range: [0.4, 1) of 'home-blend' overlaps [0, 0.5) of 'home-ranker-lite' "
+        "(at layers[0].experiments[0])",
+        "experiments[0].variants: needs at least 2 variants, got 1",
+        "experiments[0].variants: weights must sum to 1, got 0.5",
+    ]
+    assert all(p.startswith(f"{path}: ") for p in problems)
+
+
+def test_validate_file_reports_unreadable_and_invalid_yaml(tmp_path: Path) -> None:
+    assert validate_file(tmp_path / "missing.yaml")[0].startswith(f"{tmp_path / 'missing.yaml'}: cannot read")
+    path = tmp_path / "dup.yaml"
+    path.write_text("layers: []\nlayers: []\n", encoding="utf-8")
+    (problem,) = validate_file(path)
+    assert "found duplicate key 'layers'" in problem

@@ -3,8 +3,8 @@
 Published vectors: GrowthBook's SDK conformance suite, ``packages/sdk-js/test/cases.json`` in
 github.com/growthbook/growthbook (specVersion 0.5.4, commit
 021bf498f75c8491c156184ca1b3a1fbafa1d64e; identical "hash"/"getBucketRange" sections in
-growthbook-python's tests/cases.json, specVersion 0.7.1), keys "hash", "getBucketRange" and
-"chooseVariation". That suite has no non-ASCII ids, so NON_ASCII_VECTORS were computed with
+growthbook-python's tests/cases.json, specVersion 0.7.1), keys "hash", "getBucketRange",
+"chooseVariation" and "inNamespace". That suite has no non-ASCII ids, so NON_ASCII_VECTORS were computed with
 the JS SDK's ``hashFnv32a``/``hash`` (``str.charCodeAt`` loop, packages/sdk-js/src/util.ts)
 run in Node.js, and are also cross-checked against the ``growthbook`` PyPI package below.
 """
@@ -21,7 +21,9 @@ from serving.experiments.hashing import (
     gb_hash,
     get_bucket_ranges,
     get_equal_weights,
+    in_namespace,
     in_range,
+    namespace_hash,
 )
 
 # cases.json "hash": [seed, value, version, expected]
@@ -85,6 +87,26 @@ GB_CHOOSE_VARIATION_VECTORS: list[tuple[str, float, list[tuple[float, float]], i
     ("reduced range, 0.25", 0.25, _REDUCED, -1),
     ("reduced range, 0.5", 0.5, _REDUCED, 1),
     ("zero range", 0.5, [(0.0, 0.5), (0.5, 0.5), (0.5, 1.0)], 2),
+]
+
+# cases.json "inNamespace" (commit 021bf498f75c8491c156184ca1b3a1fbafa1d64e): (name, id, namespace, expected)
+GB_IN_NAMESPACE_VECTORS: list[tuple[str, str, tuple[str, float, float], bool]] = [
+    ("user 1, namespace1, 1", "1", ("namespace1", 0, 0.4), False),
+    ("user 1, namespace1, 2", "1", ("namespace1", 0.4, 1), True),
+    ("user 1, namespace2, 1", "1", ("namespace2", 0, 0.4), False),
+    ("user 1, namespace2, 2", "1", ("namespace2", 0.4, 1), True),
+    ("user 2, namespace1, 1", "2", ("namespace1", 0, 0.4), False),
+    ("user 2, namespace1, 2", "2", ("namespace1", 0.4, 1), True),
+    ("user 2, namespace2, 1", "2", ("namespace2", 0, 0.4), False),
+    ("user 2, namespace2, 2", "2", ("namespace2", 0.4, 1), True),
+    ("user 3, namespace1, 1", "3", ("namespace1", 0, 0.4), False),
+    ("user 3, namespace1, 2", "3", ("namespace1", 0.4, 1), True),
+    ("user 3, namespace2, 1", "3", ("namespace2", 0, 0.4), True),
+    ("user 3, namespace2, 2", "3", ("namespace2", 0.4, 1), False),
+    ("user 4, namespace1, 1", "4", ("namespace1", 0, 0.4), False),
+    ("user 4, namespace1, 2", "4", ("namespace1", 0.4, 1), True),
+    ("user 4, namespace2, 1", "4", ("namespace2", 0, 0.4), True),
+    ("user 4, namespace2, 2", "4", ("namespace2", 0.4, 1), False),
 ]
 
 # (seed, value, fnv1a32(value), v1 hash, v2 hash) from the JS SDK algorithm in Node.js.
@@ -168,6 +190,31 @@ def test_choose_variation_matches_growthbook_published_vectors(
     assert choose_variation(n, ranges) == expected, name
 
 
+@pytest.mark.parametrize(("name", "user_id", "namespace", "expected"), GB_IN_NAMESPACE_VECTORS)
+def test_in_namespace_matches_growthbook_published_vectors(
+    name: str, user_id: str, namespace: tuple[str, float, float], expected: bool
+) -> None:
+    assert in_namespace(user_id, namespace) is expected, name
+
+
+def test_namespace_hash_is_a_version_1_hash_seeded_with_double_underscore_and_the_id() -> None:
+    for user_id in ["1", "user-42", "Zoë", "😀", ""]:
+        for namespace_id in ["namespace1", "home-ranking", "ñandú"]:
+            assert namespace_hash(namespace_id, user_id) == gb_hash("__" + namespace_id, user_id, 1)
+
+
+def test_in_namespace_is_half_open() -> None:
+    n = namespace_hash("ns", "user-1")
+    assert in_namespace("user-1", ("ns", n, n + 0.001))
+    assert not in_namespace("user-1", ("ns", n - 0.001, n))
+    assert not in_namespace("user-1", ("ns", n, n))
+
+
+def test_fnv1a32_state_continues_a_hash_across_a_concatenation() -> None:
+    for a, b in [("seed", "user-1"), ("", "x"), ("ñandú", "😀b"), ("a\ud83d", "\ude00z")]:
+        assert fnv1a32(b, fnv1a32(a)) == fnv1a32(a + b)
+
+
 def test_in_range_is_half_open() -> None:
     assert in_range(0.2, (0.2, 0.5))
     assert not in_range(0.5, (0.2, 0.5))
@@ -217,6 +264,8 @@ def test_matches_growthbook_python_sdk_on_many_ids() -> None:
             assert n is not None
             ranges = get_bucket_ranges(3, 0.8, [0.2, 0.3, 0.5])
             assert choose_variation(n, ranges) == gb_core.chooseVariation(n, ranges)
+        namespace = (seeds[(i + 1) % len(seeds)], 0.25, 0.7)
+        assert in_namespace(value, namespace) == gb_core.inNamespace(value, namespace)
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,708 @@
+"""Offline A/B analysis: join exposures with outcomes, compare each variant with control.
+
+Contract (per experiment, per metric):
+
+- **Units.** The unit is the exposed ``unit_id``. Exposures are deduped by (unit, experiment),
+  keeping the earliest ``ts_ms`` (file order breaks ties). A unit exposed to two or more variants of
+  one experiment is dropped from that experiment and counted as a *multiple-variant unit*.
+- **Values.** A unit's value for a metric is the sum of its outcome ``value``s with
+  ``ts_ms >= first exposure ts_ms``; units without such outcomes count as 0. Earlier outcomes are
+  counted in ``outcomes_before_exposure``, never in a value.
+- **Per variant.** n, mean, sample std (ddof=1) and conversion = share of units with value > 0.
+- **Control.** The variant named ``control`` if present, else the first variant of the experiment
+  in ``expected_weights`` that has units, else the alphabetically first.
+- **Absolute lift** ``d = m_t - m_c``, Welch's t-test::
+
+      se = sqrt(s_t²/n_t + s_c²/n_c),  t = d / se,
+      df = se⁴ / ((s_t²/n_t)²/(n_t-1) + (s_c²/n_c)²/(n_c-1)),
+      p = 2·T_df.sf(|t|),  CI = d ± T_df.ppf(1 - alpha/2)·se
+
+- **Relative lift** ``r = m_t/m_c - 1`` with a delta-method normal CI::
+
+      se_r = sqrt(s_t²/(n_t·m_c²) + m_t²·s_c²/(n_c·m_c⁴)),  CI = r ± z_(1-alpha/2)·se_r
+
+- **Conversion**, pooled two-proportion z-test ``z = (p_t - p_c) / sqrt(p̄(1-p̄)(1/n_t + 1/n_c))``,
+  ``p = 2·Φ(-|z|)``, with an unpooled Wald CI for ``p_t - p_c``.
+- **Multiple testing.** Within an experiment the Welch p-values of all (variant, metric)
+  comparisons form one family, adjusted by Holm–Bonferroni (``holm``) or Benjamini–Hochberg
+  (``bh``); ``significant`` means adjusted p < alpha. Conversion p-values are adjusted the same way
+  as a separate family (reported, not used for ``significant``). CIs are per comparison, level
+  ``1 - alpha``, not adjusted.
+- **SRM.** Chi-square goodness of fit of units per variant against the expected weights
+  (``expected_weights[experiment]``, else equal), ``scipy.stats.chisquare``; flagged when
+  p < ``SRM_P_THRESHOLD`` or when a variant with no (or zero) expected weight has units.
+
+A statistic that is undefined (a variant with n < 2, zero variance in both arms, control mean 0)
+is ``None``; ``None`` p-values are left out of the correction family. Bad arguments raise
+``ValueError``; bad input files raise ``AnalysisInputError`` (see ``analysis_io``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any, Final, Literal, get_args
+
+import numpy as np
+from numpy.typing import NDArray
+from scipy import stats
+
+from serving.experiments.analysis_io import (
+    AnalysisInputError,
+    Exposures,
+    Outcomes,
+    ReadStats,
+    load_exposures,
+    load_outcomes,
+)
+
+__all__ = [
+    "SRM_P_THRESHOLD",
+    "AnalysisInputError",
+    "AnalysisReport",
+    "Comparison",
+    "Correction",
+    "ExperimentResult",
+    "Exposures",
+    "Interval",
+    "MetricResult",
+    "Outcomes",
+    "ReadStats",
+    "SrmCheck",
+    "VariantStats",
+    "adjust_p_values",
+    "analyze",
+    "format_report",
+    "load_exposures",
+    "load_outcomes",
+    "report_to_json",
+]
+
+Correction = Literal["holm", "bh"]
+SRM_P_THRESHOLD: Final[float] = 0.001
+JSON_SCHEMA_VERSION: Final[int] = 1
+CONTROL_NAME: Final[str] = "control"
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A closed confidence interval."""
+
+    low: float
+    high: float
+
+
+@dataclass(frozen=True)
+class VariantStats:
+    """One variant's units and value distribution for one metric (``std`` is None when n < 2)."""
+
+    variant: str
+    n: int
+    mean: float
+    std: float | None
+    conversion: float
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One non-control variant against control on one metric (see the module docstring)."""
+
+    variant: str
+    control: str
+    metric: str
+    abs_lift: float
+    abs_ci: Interval | None
+    rel_lift: float | None
+    rel_ci: Interval | None
+    t_stat: float | None
+    df: float | None
+    p_value: float | None
+    p_adjusted: float | None
+    significant: bool
+    conversion_lift: float
+    conversion_ci: Interval | None
+    z_stat: float | None
+    conversion_p_value: float | None
+    conversion_p_adjusted: float | None
+
+
+@dataclass(frozen=True)
+class MetricResult:
+    """Per-variant stats (control first) and comparisons for one metric."""
+
+    metric: str
+    variants: tuple[VariantStats, ...]
+    comparisons: tuple[Comparison, ...]
+
+
+@dataclass(frozen=True)
+class SrmCheck:
+    """Sample ratio mismatch check: ``observed`` units vs ``expected`` counts, per ``variants``."""
+
+    variants: tuple[str, ...]
+    observed: tuple[int, ...]
+    expected: tuple[float, ...]
+    weights_source: Literal["config", "equal"]
+    chi2: float | None
+    p_value: float | None
+    unexpected_variants: tuple[str, ...]
+    """Variants with units but no (or zero) expected weight; not part of the chi-square."""
+    flagged: bool
+
+
+@dataclass(frozen=True)
+class ExperimentResult:
+    """Everything reported for one experiment; ``units`` counts analysed (kept) units."""
+
+    experiment: str
+    control: str
+    units: int
+    exposure_rows: int
+    duplicate_exposures: int
+    multiple_variant_units: int
+    outcomes_before_exposure: int
+    srm: SrmCheck
+    metrics: tuple[MetricResult, ...]
+
+
+@dataclass(frozen=True)
+class AnalysisReport:
+    """The full analysis; experiments sorted by key."""
+
+    experiments: tuple[ExperimentResult, ...]
+    metrics: tuple[str, ...]
+    correction: Correction
+    alpha: float
+    exposures_read: ReadStats
+    outcomes_read: ReadStats
+    unmatched_outcomes: int
+    """Outcome records whose unit has no exposure at all (ignored)."""
+
+    @property
+    def srm_flagged(self) -> tuple[str, ...]:
+        """Keys of experiments whose SRM check failed."""
+        return tuple(e.experiment for e in self.experiments if e.srm.flagged)
+
+
+# --- statistics ----------------------------------------------------------------------------------
+
+
+def adjust_p_values(p_values: Sequence[float | None], method: Correction = "holm") -> list[float | None]:
+    """Multiple-testing adjusted p-values, in input order; ``None`` stays ``None`` and is not counted.
+
+    Holm: sort ascending, ``adj_(i) = max_{j<=i} min(1, (m-j+1)·p_(j))``.
+    BH:   sort ascending, ``adj_(i) = min_{j>=i} min(1, m·p_(j)/j)``.
+    """
+    if method not in get_args(Correction):
+        raise ValueError(f"correction must be one of {get_args(Correction)}, got {method!r}")
+    present = [i for i, p in enumerate(p_values) if p is not None]
+    result: list[float | None] = [None] * len(p_values)
+    m = len(present)
+    if m == 0:
+        return result
+    p = np.array([p_values[i] for i in present], dtype=np.float64)
+    order = np.argsort(p, kind="stable")
+    ranked = p[order]
+    ranks = np.arange(1, m + 1, dtype=np.float64)
+    if method == "holm":
+        adjusted = np.maximum.accumulate(np.minimum(1.0, (m - ranks + 1) * ranked))
+    else:
+        adjusted = np.minimum.accumulate(np.minimum(1.0, m * ranked / ranks)[::-1])[::-1]
+    out = np.empty(m)
+    out[order] = adjusted
+    for i, value in zip(present, out, strict=True):
+        result[i] = float(value)
+    return result
+
+
+@dataclass(frozen=True)
+class _Arm:
+    n: int
+    mean: float
+    var: float  # ddof=1; nan when n < 2
+    conversions: int
+
+
+def _welch(t: _Arm, c: _Arm, alpha: float) -> tuple[float | None, float | None, float | None, Interval | None]:
+    """(t, df, p, CI) of Welch's test for ``t.mean - c.mean``; all None when undefined."""
+    if t.n < 2 or c.n < 2:
+        return None, None, None, None
+    vt, vc = t.var / t.n, c.var / c.n
+    se = math.sqrt(vt + vc)
+    if se == 0.0:
+        return None, None, None, None
+    diff = t.mean - c.mean
+    df = (vt + vc) ** 2 / (vt**2 / (t.n - 1) + vc**2 / (c.n - 1))
+    t_stat = diff / se
+    p = float(2.0 * stats.t.sf(abs(t_stat), df))
+    half = float(stats.t.ppf(1.0 - alpha / 2.0, df)) * se
+    return t_stat, df, p, Interval(diff - half, diff + half)
+
+
+def _relative(t: _Arm, c: _Arm, alpha: float) -> tuple[float | None, Interval | None]:
+    """Relative lift ``m_t/m_c - 1`` and its delta-method CI."""
+    if c.mean == 0.0:
+        return None, None
+    rel = t.mean / c.mean - 1.0
+    if t.n < 2 or c.n < 2:
+        return rel, None
+    var = t.var / (t.n * c.mean**2) + t.mean**2 * c.var / (c.n * c.mean**4)
+    half = float(stats.norm.ppf(1.0 - alpha / 2.0)) * math.sqrt(var)
+    return rel, Interval(rel - half, rel + half)
+
+
+def _proportions(t: _Arm, c: _Arm, alpha: float) -> tuple[float, Interval | None, float | None, float | None]:
+    """(p_t - p_c, Wald CI, pooled z, two-sided p) for conversion."""
+    pt, pc = t.conversions / t.n, c.conversions / c.n
+    diff = pt - pc
+    se_wald = math.sqrt(pt * (1 - pt) / t.n + pc * (1 - pc) / c.n)
+    half = float(stats.norm.ppf(1.0 - alpha / 2.0)) * se_wald
+    ci = Interval(diff - half, diff + half) if se_wald > 0.0 else None
+    pooled = (t.conversions + c.conversions) / (t.n + c.n)
+    se0 = math.sqrt(pooled * (1 - pooled) * (1 / t.n + 1 / c.n))
+    if se0 == 0.0:
+        return diff, ci, None, None
+    z = diff / se0
+    return diff, ci, z, float(2.0 * stats.norm.sf(abs(z)))
+
+
+def _srm(variants: Sequence[str], counts: Sequence[int], weights: Mapping[str, float] | None) -> SrmCheck:
+    """Chi-square goodness of fit of ``counts`` against ``weights`` (equal when None)."""
+    observed = dict(zip(variants, counts, strict=True))
+    if weights is None:
+        tested = list(variants)
+        shares = [1.0 / len(tested)] * len(tested) if tested else []
+        unexpected: list[str] = []
+    else:
+        tested = [v for v, w in weights.items() if w > 0.0]
+        total_w = sum(weights[v] for v in tested)
+        shares = [weights[v] / total_w for v in tested]
+        unexpected = [v for v in variants if weights.get(v, 0.0) <= 0.0]
+    obs = [observed.get(v, 0) for v in tested]
+    total = sum(obs)
+    expected = [total * s for s in shares]
+    chi2: float | None = None
+    p: float | None = None
+    if len(tested) >= 2 and total > 0:
+        result = stats.chisquare(obs, f_exp=expected)
+        chi2, p = float(result.statistic), float(result.pvalue)
+    return SrmCheck(
+        variants=tuple(tested),
+        observed=tuple(obs),
+        expected=tuple(expected),
+        weights_source="equal" if weights is None else "config",
+        chi2=chi2,
+        p_value=p,
+        unexpected_variants=tuple(unexpected),
+        flagged=bool(unexpected) or (p is not None and p < SRM_P_THRESHOLD),
+    )
+
+
+# --- analysis ------------------------------------------------------------------------------------
+
+
+def _compare(metric: str, variant: str, control: str, t: _Arm, c: _Arm, alpha: float) -> Comparison:
+    """``variant`` vs ``control`` on ``metric``, before multiple-testing correction."""
+    t_stat, df, p, abs_ci = _welch(t, c, alpha)
+    rel, rel_ci = _relative(t, c, alpha)
+    conv_lift, conv_ci, z, conv_p = _proportions(t, c, alpha)
+    return Comparison(
+        variant=variant,
+        control=control,
+        metric=metric,
+        abs_lift=t.mean - c.mean,
+        abs_ci=abs_ci,
+        rel_lift=rel,
+        rel_ci=rel_ci,
+        t_stat=t_stat,
+        df=df,
+        p_value=p,
+        p_adjusted=None,
+        significant=False,
+        conversion_lift=conv_lift,
+        conversion_ci=conv_ci,
+        z_stat=z,
+        conversion_p_value=conv_p,
+        conversion_p_adjusted=None,
+    )
+
+
+def _choose_control(variants: Sequence[str], weights: Mapping[str, float] | None) -> str:
+    if CONTROL_NAME in variants:
+        return CONTROL_NAME
+    for v in weights or ():
+        if v in variants:
+            return v
+    return min(variants)
+
+
+def analyze(
+    exposures: Exposures,
+    outcomes: Outcomes,
+    *,
+    expected_weights: Mapping[str, Mapping[str, float]] | None = None,
+    correction: Correction = "holm",
+    alpha: float = 0.05,
+    metrics: Sequence[str] | None = None,
+) -> AnalysisReport:
+    """Analyse every experiment in ``exposures`` (contract and formulas in the module docstring).
+
+    ``expected_weights`` maps experiment → variant → weight (any positive scale; its variant order
+    also picks the control when none is named ``control``). ``metrics`` defaults to every metric in
+    ``outcomes``, sorted; a requested metric without outcomes is all zeros.
+    """
+    if correction not in get_args(Correction):
+        raise ValueError(f"correction must be one of {get_args(Correction)}, got {correction!r}")
+    if not 0.0 < alpha < 1.0:
+        raise ValueError(f"alpha must be in (0, 1), got {alpha!r}")
+    for exp_key, weights in (expected_weights or {}).items():
+        bad = {v: w for v, w in weights.items() if not (math.isfinite(w) and w >= 0.0)}
+        if bad or not any(w > 0.0 for w in weights.values()):
+            raise ValueError(f"expected_weights[{exp_key!r}] needs finite weights >= 0, some > 0; got {weights!r}")
+    metric_names = tuple(sorted(outcomes.metrics)) if metrics is None else tuple(dict.fromkeys(metrics))
+
+    # Outcomes → exposure unit codes and metric positions; drop what cannot matter.
+    unit_code = {u: i for i, u in enumerate(exposures.unit_ids)}
+    unit_map = np.fromiter((unit_code.get(u, -1) for u in outcomes.unit_ids), np.intp, len(outcomes.unit_ids))
+    metric_pos = {m: i for i, m in enumerate(metric_names)}
+    metric_map = np.fromiter((metric_pos.get(m, -1) for m in outcomes.metrics), np.intp, len(outcomes.metrics))
+    o_unit = unit_map[outcomes.unit] if len(outcomes) else np.empty(0, np.intp)
+    o_metric = metric_map[outcomes.metric] if len(outcomes) else np.empty(0, np.intp)
+    unmatched = int(np.count_nonzero(o_unit < 0))
+    keep = (o_unit >= 0) & (o_metric >= 0)
+    o_unit, o_metric = o_unit[keep], o_metric[keep]
+    o_ts, o_value = outcomes.ts_ms[keep], outcomes.value[keep]
+
+    # Group exposures by (experiment, unit), earliest first; file order breaks ts ties.
+    n_rows = len(exposures)
+    order = np.lexsort((np.arange(n_rows), exposures.ts_ms, exposures.unit, exposures.experiment))
+    e, u = exposures.experiment[order], exposures.unit[order]
+    v, ts = exposures.variant[order], exposures.ts_ms[order]
+    new_group = np.ones(n_rows, dtype=bool)
+    new_group[1:] = (e[1:] != e[:-1]) | (u[1:] != u[:-1])
+    starts = np.flatnonzero(new_group)
+    mixed = np.minimum.reduceat(v, starts) != np.maximum.reduceat(v, starts) if n_rows else np.empty(0, dtype=bool)
+    g_exp, g_unit, g_var, g_ts = e[starts], u[starts], v[starts], ts[starts]
+    g_rows = np.diff(np.append(starts, n_rows))
+
+    results = []
+    positions = np.full(len(exposures.unit_ids), -1, dtype=np.intp)
+    for exp_code in sorted(np.unique(g_exp).tolist(), key=lambda c: exposures.experiments[c]):
+        key = exposures.experiments[exp_code]
+        in_exp = g_exp == exp_code
+        kept = in_exp & ~mixed
+        units, variant_codes, first_ts = g_unit[kept], g_var[kept], g_ts[kept]
+        positions[units] = np.arange(units.shape[0])
+        idx = positions[o_unit]
+        positions[units] = -1
+        hit = idx >= 0
+        after = np.zeros_like(hit)
+        after[hit] = o_ts[hit] >= first_ts[idx[hit]]
+        sums = np.bincount(
+            idx[after] * len(metric_names) + o_metric[after],
+            weights=o_value[after],
+            minlength=units.shape[0] * len(metric_names),
+        )
+        values = np.asarray(sums, dtype=np.float64).reshape(units.shape[0], len(metric_names))
+        exp_weights = None if expected_weights is None else expected_weights.get(key)
+        rows = int(g_rows[in_exp].sum())
+        results.append(
+            _experiment_result(
+                key=key,
+                variant_names=exposures.variants,
+                variant_codes=variant_codes,
+                values=values,
+                metric_names=metric_names,
+                weights=exp_weights,
+                correction=correction,
+                alpha=alpha,
+                exposure_rows=rows,
+                duplicates=rows - int(np.count_nonzero(in_exp)),
+                multiple_variant_units=int(np.count_nonzero(in_exp & mixed)),
+                before_exposure=int(np.count_nonzero(hit)) - int(np.count_nonzero(after)),
+            )
+        )
+    return AnalysisReport(
+        experiments=tuple(results),
+        metrics=metric_names,
+        correction=correction,
+        alpha=alpha,
+        exposures_read=exposures.read,
+        outcomes_read=outcomes.read,
+        unmatched_outcomes=unmatched,
+    )
+
+
+def _experiment_result(
+    *,
+    key: str,
+    variant_names: Sequence[str],
+    variant_codes: NDArray[np.intp],
+    values: NDArray[np.float64],
+    metric_names: Sequence[str],
+    weights: Mapping[str, float] | None,
+    correction: Correction,
+    alpha: float,
+    exposure_rows: int,
+    duplicates: int,
+    multiple_variant_units: int,
+    before_exposure: int,
+) -> ExperimentResult:
+    present, local = np.unique(variant_codes, return_inverse=True)
+    names = [variant_names[c] for c in present.tolist()]
+    counts = np.bincount(local, minlength=len(names))
+    control = _choose_control(names, weights) if names else ""
+    config_order = {v: i for i, v in enumerate(weights or ())}
+    display = sorted(
+        range(len(names)), key=lambda i: (names[i] != control, config_order.get(names[i], 1 << 30), names[i])
+    )
+
+    per_metric: list[tuple[str, list[VariantStats], list[tuple[str, _Arm, _Arm]]]] = []
+    for m, metric in enumerate(metric_names):
+        y = values[:, m]
+        sums = np.bincount(local, weights=y, minlength=len(names))
+        means = sums / np.maximum(counts, 1)
+        sq = np.bincount(local, weights=(y - means[local]) ** 2, minlength=len(names))
+        var = np.where(counts > 1, sq / np.maximum(counts - 1, 1), np.nan)
+        conv = np.bincount(local, weights=(y > 0).astype(np.float64), minlength=len(names))
+        arms = {names[i]: _Arm(int(counts[i]), float(means[i]), float(var[i]), round(float(conv[i]))) for i in display}
+        stats_rows = [
+            VariantStats(
+                variant=name,
+                n=arm.n,
+                mean=arm.mean,
+                std=math.sqrt(arm.var) if arm.n > 1 else None,
+                conversion=arm.conversions / arm.n,
+            )
+            for name, arm in arms.items()
+        ]
+        pairs = [(name, arm, arms[control]) for name, arm in arms.items() if name != control]
+        per_metric.append((metric, stats_rows, pairs))
+
+    # Build every comparison unadjusted, then correct across the experiment's whole family.
+    unadjusted = [
+        _compare(metric, name, control, t, c, alpha) for metric, _, pairs in per_metric for name, t, c in pairs
+    ]
+    adj_p = adjust_p_values([c.p_value for c in unadjusted], correction)
+    adj_conv = adjust_p_values([c.conversion_p_value for c in unadjusted], correction)
+    comparisons: dict[str, list[Comparison]] = {metric: [] for metric in metric_names}
+    for c, p_adj, conv_adj in zip(unadjusted, adj_p, adj_conv, strict=True):
+        comparisons[c.metric].append(
+            replace(
+                c,
+                p_adjusted=p_adj,
+                significant=p_adj is not None and p_adj < alpha,
+                conversion_p_adjusted=conv_adj,
+            )
+        )
+    return ExperimentResult(
+        experiment=key,
+        control=control,
+        units=int(variant_codes.shape[0]),
+        exposure_rows=exposure_rows,
+        duplicate_exposures=duplicates,
+        multiple_variant_units=multiple_variant_units,
+        outcomes_before_exposure=before_exposure,
+        srm=_srm([names[i] for i in display], [int(counts[i]) for i in display], weights),
+        metrics=tuple(
+            MetricResult(metric=metric, variants=tuple(rows), comparisons=tuple(comparisons[metric]))
+            for metric, rows, _ in per_metric
+        ),
+    )
+
+
+# --- output --------------------------------------------------------------------------------------
+
+
+def _num(x: float | None, spec: str = ".4g") -> str:
+    return "n/a" if x is None else format(x, spec)
+
+
+def _p(x: float | None) -> str:
+    """A p-value; exact 0 means it underflowed double precision."""
+    return "<1e-300" if x == 0.0 else _num(x, ".3g")
+
+
+def _pct(x: float | None, signed: bool = False) -> str:
+    return "n/a" if x is None else format(100.0 * x, "+.1f" if signed else ".1f") + "%"
+
+
+def _ci(ci: Interval | None, pct: bool = False) -> str:
+    if ci is None:
+        return "[n/a]"
+    if pct:
+        return f"[{_pct(ci.low, True)}, {_pct(ci.high, True)}]"
+    return f"[{ci.low:+.4g}, {ci.high:+.4g}]"
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]], left: int = 1) -> list[str]:
+    """Aligned columns; the first ``left`` columns are left-aligned, the rest right-aligned."""
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    return [
+        "  ".join(
+            c.ljust(w) if i < left else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True))
+        ).rstrip()
+        for r in [header, *rows]
+    ]
+
+
+def _srm_warning(srm: SrmCheck) -> list[str]:
+    total = sum(srm.observed) or 1
+    observed = ", ".join(f"{v}={n} ({100 * n / total:.1f}%)" for v, n in zip(srm.variants, srm.observed, strict=True))
+    expected = ", ".join(f"{v}={100 * e / total:.1f}%" for v, e in zip(srm.variants, srm.expected, strict=True))
+    bar = "!" * 78
+    lines = [bar, "!! SAMPLE RATIO MISMATCH — the split of units does not match the configured weights."]
+    if srm.p_value is not None:
+        lines.append(f"!! chi2 = {srm.chi2:.4g}, p = {_p(srm.p_value)} < {SRM_P_THRESHOLD}")
+    lines.append(f"!! observed: {observed}")
+    lines.append(f"!! expected: {expected} (weights: {srm.weights_source})")
+    if srm.unexpected_variants:
+        lines.append(f"!! units in variants with no expected weight: {', '.join(srm.unexpected_variants)}")
+    lines += ["!! Assignment or exposure logging is broken; do not trust the lifts below.", bar]
+    return lines
+
+
+def format_report(report: AnalysisReport) -> str:
+    """Human-readable report: inputs, then per experiment an SRM line and one table per metric."""
+    ci_label = f"{100 * (1 - report.alpha):g}% CI"
+    er, orr = report.exposures_read, report.outcomes_read
+    out = [
+        f"Exposures: {er.records} records from {er.files} files, {er.skipped} malformed lines skipped",
+        f"Outcomes:  {orr.records} records from {orr.files} files, {orr.skipped} malformed lines skipped, "
+        f"{report.unmatched_outcomes} from never-exposed units ignored",
+        *(f"  skipped {p}" for p in (*er.problems, *orr.problems)),
+        f"Tests: Welch t (means), pooled z (conversion); {report.correction} correction per experiment, "
+        f"alpha={report.alpha:g}; {ci_label}s unadjusted",
+    ]
+    if not report.experiments:
+        out += ["", "No experiments found in the exposures."]
+    for exp in report.experiments:
+        out += ["", f"=== Experiment {exp.experiment} ===", *(_srm_warning(exp.srm) if exp.srm.flagged else [])]
+        srm = exp.srm
+        verdict = "MISMATCH" if srm.flagged else "ok"
+        srm_stat = "n/a" if srm.p_value is None else f"chi2={srm.chi2:.4g} p={_p(srm.p_value)}"
+        out += [
+            f"units={exp.units}  control={exp.control}  exposure rows={exp.exposure_rows}",
+            f"duplicate exposures dropped={exp.duplicate_exposures}  "
+            f"multiple-variant units excluded={exp.multiple_variant_units}  "
+            f"outcomes before exposure ignored={exp.outcomes_before_exposure}",
+            f"SRM: {verdict} ({srm_stat}, weights: {srm.weights_source}, threshold p<{SRM_P_THRESHOLD})",
+        ]
+        for metric in exp.metrics:
+            by_variant = {c.variant: c for c in metric.comparisons}
+            rows = []
+            for vs in metric.variants:
+                c = by_variant.get(vs.variant)
+                cells = [vs.variant, str(vs.n), _num(vs.mean), _num(vs.std), _pct(vs.conversion)]
+                if c is None:
+                    cells += ["(control)", "", "", "", "", "", ""]
+                else:
+                    cells += [
+                        f"{c.abs_lift:+.4g} {_ci(c.abs_ci)}",
+                        f"{_pct(c.rel_lift, True)} {_ci(c.rel_ci, pct=True)}",
+                        _p(c.p_value),
+                        _p(c.p_adjusted),
+                        "YES" if c.significant else "no",
+                        f"{_pct(c.conversion_lift, True)} {_ci(c.conversion_ci, pct=True)}",
+                        _p(c.conversion_p_value),
+                    ]
+                rows.append(cells)
+            header = [
+                "variant",
+                "n",
+                "mean",
+                "std",
+                "conv",
+                f"abs lift [{ci_label}]",
+                f"rel lift [{ci_label}]",
+                "p",
+                "adj p",
+            ]
+            header += ["sig", f"conv lift [{ci_label}]", "conv p"]
+            out += ["", f"metric: {metric.metric}", *_table(header, rows)]
+    return "\n".join(out) + "\n"
+
+
+def _interval_json(ci: Interval | None) -> list[float] | None:
+    return None if ci is None else [ci.low, ci.high]
+
+
+def _read_json(r: ReadStats) -> dict[str, Any]:
+    return {"files": r.files, "records": r.records, "skipped_lines": r.skipped, "problems": list(r.problems)}
+
+
+def report_to_json(report: AnalysisReport) -> dict[str, Any]:
+    """The report as plain JSON types with stable keys (``schema_version`` 1); undefined → null.
+
+    Intervals are ``[low, high]``. Safe for ``json.dumps(..., allow_nan=False)``.
+    """
+    return {
+        "schema_version": JSON_SCHEMA_VERSION,
+        "correction": report.correction,
+        "alpha": report.alpha,
+        "srm_p_threshold": SRM_P_THRESHOLD,
+        "metrics": list(report.metrics),
+        "inputs": {
+            "exposures": _read_json(report.exposures_read),
+            "outcomes": _read_json(report.outcomes_read),
+            "unmatched_outcomes": report.unmatched_outcomes,
+        },
+        "srm_flagged": list(report.srm_flagged),
+        "experiments": [
+            {
+                "experiment": exp.experiment,
+                "control": exp.control,
+                "units": exp.units,
+                "exposure_rows": exp.exposure_rows,
+                "duplicate_exposures": exp.duplicate_exposures,
+                "multiple_variant_units": exp.multiple_variant_units,
+                "outcomes_before_exposure": exp.outcomes_before_exposure,
+                "srm": {
+                    "flagged": exp.srm.flagged,
+                    "chi2": exp.srm.chi2,
+                    "p_value": exp.srm.p_value,
+                    "weights_source": exp.srm.weights_source,
+                    "variants": [
+                        {"variant": v, "observed": n, "expected": e}
+                        for v, n, e in zip(exp.srm.variants, exp.srm.observed, exp.srm.expected, strict=True)
+                    ],
+                    "unexpected_variants": list(exp.srm.unexpected_variants),
+                },
+                "metrics": [
+                    {
+                        "metric": m.metric,
+                        "variants": [
+                            {"variant": s.variant, "n": s.n, "mean": s.mean, "std": s.std, "conversion": s.conversion}
+                            for s in m.variants
+                        ],
+                        "comparisons": [
+                            {
+                                "variant": c.variant,
+                                "control": c.control,
+                                "abs_lift": c.abs_lift,
+                                "abs_ci": _interval_json(c.abs_ci),
+                                "rel_lift": c.rel_lift,
+                                "rel_ci": _interval_json(c.rel_ci),
+                                "t_stat": c.t_stat,
+                                "df": c.df,
+                                "p_value": c.p_value,
+                                "p_adjusted": c.p_adjusted,
+                                "significant": c.significant,
+                                "conversion": {
+                                    "lift": c.conversion_lift,
+                                    "ci": _interval_json(c.conversion_ci),
+                                    "z_stat": c.z_stat,
+                                    "p_value": c.conversion_p_value,
+                                    "p_adjusted": c.conversion_p_adjusted,
+                                },
+                            }
+                            for c in m.comparisons
+                        ],
+                    }
+                    for m in exp.metrics
+                ],
+            }
+            for exp in report.experiments
+        ],
+    }

@@ -1,0 +1,393 @@
+"""Reading exposure and outcome logs (JSON Lines) into columnar arrays for offline analysis.
+
+Formats, one JSON object per line (extra fields are ignored)::
+
+    exposure: {"ts_ms": 1763870000123, "unit_id": "u42", "experiment": "home-ranker-lite",
+               "variant": "lite", ...}
+    outcome:  {"ts_ms": 1763870001000, "unit_id": "u42", "metric": "stream", "value": 1.0}
+
+``ts_ms`` is an integer (an integral float is accepted); string fields are non-empty; an outcome's
+``value`` is optional (default 1.0) and, when present, a finite number. Blank lines are ignored.
+
+A path is a file (read whatever its name; gzip is detected by its magic bytes, not its suffix) or
+a directory, searched recursively for files whose name contains ``.jsonl`` (``a.jsonl``,
+``a.jsonl.gz``, rotated ``a.jsonl.1`` / ``a.jsonl.2025-11-23.gz``), hidden files skipped, read in
+sorted path order. A file named twice is read once.
+
+A malformed line raises ``AnalysisInputError`` naming the file and line number; with
+``strict=False`` it is skipped and counted in ``ReadStats`` instead. Unreadable files (missing,
+corrupt gzip) always raise.
+
+Exceptions::
+
+    Exception
+    └── AnalysisInputError     bad analysis input; .path and .line locate it (either may be None)
+
+(Deliberately not under ``config.ExperimentError``: analysis must not depend on the config
+loader, so it keeps working while the config format changes.)
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import math
+import os
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+import numpy as np
+from numpy.typing import NDArray
+
+__all__ = [
+    "AnalysisInputError",
+    "Exposures",
+    "Outcomes",
+    "ReadStats",
+    "expand_paths",
+    "load_exposures",
+    "load_outcomes",
+]
+
+MAX_REPORTED_PROBLEMS: Final[int] = 10
+"""How many skipped-line messages ``ReadStats.problems`` keeps (the count is always exact)."""
+
+_GZIP_MAGIC: Final[bytes] = b"\x1f\x8b"
+_RECORDS: Final[str] = "<records>"
+_TS_LIMIT: Final[int] = 2**63
+_DECODER: Final[json.JSONDecoder] = json.JSONDecoder()
+
+PathArg = str | os.PathLike[str]
+
+
+class AnalysisInputError(Exception):
+    """An analysis input is unusable; the message reads ``path:line: problem``."""
+
+    def __init__(self, problem: str, *, path: str | None = None, line: int | None = None) -> None:
+        location = "" if path is None else (path if line is None else f"{path}:{line}")
+        super().__init__(f"{location}: {problem}" if location else problem)
+        self.problem = problem
+        self.path = path
+        self.line = line
+
+
+class _BadLine(Exception):
+    """A line's content is malformed; carries the problem without its location."""
+
+
+@dataclass(frozen=True)
+class ReadStats:
+    """What reading produced: files read, records accepted, malformed lines skipped."""
+
+    files: int
+    records: int
+    skipped: int
+    problems: tuple[str, ...]
+    """The first ``MAX_REPORTED_PROBLEMS`` skipped lines as ``path:line: problem``."""
+
+
+@dataclass(frozen=True, eq=False)
+class Exposures:
+    """Columnar exposure log in read order (the order breaks ``ts_ms`` ties).
+
+    Row ``i``: unit ``unit_ids[unit[i]]`` was exposed to ``experiments[experiment[i]]``, variant
+    ``variants[variant[i]]``, at ``ts_ms[i]``. Duplicates are kept; ``analyze`` dedupes.
+    """
+
+    ts_ms: NDArray[np.int64]
+    unit: NDArray[np.intp]
+    experiment: NDArray[np.intp]
+    variant: NDArray[np.intp]
+    unit_ids: tuple[str, ...]
+    experiments: tuple[str, ...]
+    variants: tuple[str, ...]
+    read: ReadStats
+
+    def __len__(self) -> int:
+        return int(self.ts_ms.shape[0])
+
+    @classmethod
+    def from_records(cls, records: Iterable[Mapping[str, object]], *, strict: bool = True) -> Exposures:
+        """Build from in-memory records (same validation as files; location ``<records>:N``)."""
+        builder = _ExposureBuilder()
+        _consume(((_RECORDS, i, r) for i, r in enumerate(records, 1)), builder.add, builder.stats, strict)
+        return builder.build(files=0)
+
+
+@dataclass(frozen=True, eq=False)
+class Outcomes:
+    """Columnar outcome log: ``unit_ids[unit[i]]`` did ``metrics[metric[i]]`` worth ``value[i]``."""
+
+    ts_ms: NDArray[np.int64]
+    unit: NDArray[np.intp]
+    metric: NDArray[np.intp]
+    value: NDArray[np.float64]
+    unit_ids: tuple[str, ...]
+    metrics: tuple[str, ...]
+    read: ReadStats
+
+    def __len__(self) -> int:
+        return int(self.ts_ms.shape[0])
+
+    @classmethod
+    def from_records(cls, records: Iterable[Mapping[str, object]], *, strict: bool = True) -> Outcomes:
+        """Build from in-memory records (same validation as files; location ``<records>:N``)."""
+        builder = _OutcomeBuilder()
+        _consume(((_RECORDS, i, r) for i, r in enumerate(records, 1)), builder.add, builder.stats, strict)
+        return builder.build(files=0)
+
+
+def expand_paths(paths: Iterable[PathArg]) -> list[Path]:
+    """Files to read for ``paths`` (see the module docstring); raises if one is missing or empty."""
+    files: list[Path] = []
+    seen: set[Path] = set()
+    for arg in paths:
+        path = Path(arg)
+        if path.is_dir():
+            found = sorted(
+                p for p in path.rglob("*") if ".jsonl" in p.name and not p.name.startswith(".") and p.is_file()
+            )
+            if not found:
+                raise AnalysisInputError("directory holds no *.jsonl files", path=str(path))
+        elif path.is_file():
+            found = [path]
+        else:
+            raise AnalysisInputError("no such file or directory", path=str(path))
+        for file in found:
+            key = file.resolve()
+            if key not in seen:
+                seen.add(key)
+                files.append(file)
+    if not files:
+        raise AnalysisInputError("no input paths given")
+    return files
+
+
+def load_exposures(paths: Iterable[PathArg], *, strict: bool = True) -> Exposures:
+    """Read exposure logs from files/directories (see the module docstring)."""
+    files = expand_paths(paths)
+    builder = _ExposureBuilder()
+    _consume(_json_lines(files), builder.add, builder.stats, strict)
+    return builder.build(files=len(files))
+
+
+def load_outcomes(paths: Iterable[PathArg], *, strict: bool = True) -> Outcomes:
+    """Read outcome logs from files/directories (see the module docstring)."""
+    files = expand_paths(paths)
+    builder = _OutcomeBuilder()
+    _consume(_json_lines(files), builder.add, builder.stats, strict)
+    return builder.build(files=len(files))
+
+
+# --- reading -------------------------------------------------------------------------------------
+
+
+def _open(path: Path) -> io.BufferedIOBase:
+    try:
+        with path.open("rb") as probe:
+            magic = probe.read(2)
+        if magic == _GZIP_MAGIC:
+            return gzip.GzipFile(path, "rb")
+        return path.open("rb")
+    except OSError as exc:
+        raise AnalysisInputError(f"cannot open: {exc.strerror or exc}", path=str(path)) from exc
+
+
+def _json_lines(files: list[Path]) -> Iterator[tuple[str, int, object]]:
+    """Yield ``(path, line_no, parsed_or_BadLine)`` for each non-blank line of each file."""
+    for path in files:
+        name = str(path)
+        line_no = 0
+        with _open(path) as fh:
+            try:
+                for line_no, raw in enumerate(fh, 1):
+                    if raw.isspace():
+                        continue
+                    try:
+                        yield name, line_no, _DECODER.decode(raw.decode("utf-8"))
+                    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
+                        yield name, line_no, _BadLine(f"not valid JSON ({_short(str(exc), 80)})")
+            except (OSError, EOFError) as exc:  # corrupt or truncated gzip stream
+                raise AnalysisInputError(f"unreadable after line {line_no}: {exc}", path=name) from exc
+
+
+def _consume(
+    items: Iterable[tuple[str, int, object]],
+    add: Callable[[object], None],
+    stats: _Stats,
+    strict: bool,
+) -> None:
+    for path, line_no, item in items:
+        try:
+            if isinstance(item, _BadLine):
+                raise item
+            add(item)
+        except _BadLine as exc:
+            if strict:
+                raise AnalysisInputError(str(exc), path=path, line=line_no) from None
+            stats.skipped += 1
+            if len(stats.problems) < MAX_REPORTED_PROBLEMS:
+                stats.problems.append(f"{path}:{line_no}: {exc}")
+
+
+# --- validation and columnar building ------------------------------------------------------------
+
+
+class _Stats:
+    def __init__(self) -> None:
+        self.skipped = 0
+        self.problems: list[str] = []
+
+    def freeze(self, files: int, records: int) -> ReadStats:
+        return ReadStats(files=files, records=records, skipped=self.skipped, problems=tuple(self.problems))
+
+
+class _Vocab:
+    """Interns strings to dense integer codes in first-seen order."""
+
+    def __init__(self) -> None:
+        self.codes: dict[str, int] = {}
+
+    def code(self, value: str) -> int:
+        code = self.codes.get(value)
+        if code is None:
+            code = self.codes[value] = len(self.codes)
+        return code
+
+    def names(self) -> tuple[str, ...]:
+        return tuple(self.codes)
+
+
+def _short(text: str, limit: int = 40) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _object(item: object) -> Mapping[str, object]:
+    if not isinstance(item, Mapping):
+        raise _BadLine(f"expected a JSON object, got {type(item).__name__}")
+    return item
+
+
+def _text(obj: Mapping[str, object], key: str) -> str:
+    if key not in obj:
+        raise _BadLine(f"missing field {key!r}")
+    value = obj[key]
+    if not isinstance(value, str) or not value:
+        raise _BadLine(f"field {key!r} must be a non-empty string, got {_short(repr(value))}")
+    return value
+
+
+def _ts(obj: Mapping[str, object]) -> int:
+    if "ts_ms" not in obj:
+        raise _BadLine("missing field 'ts_ms'")
+    value = obj["ts_ms"]
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < _TS_LIMIT:
+        return value
+    raise _BadLine(f"field 'ts_ms' must be a non-negative int64, got {_short(repr(value))}")
+
+
+def _value(obj: Mapping[str, object]) -> float:
+    if "value" not in obj:
+        return 1.0
+    value = obj["value"]
+    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    raise _BadLine(f"field 'value' must be a finite number, got {_short(repr(value))}")
+
+
+class _ExposureBuilder:
+    def __init__(self) -> None:
+        self.stats = _Stats()
+        self.ts: list[int] = []
+        self.unit: list[int] = []
+        self.experiment: list[int] = []
+        self.variant: list[int] = []
+        self.units, self.experiments, self.variants = _Vocab(), _Vocab(), _Vocab()
+
+    def add(self, item: object) -> None:
+        if type(item) is dict:  # fast path for well-formed lines; anything else gets the full checks
+            ts, unit, exp, var = item.get("ts_ms"), item.get("unit_id"), item.get("experiment"), item.get("variant")
+            if (
+                type(ts) is int
+                and type(unit) is str
+                and type(exp) is str
+                and type(var) is str
+                and unit
+                and exp
+                and var
+                and 0 <= ts < _TS_LIMIT
+            ):
+                self.ts.append(ts)
+                self.unit.append(self.units.code(unit))
+                self.experiment.append(self.experiments.code(exp))
+                self.variant.append(self.variants.code(var))
+                return
+        obj = _object(item)
+        row = (_ts(obj), _text(obj, "unit_id"), _text(obj, "experiment"), _text(obj, "variant"))
+        self.ts.append(row[0])
+        self.unit.append(self.units.code(row[1]))
+        self.experiment.append(self.experiments.code(row[2]))
+        self.variant.append(self.variants.code(row[3]))
+
+    def build(self, files: int) -> Exposures:
+        return Exposures(
+            ts_ms=np.array(self.ts, dtype=np.int64),
+            unit=np.array(self.unit, dtype=np.intp),
+            experiment=np.array(self.experiment, dtype=np.intp),
+            variant=np.array(self.variant, dtype=np.intp),
+            unit_ids=self.units.names(),
+            experiments=self.experiments.names(),
+            variants=self.variants.names(),
+            read=self.stats.freeze(files, len(self.ts)),
+        )
+
+
+class _OutcomeBuilder:
+    def __init__(self) -> None:
+        self.stats = _Stats()
+        self.ts: list[int] = []
+        self.unit: list[int] = []
+        self.metric: list[int] = []
+        self.value: list[float] = []
+        self.units, self.metrics = _Vocab(), _Vocab()
+
+    def add(self, item: object) -> None:
+        if type(item) is dict:  # fast path for well-formed lines; anything else gets the full checks
+            ts, unit, metric, value = item.get("ts_ms"), item.get("unit_id"), item.get("metric"), item.get("value", 1.0)
+            if (
+                type(ts) is int
+                and type(unit) is str
+                and type(metric) is str
+                and type(value) is float
+                and unit
+                and metric
+                and 0 <= ts < _TS_LIMIT
+                and math.isfinite(value)
+            ):
+                self.ts.append(ts)
+                self.unit.append(self.units.code(unit))
+                self.metric.append(self.metrics.code(metric))
+                self.value.append(value)
+                return
+        obj = _object(item)
+        row = (_ts(obj), _text(obj, "unit_id"), _text(obj, "metric"), _value(obj))
+        self.ts.append(row[0])
+        self.unit.append(self.units.code(row[1]))
+        self.metric.append(self.metrics.code(row[2]))
+        self.value.append(row[3])
+
+    def build(self, files: int) -> Outcomes:
+        return Outcomes(
+            ts_ms=np.array(self.ts, dtype=np.int64),
+            unit=np.array(self.unit, dtype=np.intp),
+            metric=np.array(self.metric, dtype=np.intp),
+            value=np.array(self.value, dtype=np.float64),
+            unit_ids=self.units.names(),
+            metrics=self.metrics.names(),
+            read=self.stats.freeze(files, len(self.ts)),
+        )
