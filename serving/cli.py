@@ -85,6 +85,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             redis_url=args.redis_url,
             load_features=True if args.load_features else None,
             experiments=str(args.experiments) if args.experiments else None,
+            exposure_log_dir=str(args.exposure_log_dir) if args.exposure_log_dir else None,
         )
         if args.no_metrics:
             settings = replace(settings, metrics_port=None)
@@ -124,6 +125,65 @@ def cmd_rank(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_experiments_validate(args: argparse.Namespace) -> int:
+    from models.bundle import BundleError, read_manifest
+    from serving.experiments.config import validate_file
+
+    known: set[str] | None = None
+    if args.bundle is not None:
+        try:
+            known = {m["version"] for m in read_manifest(args.bundle)["models"]}
+        except BundleError as exc:
+            return _user_error("experiments validate", exc)
+    elif args.models:
+        known = set(args.models.split(","))
+    problems = validate_file(args.file, known)
+    if problems:
+        print(f"{args.file}: {len(problems)} problem(s)")
+        for problem in problems:
+            print(f"  {problem}")
+        return 1
+    print(f"{args.file}: valid" + ("" if known is not None else " (model versions not checked: pass --bundle)"))
+    return 0
+
+
+def cmd_experiments_analyze(args: argparse.Namespace) -> int:
+    import json
+
+    from serving.experiments.analysis import analyze, format_report, load_exposures, load_outcomes, report_to_json
+    from serving.experiments.config import ExperimentError, load_experiments
+
+    try:
+        weights = None
+        if args.experiments is not None:
+            config = load_experiments(args.experiments)
+            weights = {e.key: dict(e.weights_by_variant) for e in config.all_experiments}
+            if config.holdout is not None:
+                c = config.holdout.coverage
+                weights[config.holdout.key] = {"holdout": c, "general": 1.0 - c}
+        report = analyze(
+            load_exposures(args.exposures, strict=not args.lenient),
+            load_outcomes(args.outcomes, strict=not args.lenient),
+            expected_weights=weights,
+            correction=args.correction,
+            alpha=args.alpha,
+        )
+    except (ExperimentError, OSError) as exc:
+        return _user_error("experiments analyze", exc)
+    print(json.dumps(report_to_json(report), indent=2, allow_nan=False) if args.json else format_report(report))
+    return 3 if report.srm_flagged else 0
+
+
+def cmd_experiments_simulate(args: argparse.Namespace) -> int:
+    from serving.experiments.simulation import SimulationConfig, simulate_and_analyze
+
+    config = SimulationConfig(out_dir=args.out, n_users=args.users, sessions_per_user=args.sessions, seed=args.seed)
+    outcome = asyncio.run(simulate_and_analyze(config, progress=lambda line: print(line, flush=True)))
+    print(outcome.report_text)
+    print(outcome.verdict)
+    return 0 if outcome.detected else 1
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="encore", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -153,8 +213,32 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--no-metrics", action="store_true", help="do not expose Prometheus metrics")
     s.add_argument("--redis-url", help="redis://[:password@]host:port/db (default: embedded store)")
     s.add_argument("--load-features", action="store_true", help="write the bundle's user snapshot into Redis")
-    s.add_argument("--experiments", type=Path, help="experiments YAML")
+    s.add_argument("--experiments", type=Path, help="experiments YAML (hot-reloaded on change and on SIGHUP)")
+    s.add_argument("--exposure-log-dir", type=Path, help="directory for exposure JSONL files (default ./exposures)")
     s.set_defaults(func=cmd_serve)
+
+    e = sub.add_parser("experiments", help="validate, analyse and simulate experiments")
+    esub = e.add_subparsers(dest="experiments_command", required=True)
+    ev = esub.add_parser("validate", help="report every problem in an experiments file, with its location")
+    ev.add_argument("file", type=Path)
+    ev.add_argument("--bundle", type=Path, help="check model versions against this bundle's models")
+    ev.add_argument("--models", help="comma-separated known model versions (instead of --bundle)")
+    ev.set_defaults(func=cmd_experiments_validate)
+    ea = esub.add_parser("analyze", help="join exposures with outcomes: lifts, CIs, p-values, SRM (exit 3 on SRM)")
+    ea.add_argument("--exposures", nargs="+", required=True, help="exposure JSONL files or directories")
+    ea.add_argument("--outcomes", nargs="+", required=True, help="outcome JSONL files or directories")
+    ea.add_argument("--experiments", type=Path, help="experiments YAML: expected weights for the SRM check")
+    ea.add_argument("--correction", choices=["holm", "bh"], default="holm", help="multiple-testing correction")
+    ea.add_argument("--alpha", type=float, default=0.05)
+    ea.add_argument("--lenient", action="store_true", help="skip malformed lines (counted) instead of failing")
+    ea.add_argument("--json", action="store_true", help="machine-readable output")
+    ea.set_defaults(func=cmd_experiments_analyze)
+    es = esub.add_parser("simulate", help="run a synthetic experiment through a real server and analyse it")
+    es.add_argument("--out", type=Path, default=Path("simulation"), help="where bundle, logs and outcomes go")
+    es.add_argument("--users", type=int, default=1000)
+    es.add_argument("--sessions", type=int, default=2, help="Home sessions per simulated user")
+    es.add_argument("--seed", type=int, default=0)
+    es.set_defaults(func=cmd_experiments_simulate)
 
     r = sub.add_parser("rank", help="rank for a user against a running server and print a table")
     r.add_argument("--user-id", required=True)

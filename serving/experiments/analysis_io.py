@@ -42,6 +42,8 @@ from typing import Final
 import numpy as np
 from numpy.typing import NDArray
 
+from serving.experiments.config import ExperimentError
+
 __all__ = [
     "AnalysisInputError",
     "Exposures",
@@ -63,7 +65,7 @@ _DECODER: Final[json.JSONDecoder] = json.JSONDecoder()
 PathArg = str | os.PathLike[str]
 
 
-class AnalysisInputError(Exception):
+class AnalysisInputError(ExperimentError):
     """An analysis input is unusable; the message reads ``path:line: problem``."""
 
     def __init__(self, problem: str, *, path: str | None = None, line: int | None = None) -> None:

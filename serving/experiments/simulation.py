@@ -3,8 +3,9 @@
 ``encore experiments simulate`` (and an e2e test) does what a team does when it ships a ranker
 behind an experiment, with simulated listeners instead of real ones:
 
-1. builds a small synthetic bundle with two rankers (real ONNX models): ``popularity-v1``
-   (control: most popular first) and ``affinity-v1`` (treatment: closest to the user's taste);
+1. builds a small synthetic bundle with two rankers (real ONNX models): ``dot-v1`` (control:
+   retrieval order, the raw inner product, which favours items with long vectors — popular ones)
+   and ``cosine-v1`` (treatment: cosine to the user's taste and recent plays);
 2. serves it on a real gRPC server (loopback, free port) with a 50/50 experiment on Home and
    the exposure log on;
 3. simulated users call ``Rank`` over gRPC and stream each shown item with probability
@@ -36,13 +37,15 @@ from models.bundle import BundleContents, UserSnapshot, load_bundle, write_bundl
 from models.linear_ranker import linear_ranker
 from models.training import compute_tables, popularity_order, train_embeddings
 from serving.config import load_settings
+from serving.experiments.analysis import AnalysisReport, analyze, format_report, load_exposures, load_outcomes
+from serving.experiments.config import load_experiments
 from serving.server import create_server, mark_serving
 
 log = logging.getLogger(__name__)
 
 EXPERIMENT_KEY = "home-ranker-sim"
-CONTROL_MODEL = "popularity-v1"
-TREATMENT_MODEL = "affinity-v1"
+CONTROL_MODEL = "dot-v1"
+TREATMENT_MODEL = "cosine-v1"
 EXPERIMENTS_YAML = f"""\
 experiments:
   - key: {EXPERIMENT_KEY}
@@ -95,7 +98,7 @@ def build_simulation_bundle(config: SimulationConfig) -> Path:
         item_stats=tables.item_stats,
         popularity=popularity_order(tables.listeners, 1000),
         models={
-            CONTROL_MODEL: linear_ranker({"item_popularity_log": 1.0}),
+            CONTROL_MODEL: linear_ranker({"retrieval_score": 1.0}),
             TREATMENT_MODEL: linear_ranker({"user_item_cosine": 1.0, "recent_item_cosine": 0.3}),
         },
         default_model=CONTROL_MODEL,
@@ -224,3 +227,44 @@ async def run_simulation(config: SimulationConfig, progress: Callable[[str], Non
         streams=int(totals[1]),
         errors=int(totals[2]),
     )
+
+
+@dataclass(frozen=True)
+class SimulationOutcome:
+    run: SimulationRun
+    report: AnalysisReport
+    report_text: str
+    detected: bool  # treatment beat control significantly on streams, and no SRM
+    verdict: str
+
+
+def judge(report: AnalysisReport) -> tuple[bool, str]:
+    """Did the analysis find the better arm (treatment, more streams) without an SRM?"""
+    result = next((e for e in report.experiments if e.experiment == EXPERIMENT_KEY), None)
+    if result is None:
+        return False, f"FAIL: no exposures for {EXPERIMENT_KEY}"
+    if result.srm.flagged:
+        return False, f"FAIL: sample ratio mismatch in {EXPERIMENT_KEY} (p={result.srm.p_value})"
+    streams = next((m for m in result.metrics if m.metric == "stream"), None)
+    comparison = None if streams is None else next((c for c in streams.comparisons if c.variant == "treatment"), None)
+    if comparison is None:
+        return False, "FAIL: no stream comparison for treatment"
+    if not (comparison.significant and comparison.abs_lift > 0):
+        return False, f"FAIL: treatment not significantly better on streams (adj p={comparison.p_adjusted})"
+    rel = "n/a" if comparison.rel_lift is None else f"{comparison.rel_lift:+.1%}"
+    return True, (
+        f"OK: treatment ({TREATMENT_MODEL}) beats control ({CONTROL_MODEL}) on streams per user by "
+        f"{comparison.abs_lift:+.3f} ({rel}), adjusted p={comparison.p_adjusted:.2g}; "
+        f"no sample ratio mismatch (p={result.srm.p_value:.2g})"
+    )
+
+
+async def simulate_and_analyze(config: SimulationConfig, progress: Callable[[str], None] = print) -> SimulationOutcome:
+    """``run_simulation`` then the analysis with the experiment's configured weights."""
+    run = await run_simulation(config, progress)
+    progress(f"{run.requests} Rank calls, {run.streams} streams, {run.errors} errors; analysing")
+    experiments = load_experiments(run.experiments)
+    weights = {e.key: dict(e.weights_by_variant) for e in experiments.all_experiments}
+    report = analyze(load_exposures([run.exposures]), load_outcomes([run.outcomes]), expected_weights=weights)
+    detected, verdict = judge(report)
+    return SimulationOutcome(run, report, format_report(report), detected and run.errors == 0, verdict)

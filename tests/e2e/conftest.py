@@ -37,6 +37,10 @@ class ServerProcess:
     log_path: Path
 
     @property
+    def workdir(self) -> Path:
+        return self.log_path.parent
+
+    @property
     def target(self) -> str:
         return f"127.0.0.1:{self.port}"
 
@@ -47,6 +51,7 @@ class ServerProcess:
 def start_server(bundle: Path, tmp: Path, *extra: str) -> ServerProcess:
     port, metrics_port = free_port(), free_port()
     log_path = tmp / f"server-{port}.log"
+    extra = extra if "--exposure-log-dir" in extra else (*extra, "--exposure-log-dir", str(tmp / "exposures"))
     cmd = [
         sys.executable,
         "-m",
