@@ -37,6 +37,8 @@ class Budget:
         self._limits = limits
         total = surface_budget_s if client_timeout_s is None else min(surface_budget_s, client_timeout_s)
         self.total_s = total
+        #: The client's deadline, not the surface budget, is the binding one.
+        self.client_bound = client_timeout_s is not None and client_timeout_s <= surface_budget_s
         self.deadline = clock() + total
 
     def remaining(self) -> float:

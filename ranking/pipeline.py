@@ -10,6 +10,11 @@ Fail-open policy (each fallback is listed in ``RankResult.degraded`` and reporte
 - ``retrieval``: a source failed or timed out → the other sources' candidates (popularity is
   in-process and always present).
 - ``scoring``: the scorer failed or timed out → retrieval order.
+
+Errors: ``DeadlineExceeded`` when the budget is spent before the pipeline starts, or when the
+client's own deadline has passed by the time the answer is ready (nobody is waiting for it).
+Untimed (in-process) sources run even when the retrieval slice is zero, so a tight deadline
+still gets the popularity fallback.
 """
 
 from __future__ import annotations
@@ -118,6 +123,8 @@ class PipelineExecutor:
             )
             for row in selection.selected
         )
+        if budget.client_bound and budget.remaining() <= 0:
+            raise DeadlineExceeded(f"answer not ready within the client's {budget.total_s * 1000:.1f} ms deadline")
         timings["total"] = (time.perf_counter() - started) * 1000.0
         self._observer.stage_latency(self._surface, "total", timings["total"] / 1000.0)
         return RankResult(
@@ -180,7 +187,11 @@ class PipelineExecutor:
         timeout = budget.for_stage("retrieval")
         active = [(i, s) for i, s in enumerate(self.declaration.sources) if s.enabled(query)]
         results = await asyncio.gather(
-            *(asyncio.wait_for(s.fetch(query, user, i), timeout) for i, s in active), return_exceptions=True
+            *(
+                asyncio.wait_for(s.fetch(query, user, i), timeout) if s.timed else s.fetch(query, user, i)
+                for i, s in active
+            ),
+            return_exceptions=True,
         )
         parts: list[Candidates] = []
         for (_, source), result in zip(active, results, strict=True):

@@ -24,9 +24,14 @@ class UserHydrator(Protocol):
 
 
 class CandidateSource(Protocol):
-    """Returns candidates with retrieval scores, best first. May raise; the executor fails open."""
+    """Returns candidates with retrieval scores, best first. May raise; the executor fails open.
+
+    ``timed`` sources get the retrieval slice of the budget; an untimed source is in-process,
+    cannot stall, and is the fallback that still runs when no time is left.
+    """
 
     name: str
+    timed: bool
 
     def enabled(self, query: Query) -> bool: ...
 

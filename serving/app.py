@@ -87,6 +87,13 @@ def _progress(done: int, total: int) -> None:
     log.info("user features: %d/%d written", done, total)
 
 
+async def load_features(store: FeatureStore, bundle: Bundle) -> None:
+    """Write the bundle's user-feature snapshot into ``store`` with progress lines."""
+    started = time.perf_counter()
+    written = await store.load_snapshot(bundle.load_users(), progress=_progress)
+    log.info("feature store: wrote %d users in %.1f s", written, time.perf_counter() - started)
+
+
 async def _open_store(settings: Settings, bundle: Bundle) -> FeatureStore:
     if settings.redis_url is None:
         store: FeatureStore = MemoryFeatureStore()
@@ -95,9 +102,7 @@ async def _open_store(settings: Settings, bundle: Bundle) -> FeatureStore:
         return store
     store = RedisFeatureStore.from_url(settings.redis_url, bundle.dim)
     if settings.load_features:
-        started = time.perf_counter()
-        written = await store.load_snapshot(bundle.load_users(), progress=_progress)
-        log.info("redis: wrote %d users in %.1f s", written, time.perf_counter() - started)
+        await load_features(store, bundle)
     if not await store.ping(1.0):
         log.warning(
             "redis at %s does not answer; serving with cold-start fallbacks until it does",
@@ -155,11 +160,15 @@ def _exposure_log(settings: Settings, metrics: Metrics) -> ExposureLog | None:
 
 
 @asynccontextmanager
-async def lifespan(settings: Settings) -> AsyncIterator[EncoreApp]:
-    """Build the app; raises ``BundleError``/``ConfigError``/``ExperimentConfigError`` on bad input."""
+async def lifespan(settings: Settings, bundle: Bundle | None = None) -> AsyncIterator[EncoreApp]:
+    """Build the app; raises ``BundleError``/``ConfigError``/``ExperimentConfigError`` on bad input.
+
+    ``bundle``: an already loaded bundle (a worker process inherits its parent's, so the FAISS
+    index and item arrays are shared, not copied); loaded from ``settings.bundle`` when None.
+    """
     started = time.perf_counter()
     faiss.omp_set_num_threads(1)
-    bundle = load_bundle(settings.bundle)
+    bundle = bundle if bundle is not None else load_bundle(settings.bundle)
     sessions = load_sessions(bundle, intra_op_threads=1)
     experiments = _experiments(settings, bundle)
     metrics = Metrics()

@@ -68,11 +68,16 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    if args.workers > 1:
+        from serving.workers import prepare_multiprocess_metrics
+
+        prepare_multiprocess_metrics()  # before prometheus_client is imported anywhere
     from models.bundle import BundleError
     from serving.config import load_settings
     from serving.errors import ConfigError
     from serving.experiments.config import ExperimentConfigError
     from serving.server import serve
+    from serving.workers import serve_workers
 
     bundle = args.bundle or _latest_bundle(DEFAULT_BUNDLES)
     try:
@@ -86,9 +91,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
             load_features=True if args.load_features else None,
             experiments=str(args.experiments) if args.experiments else None,
             exposure_log_dir=str(args.exposure_log_dir) if args.exposure_log_dir else None,
+            max_in_flight=args.max_in_flight,
         )
         if args.no_metrics:
             settings = replace(settings, metrics_port=None)
+        if args.workers > 1:
+            return serve_workers(settings, args.workers)
         asyncio.run(serve(settings))
     except (BundleError, ConfigError, ExperimentConfigError) as exc:
         return _user_error("serve", exc)
@@ -212,6 +220,8 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--metrics-port", type=int)
     s.add_argument("--no-metrics", action="store_true", help="do not expose Prometheus metrics")
     s.add_argument("--redis-url", help="redis://[:password@]host:port/db (default: embedded store)")
+    s.add_argument("--workers", type=int, default=1, help="worker processes sharing the port (needs --redis-url)")
+    s.add_argument("--max-in-flight", type=int, help="per-worker RPCs in flight before RESOURCE_EXHAUSTED")
     s.add_argument("--load-features", action="store_true", help="write the bundle's user snapshot into Redis")
     s.add_argument("--experiments", type=Path, help="experiments YAML (hot-reloaded on change and on SIGHUP)")
     s.add_argument("--exposure-log-dir", type=Path, help="directory for exposure JSONL files (default ./exposures)")

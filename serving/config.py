@@ -15,6 +15,7 @@ YAML layout (every key optional)::
     exposure_queue_size: 10000  # exposures waiting to be written; beyond it they are dropped and counted
     exposure_file_mb: 64        # rotate exposure files at this size
     cpu_threads: 4              # threads for FAISS/ONNX calls off the event loop
+    max_in_flight: 64           # per process: RPCs beyond this are shed with RESOURCE_EXHAUSTED
     max_user_id_length: 128
     max_events: 100
     stages: {user_features_ms: 15, retrieval_ms: 20, scoring_ms: 25, reserve_ms: 2}
@@ -66,6 +67,7 @@ class Settings:
     exposure_queue_size: int = 10_000
     exposure_file_mb: int = 64
     cpu_threads: int = 4
+    max_in_flight: int = 64
     max_user_id_length: int = 128
     max_events: int = 100
     stages: StageLimits = field(default_factory=StageLimits)
@@ -85,6 +87,7 @@ _SCALARS: dict[str, tuple[type, ...]] = {
     "exposure_queue_size": (int,),
     "exposure_file_mb": (int,),
     "cpu_threads": (int,),
+    "max_in_flight": (int,),
     "max_user_id_length": (int,),
     "max_events": (int,),
 }
@@ -137,7 +140,15 @@ def load_settings(bundle: Path, config_file: Path | None = None, **overrides: An
         else:
             raise ConfigError(f"{source}: {key}: unknown setting")
     _number(source, "experiments_reload_s", changes.get("experiments_reload_s", 2.0), minimum=0.1)
-    for key in ("port", "cpu_threads", "max_user_id_length", "max_events", "exposure_queue_size", "exposure_file_mb"):
+    for key in (
+        "port",
+        "cpu_threads",
+        "max_user_id_length",
+        "max_events",
+        "exposure_queue_size",
+        "exposure_file_mb",
+        "max_in_flight",
+    ):
         _number(source, key, changes.get(key, getattr(settings, key)), minimum=0 if key == "port" else 1, integer=True)
     return replace(settings, **changes)
 

@@ -1,5 +1,9 @@
 """Every Encore metric, defined once (prefix ``encore_``, base units, low-cardinality labels).
 
+With several worker processes (``encore serve --workers N``) ``PROMETHEUS_MULTIPROC_DIR`` is set
+before this module is imported; values then live in per-process files that the parent aggregates
+on one endpoint (gauges use the multiprocess mode given here).
+
 Labels are drawn from: surface, stage, filter, method, outcome, model_version, bundle_version —
 never user or item ids.
 """
@@ -49,6 +53,7 @@ class Metrics:
             "The serving bundle and its default model (value 1)",
             ["bundle_version", "model_version"],
             registry=r,
+            multiprocess_mode="max",
         )
         self.exposures = Counter(
             "encore_exposures",
@@ -66,10 +71,13 @@ class Metrics:
             registry=r,
         )
         self.experiments_active = Gauge(
-            "encore_experiments_active", "Experiments in the serving configuration", registry=r
+            "encore_experiments_active",
+            "Experiments in the serving configuration",
+            registry=r,
+            multiprocess_mode="max",
         )
-        self.feature_store_up = Gauge(
-            "encore_feature_store_up", "1 when the feature store answered its last ping", registry=r
+        self.shed = Counter(
+            "encore_shed_requests", "RPCs refused with RESOURCE_EXHAUSTED (too many in flight)", ["method"], registry=r
         )
 
     def stage_latency(self, surface: str, stage: str, seconds: float) -> None:

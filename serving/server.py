@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 from typing import Any
 
@@ -14,6 +15,7 @@ from prometheus_client import start_http_server
 
 from encore.v1 import ranking_pb2 as pb
 from encore.v1 import ranking_pb2_grpc as pb_grpc
+from models.bundle import Bundle
 from serving.app import EncoreApp, lifespan
 from serving.config import Settings
 from serving.servicer import RankingServicer
@@ -28,7 +30,7 @@ MAX_MESSAGE_BYTES = 1 << 20
 
 
 async def create_server(
-    app: EncoreApp, host: str = "127.0.0.1", port: int = 0
+    app: EncoreApp, host: str = "127.0.0.1", port: int = 0, *, reuse_port: bool = False
 ) -> tuple[grpc.aio.Server, int, HealthServicer]:
     """A started-later server bound to ``host:port`` (0 picks a free port); returns it and the port.
 
@@ -38,7 +40,7 @@ async def create_server(
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", 4 * MAX_MESSAGE_BYTES),
-            ("grpc.so_reuseport", 0),
+            ("grpc.so_reuseport", 1 if reuse_port else 0),
         ]
     )
     pb_grpc.add_RankingServiceServicer_to_server(RankingServicer(app), server)
@@ -59,16 +61,25 @@ async def mark_serving(health_servicer: HealthServicer, serving: bool) -> None:
         await health_servicer.set(service, status)
 
 
-async def serve(settings: Settings, grace_s: float = 5.0) -> None:
-    """Run until SIGINT/SIGTERM: health goes NOT_SERVING first, then in-flight RPCs drain."""
-    async with lifespan(settings) as app:
-        if settings.metrics_port is not None:
+async def serve(
+    settings: Settings, grace_s: float = 5.0, *, bundle: Bundle | None = None, worker: int | None = None
+) -> None:
+    """Run until SIGINT/SIGTERM: health goes NOT_SERVING first, then in-flight RPCs drain.
+
+    ``worker`` is set in a worker process of ``serve_workers``: the port is shared (SO_REUSEPORT),
+    the bundle is the parent's, and the parent exposes the aggregated metrics.
+    """
+    async with lifespan(settings, bundle) as app:
+        if settings.metrics_port is not None and worker is None:
             httpd, _ = start_http_server(settings.metrics_port, addr=settings.host, registry=app.metrics.registry)
             log.info("metrics on http://%s:%d/metrics", settings.host, httpd.server_port)
-        server, port, health_servicer = await create_server(app, settings.host, settings.port)
+        server, port, health_servicer = await create_server(
+            app, settings.host, settings.port, reuse_port=worker is not None
+        )
         await server.start()
         await mark_serving(health_servicer, True)
-        log.info("encore serving bundle %s on %s:%d", app.bundle.version, settings.host, port)
+        who = "" if worker is None else f" (worker {worker}, pid {os.getpid()})"
+        log.info("encore serving bundle %s on %s:%d%s", app.bundle.version, settings.host, port, who)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -76,6 +87,6 @@ async def serve(settings: Settings, grace_s: float = 5.0) -> None:
         if app.reloader is not None:
             loop.add_signal_handler(signal.SIGHUP, app.reloader.trigger)
         await stop.wait()
-        log.info("shutting down: NOT_SERVING, draining for up to %.0f s", grace_s)
+        log.info("shutting down%s: NOT_SERVING, draining for up to %.0f s", who, grace_s)
         await mark_serving(health_servicer, False)
         await server.stop(grace_s)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from typing import NoReturn
 
@@ -14,7 +16,7 @@ from encore.v1 import ranking_pb2_grpc as pb_grpc
 from ranking.budget import Budget
 from ranking.types import RankResult
 from serving.app import EncoreApp
-from serving.errors import status_for
+from serving.errors import Overloaded, status_for
 from serving.experiments.assignment import Assignment
 from serving.request_context import request_id_var
 from serving.requests import parse_events, parse_rank_request, request_id_of, surface_of
@@ -42,28 +44,43 @@ class RankingServicer(pb_grpc.RankingServiceServicer):
 
     def __init__(self, app: EncoreApp) -> None:
         self._app = app
+        self._in_flight = 0
+
+    @contextmanager
+    def _admitted(self, method: str) -> Iterator[None]:
+        """Admit one RPC or shed it at once with ``Overloaded`` (never queue past the limit)."""
+        limit = self._app.settings.max_in_flight
+        if self._in_flight >= limit:
+            self._app.metrics.shed.labels(method).inc()
+            raise Overloaded(f"{self._in_flight} requests in flight (limit {limit}); retry with backoff")
+        self._in_flight += 1
+        try:
+            yield
+        finally:
+            self._in_flight -= 1
 
     async def Rank(self, request: pb.RankRequest, context: grpc.aio.ServicerContext) -> pb.RankResponse:  # type: ignore[type-arg]
         app = self._app
         started = time.perf_counter()
         surface_label, outcome = "unknown", "OK"
         try:
-            request_id = request_id_of(request.request_id)
-            request_id_var.set(request_id)
-            surface_label = surface_of(request.surface).value
-            query = parse_rank_request(request, app.settings, app.bundle.catalog.index_of, request_id)
-            surface = query.surface
-            params, assignments = app.params_for(query.user_id, surface)
-            query = replace(query, params=params, assignments=assignments)
-            budget = Budget(
-                surface_budget_s=app.settings.surfaces[surface].budget_ms / 1000.0,
-                client_timeout_s=context.time_remaining(),
-                limits=app.settings.stages,
-            )
-            pipeline = app.pipelines[surface]
-            result = await pipeline.execute(query, budget)
-            pipeline.spawn_side_effects(query, result)
-            return self._response(request_id, result, assignments, request.debug)
+            with self._admitted("Rank"):
+                request_id = request_id_of(request.request_id)
+                request_id_var.set(request_id)
+                surface_label = surface_of(request.surface).value
+                query = parse_rank_request(request, app.settings, app.bundle.catalog.index_of, request_id)
+                surface = query.surface
+                params, assignments = app.params_for(query.user_id, surface)
+                query = replace(query, params=params, assignments=assignments)
+                budget = Budget(
+                    surface_budget_s=app.settings.surfaces[surface].budget_ms / 1000.0,
+                    client_timeout_s=context.time_remaining(),
+                    limits=app.settings.stages,
+                )
+                pipeline = app.pipelines[surface]
+                result = await pipeline.execute(query, budget)
+                pipeline.spawn_side_effects(query, result)
+                return self._response(request_id, result, assignments, request.debug)
         except Exception as exc:
             code, message = status_for(exc)
             outcome = code.name
@@ -80,13 +97,16 @@ class RankingServicer(pb_grpc.RankingServiceServicer):
         started = time.perf_counter()
         outcome = "OK"
         try:
-            request_id_var.set(request_id_of(request.request_id))
-            events = parse_events(request, app.settings, app.bundle.catalog.index_of)
-            await app.store.record_events(request.user_id, events.plays, events.skips, app.store_timeout_s)
-            for kind, items in (("play", events.plays), ("skip", events.skips), ("like", events.likes)):
-                if items:
-                    app.metrics.events.labels(kind).inc(len(items))
-            return pb.RecordEventsResponse(accepted=len(request.events))
+            with self._admitted("RecordEvents"):
+                request_id_var.set(request_id_of(request.request_id))
+                events = parse_events(request, app.settings, app.bundle.catalog.index_of)
+                remaining = context.time_remaining()
+                timeout = app.store_timeout_s if remaining is None else min(app.store_timeout_s, remaining)
+                await app.store.record_events(request.user_id, events.plays, events.skips, timeout)
+                for kind, items in (("play", events.plays), ("skip", events.skips), ("like", events.likes)):
+                    if items:
+                        app.metrics.events.labels(kind).inc(len(items))
+                return pb.RecordEventsResponse(accepted=len(request.events))
         except Exception as exc:
             code, message = status_for(exc)
             outcome = code.name

@@ -21,6 +21,7 @@ class AnnSource:
     """
 
     name = "ann"
+    timed = True
 
     def __init__(self, index: Any, item_vectors: F32, executor: Executor) -> None:
         self._index = index

@@ -11,6 +11,7 @@ class PopularitySource:
     """Returns the top ``params.popularity_size`` items by popularity, scored 1 → 0 by rank."""
 
     name = "popularity"
+    timed = False
 
     def __init__(self, popularity: I64) -> None:
         self._popularity = np.asarray(popularity, dtype=np.int64)

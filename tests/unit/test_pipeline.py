@@ -201,3 +201,31 @@ async def test_side_effects_run_after_the_result_and_their_failures_are_containe
     assert ran == []  # not run inline
     await executor.drain_side_effects()
     assert ran == ["test"]
+
+
+async def test_with_no_retrieval_time_left_the_popularity_fallback_still_answers() -> None:
+    store = await fakes.seeded_store()
+    executor = PipelineExecutor(home.declare(fakes.components(store)), NullObserver())
+    from ranking.budget import Budget, StageLimits
+
+    no_retrieval = StageLimits(user_features=0.2, retrieval=0.0, scoring=0.2, reserve=0.0)
+    result = await executor.execute(
+        fakes.query(), Budget(surface_budget_s=1.0, client_timeout_s=None, limits=no_retrieval)
+    )
+    assert result.degraded == ("retrieval",)  # the ANN source got no time
+    assert len(result.items) == 20 and {i.source for i in result.items} == {"popularity"}
+
+
+async def test_an_answer_ready_after_the_clients_deadline_is_deadline_exceeded() -> None:
+    from ranking.budget import Budget, StageLimits
+
+    store = await fakes.seeded_store()
+    # the scorer sleeps 200 ms; a negative reserve lets its slice run 100 ms past the 50 ms deadline
+    c = fakes.components(store, scorer=fakes.LinearScorer(delay_s=0.2))
+    executor = PipelineExecutor(home.declare(c), NullObserver())
+    limits = StageLimits(user_features=1.0, retrieval=1.0, scoring=1.0, reserve=-0.1)
+    with pytest.raises(DeadlineExceeded, match="client's"):
+        await executor.execute(fakes.query(), Budget(surface_budget_s=1.0, client_timeout_s=0.05, limits=limits))
+    # the same overrun against the surface's own budget (no client deadline) still answers, degraded
+    result = await executor.execute(fakes.query(), Budget(surface_budget_s=0.05, client_timeout_s=None, limits=limits))
+    assert result.degraded == ("scoring",)
