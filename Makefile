@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 BUNDLES ?= bundles
 STAMP := $(VENV)/.installed
 
-.PHONY: redis-server install run build build-real serve test check lint typecheck proto bench clean
+.PHONY: redis-server install run build build-real serve test check lint typecheck proto bench loadtest clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -46,6 +46,12 @@ check: lint typecheck test
 
 bench: $(STAMP)
 	bash tests/benchmarks/run.sh
+
+## Serve the newest bundle (built first if none) and run locust headless against it; fails when the
+## p99 or the error ratio exceeds its limit. Override USERS, SPAWN_RATE, DURATION, MAX_P99_MS, MAX_ERROR_RATIO.
+loadtest: $(STAMP)
+	BIN=$(BIN) BUNDLES=$(BUNDLES) USERS="$(USERS)" SPAWN_RATE="$(SPAWN_RATE)" DURATION="$(DURATION)" \
+		MAX_P99_MS="$(MAX_P99_MS)" MAX_ERROR_RATIO="$(MAX_ERROR_RATIO)" bash loadtests/run_loadtest.sh
 
 proto: $(STAMP)
 	PATH=$(BIN):$$PATH $(BIN)/python -m grpc_tools.protoc -Iprotos --python_out=protos --grpc_python_out=protos \
