@@ -44,8 +44,11 @@ typecheck: $(STAMP)
 
 check: lint typecheck test
 
-bench: $(STAMP)
-	bash tests/benchmarks/run.sh
+## Benchmark (never part of the tests): component floor, server stages, open-loop rate steps, memory,
+## on the 1M-item synthetic bundle and the real-data bundle (built first when missing). Table on
+## stdout, JSON in bench-results/bench.json. Extra options: make bench BENCH_ARGS="--quick --profile".
+bench: $(STAMP) redis-server
+	$(BIN)/python -m loadtests.bench $(BENCH_ARGS)
 
 ## Serve the newest bundle (built first if none) and run locust headless against it; fails when the
 ## p99 or the error ratio exceeds its limit. Override USERS, SPAWN_RATE, DURATION, MAX_P99_MS, MAX_ERROR_RATIO.

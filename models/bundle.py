@@ -43,6 +43,7 @@ from features.schema import (
     SCHEMA_VERSION,
     USER_STATS,
 )
+from models.id_index import IdIndex
 
 BUNDLE_FORMAT = 1
 MANIFEST = "manifest.json"
@@ -64,12 +65,16 @@ class ModelSpec:
 
 @dataclass(frozen=True)
 class Catalog:
-    """Items of a bundle: ids, artists and display names, aligned with the item index."""
+    """Items of a bundle: ids, artists and display names, aligned with the item index.
 
-    item_ids: list[str]
+    Ids and names are numpy string arrays and ``index_of`` an ``IdIndex``: no per-item Python
+    objects, so worker processes share these pages with their parent.
+    """
+
+    item_ids: npt.NDArray[np.str_]
     artist_ids: npt.NDArray[np.int64]
-    names: list[str]
-    index_of: dict[str, int] = field(repr=False)
+    names: npt.NDArray[np.str_]
+    index_of: IdIndex = field(repr=False)
 
     @classmethod
     def build(cls, item_ids: list[str], artist_ids: list[str], names: list[str]) -> Catalog:
@@ -78,13 +83,18 @@ class Catalog:
         artists = np.fromiter(
             (interned.setdefault(a, len(interned)) for a in artist_ids), dtype=np.int64, count=len(artist_ids)
         )
-        index_of = {item_id: i for i, item_id in enumerate(item_ids)}
-        if len(index_of) != len(item_ids):
-            raise BundleError("items.tsv: item ids are not unique")
-        return cls(item_ids=item_ids, artist_ids=artists, names=names, index_of=index_of)
+        ids = np.asarray(item_ids, dtype=np.str_)
+        try:
+            index_of = IdIndex(ids)
+        except ValueError as exc:
+            raise BundleError(f"items.tsv: item ids are not unique ({exc})") from None
+        return cls(item_ids=ids, artist_ids=artists, names=np.asarray(names, dtype=np.str_), index_of=index_of)
 
     def __len__(self) -> int:
         return len(self.item_ids)
+
+    def item_id(self, row: int) -> str:
+        return str(self.item_ids[row])
 
 
 @dataclass(frozen=True)
@@ -307,8 +317,10 @@ def load_bundle(path: Path, *, verify_checksums: bool = True) -> Bundle:
     _verify(path, manifest, verify_checksums)
     try:
         catalog = _read_catalog(path)
-        vectors = np.load(path / "item_vectors.npy", mmap_mode="r")
-        stats = np.load(path / "item_stats.npy", mmap_mode="r")
+        # memory-mapped (shared by every process) but viewed as plain arrays: the memmap subclass
+        # costs per-access overhead on the hot path
+        vectors = np.load(path / "item_vectors.npy", mmap_mode="r").view(np.ndarray)
+        stats = np.load(path / "item_stats.npy", mmap_mode="r").view(np.ndarray)
         popularity = np.load(path / "popularity.npy")
         index = faiss.read_index(str(path / "index.faiss"))
     except (OSError, ValueError, RuntimeError) as exc:

@@ -41,6 +41,9 @@ from ranking.types import F32, Candidates, Query, RankResult, ScoredItem, Surfac
 
 log = logging.getLogger(__name__)
 
+#: At most one "degraded" log line per stage per this many seconds (the metric counts them all).
+DEGRADED_LOG_INTERVAL_S = 1.0
+
 
 class ConservationError(AssertionError):
     """A filter or selector lost or invented candidates (a programming error, fails loudly)."""
@@ -73,6 +76,8 @@ class PipelineExecutor:
         self._side_effect_tasks: set[asyncio.Task[None]] = set()
         self._max_side_effect_tasks = max_side_effect_tasks
         self.side_effects_dropped = 0
+        self._last_degraded_log: dict[str, float] = {}
+        self._suppressed: dict[str, int] = {}
 
     async def execute(self, query: Query, budget: Budget) -> RankResult:
         """Rank for ``query``. Raises ``DeadlineExceeded`` only when no time is left at all."""
@@ -172,13 +177,27 @@ class PipelineExecutor:
         if stage not in degraded:
             degraded.append(stage)
             self._observer.degraded(self._surface, stage)
-        log.warning("request %s: %s degraded: %s", query.request_id, stage, repr(reason))
+        # one log line per stage per interval, with a count: an outage must not flood the log
+        now = time.monotonic()
+        if now - self._last_degraded_log.get(stage, -DEGRADED_LOG_INTERVAL_S) >= DEGRADED_LOG_INTERVAL_S:
+            suppressed = self._suppressed.pop(stage, 0)
+            self._last_degraded_log[stage] = now
+            log.warning(
+                "request %s: %s degraded: %r%s",
+                query.request_id,
+                stage,
+                reason,
+                f" ({suppressed} more since the last report)" if suppressed else "",
+            )
+        else:
+            self._suppressed[stage] = self._suppressed.get(stage, 0) + 1
 
     async def _hydrate_user(self, query: Query, budget: Budget, degraded: list[str]) -> UserFeatures:
         hydrator = self.declaration.user_hydrator
         timeout = budget.for_stage("user_features")
         try:
-            return await asyncio.wait_for(hydrator.hydrate(query, timeout), timeout)
+            async with asyncio.timeout(timeout):
+                return await hydrator.hydrate(query, timeout)
         except Exception as exc:  # dependency failure or timeout: fail open
             self._degrade("user_features", degraded, query, exc)
             return hydrator.fallback(query)
@@ -186,39 +205,40 @@ class PipelineExecutor:
     async def _retrieve(self, query: Query, user: UserFeatures, budget: Budget, degraded: list[str]) -> Candidates:
         timeout = budget.for_stage("retrieval")
         active = [(i, s) for i, s in enumerate(self.declaration.sources) if s.enabled(query)]
-        results = await asyncio.gather(
-            *(
-                asyncio.wait_for(s.fetch(query, user, i), timeout) if s.timed else s.fetch(query, user, i)
-                for i, s in active
-            ),
-            return_exceptions=True,
-        )
-        parts: list[Candidates] = []
-        for (_, source), result in zip(active, results, strict=True):
-            if isinstance(result, BaseException):
-                if not isinstance(result, Exception):
-                    raise result
-                self._degrade("retrieval", degraded, query, result)
-                log.debug("source %s failed", source.name)
-            else:
-                parts.append(result)
-        return Candidates.concat(parts)
+        results: dict[int, Candidates] = {}
+
+        async def fetch(i: int, source: CandidateSource) -> None:
+            try:
+                if source.timed:
+                    async with asyncio.timeout(timeout):
+                        results[i] = await source.fetch(query, user, i)
+                else:
+                    results[i] = await source.fetch(query, user, i)
+            except Exception as exc:
+                self._degrade("retrieval", degraded, query, exc)
+
+        if sum(s.timed for _, s in active) > 1:  # several sources that wait: overlap them
+            await asyncio.gather(*(fetch(i, s) for i, s in active))
+        else:  # nothing to overlap: no tasks
+            for i, s in active:
+                await fetch(i, s)
+        return Candidates.concat([results[i] for i, _ in active if i in results])
 
     async def _score(
         self, query: Query, candidates: Candidates, features: F32, budget: Budget, degraded: list[str]
     ) -> tuple[F32, str]:
         n = len(candidates)
-        retrieval_order = np.linspace(1.0, 0.0, num=n, endpoint=False, dtype=np.float32)
-        if n == 0:
-            return retrieval_order, self.declaration.scorer.model_version(query)
         scorer = self.declaration.scorer
+        if n == 0:
+            return np.empty(0, dtype=np.float32), scorer.model_version(query)
         try:
             if budget.remaining() <= 0:
                 raise DeadlineExceeded("no time left for scoring")
-            scores = await asyncio.wait_for(scorer.score(query, features), budget.for_stage("scoring"))
+            async with asyncio.timeout(budget.for_stage("scoring")):
+                scores = await scorer.score(query, features)
             if scores.shape != (n,):
                 raise ValueError(f"scorer {scorer.name} returned shape {scores.shape} for {n} candidates")
             return scores, scorer.model_version(query)
         except Exception as exc:
             self._degrade("scoring", degraded, query, exc)
-            return retrieval_order, ""
+            return np.linspace(1.0, 0.0, num=n, endpoint=False, dtype=np.float32), ""  # retrieval order

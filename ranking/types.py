@@ -71,12 +71,14 @@ class Query:
 
 @dataclass(frozen=True)
 class UserFeatures:
-    """Query-time user features. A cold-start user has a zero ``vector`` and default ``stats``."""
+    """Query-time user features for one request. A cold-start user has a zero ``vector`` and default
+    ``stats``; ``query_vector`` may still be non-zero (recent plays, or the seed on Now Playing)."""
 
     vector: F32
     stats: F32
     recent_items: I64  # item indices, most recent first
     recent_vector: F32  # mean vector of recent items; zeros when none
+    query_vector: F32  # the request's retrieval query (``ranking.query.retrieval_query``), computed once
     skipped_items: I64 = field(default_factory=lambda: np.empty(0, dtype=np.int64))
     cold_start: bool = False
 

@@ -143,6 +143,11 @@ async def _warm_up(pipelines: dict[Surface, PipelineExecutor], settings: Setting
         )
 
 
+def _search_is_cheap(bundle: Bundle) -> bool:
+    """IVF or small flat indexes answer in well under a millisecond: search inline, no thread hop."""
+    return isinstance(bundle.index, faiss.IndexIVF) or bundle.index.ntotal * bundle.dim <= 4_000_000
+
+
 def _exposure_log(settings: Settings, metrics: Metrics) -> ExposureLog | None:
     if settings.exposure_log_dir is None:
         log.info("exposure logging disabled (exposure_log_dir is null)")
@@ -182,7 +187,7 @@ async def lifespan(settings: Settings, bundle: Bundle | None = None) -> AsyncIte
         )
         components = Components(
             user_hydrator=UserFeatureHydrator(store, bundle.catalog.index_of, bundle.item_vectors),
-            ann=AnnSource(bundle.index, bundle.item_vectors, executor),
+            ann=AnnSource(bundle.index, None if _search_is_cheap(bundle) else executor),
             popularity=PopularitySource(bundle.popularity),
             candidate_hydrator=RankerFeatureHydrator(bundle.item_vectors, bundle.item_norms, bundle.item_stats),
             scorer=scorer,

@@ -250,6 +250,13 @@ def parser() -> argparse.ArgumentParser:
     es.add_argument("--seed", type=int, default=0)
     es.set_defaults(func=cmd_experiments_simulate)
 
+    bn = sub.add_parser(
+        "bench",
+        help="benchmark: component floor, server stages, open-loop rate steps, memory (see --help)",
+        add_help=False,
+    )
+    bn.add_argument("bench_args", nargs=argparse.REMAINDER, help="arguments for loadtests.bench")
+
     r = sub.add_parser("rank", help="rank for a user against a running server and print a table")
     r.add_argument("--user-id", required=True)
     r.add_argument("--surface", choices=["home", "now_playing"], default="home")
@@ -262,6 +269,11 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["bench"]:  # the benchmark owns its arguments (and --help)
+        from loadtests.bench import main as bench_main
+
+        return bench_main(argv[1:])
     args = parser().parse_args(argv)
     from serving.request_context import configure_logging
 

@@ -10,6 +10,8 @@ never user or item ids.
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 _LATENCY_BUCKETS = (0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.025, 0.05, 0.1, 0.25, 1.0)
@@ -20,6 +22,7 @@ class Metrics:
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
+        self._children: dict[tuple[object, ...], Any] = {}
         r = self.registry
         self.requests = Counter(
             "encore_requests",
@@ -81,14 +84,22 @@ class Metrics:
         )
 
     def stage_latency(self, surface: str, stage: str, seconds: float) -> None:
-        self.stage_latency_seconds.labels(surface, stage).observe(seconds)
+        self._child(self.stage_latency_seconds, surface, stage).observe(seconds)
 
     def degraded(self, surface: str, stage: str) -> None:
-        self.degradations.labels(surface, stage).inc()
+        self._child(self.degradations, surface, stage).inc()
 
     def filtered(self, surface: str, filter_name: str, count: int) -> None:
-        self.filtered_candidates.labels(surface, filter_name).inc(count)
+        self._child(self.filtered_candidates, surface, filter_name).inc(count)
 
     def request(self, method: str, surface: str, outcome: str, seconds: float) -> None:
-        self.requests.labels(method, surface, outcome).inc()
-        self.request_latency.labels(method, surface, outcome).observe(seconds)
+        self._child(self.requests, method, surface, outcome).inc()
+        self._child(self.request_latency, method, surface, outcome).observe(seconds)
+
+    def _child(self, metric: Any, *labels: str) -> Any:
+        """``metric.labels(*labels)``, resolved once per label set (``labels()`` is costly per call)."""
+        key = (id(metric), *labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child

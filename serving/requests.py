@@ -6,6 +6,7 @@ import uuid
 from dataclasses import dataclass
 
 from encore.v1 import ranking_pb2 as pb
+from models.id_index import IdIndex
 from ranking.types import Query, RequestContext, Surface
 from serving.config import Settings
 from serving.errors import InvalidRequest
@@ -37,7 +38,7 @@ def surface_of(value: int) -> Surface:
         raise InvalidRequest("surface", f"must be SURFACE_HOME or SURFACE_NOW_PLAYING, got {value}") from None
 
 
-def parse_rank_request(request: pb.RankRequest, settings: Settings, index_of: dict[str, int], request_id: str) -> Query:
+def parse_rank_request(request: pb.RankRequest, settings: Settings, index_of: IdIndex, request_id: str) -> Query:
     """Validate ``request`` into a ``Query`` with the surface's default params."""
     _check_user_id(request.user_id, settings)
     surface = surface_of(request.surface)
@@ -48,9 +49,9 @@ def parse_rank_request(request: pb.RankRequest, settings: Settings, index_of: di
     if surface is Surface.NOW_PLAYING:
         if not request.seed_item_id:
             raise InvalidRequest("seed_item_id", "is required on SURFACE_NOW_PLAYING")
-        if request.seed_item_id not in index_of:
+        seed = index_of.lookup(request.seed_item_id)
+        if seed is None:
             raise InvalidRequest("seed_item_id", f"unknown item {request.seed_item_id[:MAX_ITEM_ID_LENGTH]!r}")
-        seed = index_of[request.seed_item_id]
     ctx = request.context
     return Query(
         request_id=request_id,
@@ -70,7 +71,7 @@ class ParsedEvents:
     likes: list[str]
 
 
-def parse_events(request: pb.RecordEventsRequest, settings: Settings, index_of: dict[str, int]) -> ParsedEvents:
+def parse_events(request: pb.RecordEventsRequest, settings: Settings, index_of: IdIndex) -> ParsedEvents:
     """Validate events; plays and likes both count as listening (recent plays), in time order."""
     _check_user_id(request.user_id, settings)
     if not request.events:
@@ -80,7 +81,7 @@ def parse_events(request: pb.RecordEventsRequest, settings: Settings, index_of: 
     parsed = ParsedEvents([], [], [])
     ordered = sorted(enumerate(request.events), key=lambda pair: (pair[1].timestamp_ms, pair[0]))
     for i, event in ordered:
-        if event.item_id not in index_of:
+        if index_of.lookup(event.item_id) is None:
             raise InvalidRequest(f"events[{i}].item_id", f"unknown item {event.item_id[:MAX_ITEM_ID_LENGTH]!r}")
         if event.type == pb.EVENT_TYPE_PLAY:
             parsed.plays.append(event.item_id)

@@ -125,7 +125,9 @@ class RankingServicer(pb_grpc.RankingServiceServicer):
             degraded=list(result.degraded),
         )
         for position, item in enumerate(result.items):
-            response.items.add(item_id=item_ids[item.item], score=item.score, position=position, source=item.source)
+            response.items.add(
+                item_id=str(item_ids[item.item]), score=item.score, position=position, source=item.source
+            )
         for a in assignments:
             response.assignments.add(experiment=a.experiment, variant=a.variant)
         if debug:

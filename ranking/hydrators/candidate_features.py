@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 
 from features.ranker_features import ranker_features
-from ranking.query import retrieval_query
 from ranking.types import F32, Candidates, Query, UserFeatures
 
 
@@ -31,7 +30,7 @@ class RankerFeatureHydrator:
             item_vectors=vectors,
             item_stats=np.asarray(self._item_stats[items], dtype=np.float32),
             item_norms=self._item_norms[items],
-            retrieval_scores=vectors @ retrieval_query(query, user, self._item_vectors),
+            retrieval_scores=vectors @ user.query_vector,
             user_vector=user.vector,
             user_stats=user.stats,
             recent_vector=user.recent_vector,

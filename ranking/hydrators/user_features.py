@@ -6,6 +6,8 @@ import numpy as np
 
 from features.schema import USER_STATS_DEFAULTS
 from features.store import FeatureStore
+from models.id_index import IdIndex
+from ranking.query import retrieval_query
 from ranking.types import F32, I64, Query, UserFeatures
 
 #: Recent plays averaged into the recent-plays vector.
@@ -21,7 +23,7 @@ class UserFeatureHydrator:
 
     name = "user_features"
 
-    def __init__(self, store: FeatureStore, index_of: dict[str, int], item_vectors: F32) -> None:
+    def __init__(self, store: FeatureStore, index_of: IdIndex, item_vectors: F32) -> None:
         self._store = store
         self._index_of = index_of
         self._item_vectors = item_vectors
@@ -39,11 +41,13 @@ class UserFeatureHydrator:
             if len(recent)
             else self._zeros
         )
+        vector = record.vector if record.vector is not None else self._zeros
         return UserFeatures(
-            vector=record.vector if record.vector is not None else self._zeros,
+            vector=vector,
             stats=record.stats if record.stats is not None else self._default_stats,
             recent_items=recent,
             recent_vector=recent_vector,
+            query_vector=retrieval_query(query, vector, recent_vector, self._item_vectors),
             skipped_items=skipped,
             cold_start=record.vector is None,
         )
@@ -54,10 +58,10 @@ class UserFeatureHydrator:
             stats=self._default_stats,
             recent_items=self._no_items,
             recent_vector=self._zeros,
+            query_vector=retrieval_query(query, self._zeros, self._zeros, self._item_vectors),
             skipped_items=self._no_items,
             cold_start=True,
         )
 
     def _indices(self, item_ids: tuple[str, ...]) -> I64:
-        found = [self._index_of[i] for i in item_ids if i in self._index_of]
-        return np.asarray(found, dtype=np.int64) if found else self._no_items
+        return self._index_of.rows(item_ids) if item_ids else self._no_items

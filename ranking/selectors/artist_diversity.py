@@ -37,5 +37,6 @@ class ArtistDiversitySelector:
         if len(selected) < limit and capped:
             selected += capped[: limit - len(selected)]
         chosen = np.asarray(selected, dtype=np.int64)
-        held = np.setdiff1d(np.arange(len(candidates), dtype=np.int64), chosen, assume_unique=True)
-        return Selection(selected=chosen, held_back=held)
+        held_mask = np.ones(len(candidates), dtype=np.bool_)
+        held_mask[chosen] = False
+        return Selection(selected=chosen, held_back=np.flatnonzero(held_mask))

@@ -15,11 +15,12 @@ class PopularitySource:
 
     def __init__(self, popularity: I64) -> None:
         self._popularity = np.asarray(popularity, dtype=np.int64)
+        self._scores = np.linspace(1.0, 0.0, num=len(self._popularity), endpoint=False, dtype=np.float32)
 
     def enabled(self, query: Query) -> bool:
         return True
 
     async def fetch(self, query: Query, user: UserFeatures, source_id: int) -> Candidates:
-        items = self._popularity[: query.params.popularity_size]
-        scores = np.linspace(1.0, 0.0, num=len(items), endpoint=False, dtype=np.float32)
-        return Candidates(items, scores, np.full(len(items), source_id, np.int8))
+        n = query.params.popularity_size
+        items = self._popularity[:n]
+        return Candidates(items, self._scores[:n], np.full(len(items), source_id, np.int8))

@@ -12,6 +12,7 @@ from features.memory_store import MemoryFeatureStore
 from features.schema import USER_STATS
 from features.store import FeatureStoreError, UserRecord
 from models.bundle import UserSnapshot
+from models.id_index import IdIndex
 from ranking.budget import Budget, StageLimits
 from ranking.components import Components
 from ranking.hydrators.candidate_features import RankerFeatureHydrator
@@ -29,7 +30,7 @@ ITEM_STATS = RNG.random(size=(N_ITEMS, 2)).astype(np.float32)
 ARTISTS = (np.arange(N_ITEMS) // 5).astype(np.int64)  # 5 tracks per artist
 POPULARITY = np.argsort(-ITEM_STATS[:, 0]).astype(np.int64)
 ITEM_IDS = [f"i{i}" for i in range(N_ITEMS)]
-INDEX_OF = {item: i for i, item in enumerate(ITEM_IDS)}
+INDEX_OF = IdIndex(np.asarray(ITEM_IDS))
 EXECUTOR = ThreadPoolExecutor(max_workers=2)
 
 
@@ -105,7 +106,7 @@ def components(
 ) -> Components:
     return Components(
         user_hydrator=UserFeatureHydrator(store, INDEX_OF, ITEM_VECTORS),
-        ann=AnnSource(index or BruteForceIndex(ITEM_VECTORS), ITEM_VECTORS, EXECUTOR),
+        ann=AnnSource(index or BruteForceIndex(ITEM_VECTORS), EXECUTOR),
         popularity=PopularitySource(POPULARITY),
         candidate_hydrator=RankerFeatureHydrator(ITEM_VECTORS, ITEM_NORMS, ITEM_STATS),
         scorer=scorer or LinearScorer(),

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from encore.v1 import ranking_pb2 as pb
+from models.id_index import IdIndex
 from ranking.types import Surface
 from serving.config import load_settings
 from serving.errors import InvalidRequest
 from serving.requests import parse_events, parse_rank_request, request_id_of
 
 SETTINGS = load_settings(Path("b"))
-INDEX_OF = {"a": 0, "b": 1, "c": 2}
+INDEX_OF = IdIndex(np.asarray(["a", "b", "c"]))
 
 
 def test_a_valid_now_playing_request_becomes_a_query_with_the_seed_index() -> None:
