@@ -11,6 +11,7 @@ class ArtistDiversitySelector:
     """Takes rows by descending score (ties: input order), skipping an artist's item once that
     artist has ``params.diversity_cap`` items in the list. If that leaves the list short of
     ``query.limit``, the skipped rows are appended in score order. All other rows are held back.
+    Vectorised: no Python loop over candidates.
     """
 
     name = "artist_diversity"
@@ -19,24 +20,20 @@ class ArtistDiversitySelector:
         self._artist_ids = artist_ids
 
     def select(self, query: Query, candidates: Candidates, scores: F32) -> Selection:
+        n = len(candidates)
         order = np.argsort(-scores, kind="stable")
-        limit, cap = query.limit, query.params.diversity_cap
         artists = self._artist_ids[candidates.items[order]]
-        per_artist: dict[int, int] = {}
-        selected: list[int] = []
-        capped: list[int] = []
-        for row, artist in zip(order.tolist(), artists.tolist(), strict=True):
-            if len(selected) == limit:
-                break
-            count = per_artist.get(artist, 0)
-            if count < cap:
-                per_artist[artist] = count + 1
-                selected.append(row)
-            else:
-                capped.append(row)
-        if len(selected) < limit and capped:
-            selected += capped[: limit - len(selected)]
-        chosen = np.asarray(selected, dtype=np.int64)
-        held_mask = np.ones(len(candidates), dtype=np.bool_)
+        # occurrence[k] = how many better-scored rows share row order[k]'s artist
+        by_artist = np.argsort(artists, kind="stable")
+        sorted_artists = artists[by_artist]
+        group_start = np.flatnonzero(np.r_[True, sorted_artists[1:] != sorted_artists[:-1]])
+        group_sizes = np.diff(np.r_[group_start, n])
+        occurrence = np.empty(n, dtype=np.int64)
+        occurrence[by_artist] = np.arange(n) - np.repeat(group_start, group_sizes)
+        within_cap = occurrence < query.params.diversity_cap
+        chosen = order[within_cap][: query.limit]
+        if len(chosen) < query.limit:
+            chosen = np.concatenate([chosen, order[~within_cap][: query.limit - len(chosen)]])
+        held_mask = np.ones(n, dtype=np.bool_)
         held_mask[chosen] = False
-        return Selection(selected=chosen, held_back=np.flatnonzero(held_mask))
+        return Selection(selected=chosen.astype(np.int64), held_back=np.flatnonzero(held_mask))

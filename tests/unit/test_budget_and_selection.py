@@ -63,3 +63,35 @@ def test_selector_caps_artists_then_refills_when_short_and_accounts_for_every_ro
     q = fakes.query(limit=6, params=RankingParams(diversity_cap=2))
     selection = selector.select(q, cands, scores)
     assert cands.items[selection.selected].tolist() == [0, 1, 5, 6, 2, 3]  # capped rows refill, in score order
+
+
+def reference_select(artists: np.ndarray, scores: np.ndarray, limit: int, cap: int) -> list[int]:
+    """The selection rule written as the obvious loop."""
+    order = sorted(range(len(scores)), key=lambda r: (-scores[r], r))
+    per_artist: dict[int, int] = {}
+    selected: list[int] = []
+    capped: list[int] = []
+    for row in order:
+        if len(selected) == limit:
+            break
+        if per_artist.get(artists[row], 0) < cap:
+            per_artist[artists[row]] = per_artist.get(artists[row], 0) + 1
+            selected.append(row)
+        else:
+            capped.append(row)
+    return selected + capped[: limit - len(selected)]
+
+
+def test_vectorised_selection_matches_the_reference_loop_on_random_inputs() -> None:
+    rng = np.random.default_rng(3)
+    selector = ArtistDiversitySelector(fakes.ARTISTS)
+    for trial in range(200):
+        n = int(rng.integers(0, 80))
+        items = rng.choice(fakes.N_ITEMS, size=n, replace=False).astype(np.int64)
+        scores = rng.integers(0, 6, size=n).astype(np.float32)  # many ties
+        cands = Candidates(items, np.zeros(n, np.float32), np.zeros(n, np.int8))
+        limit, cap = int(rng.integers(1, 30)), int(rng.integers(1, 4))
+        selection = selector.select(fakes.query(limit=limit, params=RankingParams(diversity_cap=cap)), cands, scores)
+        expected = reference_select(fakes.ARTISTS[items], scores, limit, cap)
+        assert selection.selected.tolist() == expected, trial
+        assert sorted(selection.selected.tolist() + selection.held_back.tolist()) == list(range(n))
