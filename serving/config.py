@@ -15,7 +15,8 @@ YAML layout (every key optional)::
     exposure_queue_size: 10000  # exposures waiting to be written; beyond it they are dropped and counted
     exposure_file_mb: 64        # rotate exposure files at this size
     cpu_threads: 4              # threads for FAISS/ONNX calls off the event loop
-    max_in_flight: 64           # per process: RPCs beyond this are shed with RESOURCE_EXHAUSTED
+    max_in_flight: 16           # per process: RPCs beyond this are shed with RESOURCE_EXHAUSTED (~4 ms each:
+                                # 16 queued is ~64 ms, inside the surface budgets)
     max_user_id_length: 128
     max_events: 100
     stages: {user_features_ms: 15, retrieval_ms: 20, scoring_ms: 25, reserve_ms: 2}
@@ -67,7 +68,7 @@ class Settings:
     exposure_queue_size: int = 10_000
     exposure_file_mb: int = 64
     cpu_threads: int = 4
-    max_in_flight: int = 64
+    max_in_flight: int = 16
     max_user_id_length: int = 128
     max_events: int = 100
     stages: StageLimits = field(default_factory=StageLimits)
