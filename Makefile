@@ -57,6 +57,8 @@ loadtest: $(STAMP)
 		MAX_P99_MS="$(MAX_P99_MS)" MAX_ERROR_RATIO="$(MAX_ERROR_RATIO)" bash loadtests/run_loadtest.sh
 
 proto: $(STAMP)
+	PATH=$(BIN):$$PATH $(BIN)/python -m grpc_tools.protoc -Iprotos --python_out=protos --mypy_out=protos \
+		protos/encore/v1/capture.proto
 	PATH=$(BIN):$$PATH $(BIN)/python -m grpc_tools.protoc -Iprotos --python_out=protos --grpc_python_out=protos \
 		--mypy_out=protos --mypy_grpc_out=protos protos/encore/v1/ranking.proto
 

@@ -13,6 +13,12 @@ class PipelineObserver(Protocol):
     def filtered(self, surface: str, filter_name: str, count: int) -> None: ...
 
 
+class ShadowObserver(Protocol):
+    def shadow_agreement(self, surface: str, model: str, rbo: float, overlap_at_10: float) -> None: ...
+
+    def shadow_failed(self, surface: str, model: str) -> None: ...
+
+
 class NullObserver:
     """Observer that records nothing (unit tests, offline tools)."""
 

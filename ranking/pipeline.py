@@ -37,7 +37,7 @@ from ranking.stages import (
     SideEffect,
     UserHydrator,
 )
-from ranking.types import F32, Candidates, Query, RankResult, ScoredItem, Surface, UserFeatures
+from ranking.types import F32, Candidates, Query, RankResult, ScoredItem, ScoringInputs, Surface, UserFeatures
 
 log = logging.getLogger(__name__)
 
@@ -138,6 +138,9 @@ class PipelineExecutor:
             degraded=tuple(degraded),
             timings_ms=timings,
             removed_by_filter=removed_by_filter,
+            scoring_inputs=(
+                ScoringInputs(candidates, features) if query.params.shadow_model and "scoring" not in degraded else None
+            ),
         )
 
     def spawn_side_effects(self, query: Query, result: RankResult) -> None:

@@ -142,11 +142,21 @@ class ScoredItem:
 
 
 @dataclass(frozen=True)
+class ScoringInputs:
+    """What the scorer saw, kept for side effects that re-score it (shadow models)."""
+
+    candidates: Candidates
+    features: F32
+
+
+@dataclass(frozen=True)
 class RankResult:
-    """The pipeline's answer for one query."""
+    """The pipeline's answer for one query. ``scoring_inputs`` is set only when a side effect
+    needs it (``params.shadow_model``) and scoring did not fall back."""
 
     items: tuple[ScoredItem, ...]
     model_version: str
     degraded: tuple[str, ...]
     timings_ms: dict[str, float]
     removed_by_filter: dict[str, int]
+    scoring_inputs: ScoringInputs | None = None

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import faiss
 
+from encore.v1.capture_pb2 import CapturedRank
 from features.memory_store import MemoryFeatureStore
 from features.redis_store import RedisFeatureStore
 from features.store import FeatureStore
@@ -29,15 +30,20 @@ from ranking.pipeline import PipelineExecutor
 from ranking.scorers.onnx_ranker import OnnxRankerScorer
 from ranking.selectors.artist_diversity import ArtistDiversitySelector
 from ranking.side_effects.exposure_log import ExposureLogSideEffect
+from ranking.side_effects.shadow_scoring import ShadowScoringSideEffect
 from ranking.sources.ann import AnnSource
 from ranking.sources.popularity import PopularitySource
+from ranking.stages import SideEffect
 from ranking.surfaces import home, now_playing
 from ranking.types import Query, RankingParams, Surface
+from serving.capture import capture_files, encode_delimited
 from serving.config import Settings
+from serving.errors import ConfigError
 from serving.experiments.assignment import Assigner, Assignment
 from serving.experiments.config import ExperimentsConfig, load_experiments, parse_experiments
-from serving.experiments.exposure_log import ExposureLog, RotatingJsonlWriter
+from serving.experiments.exposure_log import ExposureLog, exposure_files
 from serving.experiments.reload import ExperimentsReloader
+from serving.logsink import BackgroundWriter
 from serving.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -55,6 +61,7 @@ class EncoreApp:
     pipelines: dict[Surface, PipelineExecutor]
     assigner: Assigner  # replaced whole (one reference swap) when the experiments file reloads
     reloader: ExperimentsReloader | None = None
+    capture: BackgroundWriter[CapturedRank] | None = None
 
     def apply_experiments(self, config: ExperimentsConfig) -> None:
         """Swap in a validated experiments configuration; requests after this see it."""
@@ -69,8 +76,6 @@ class EncoreApp:
                 c.param,
                 c.winner,
             )
-        if any(v.params.shadow_model for e in config.all_experiments for v in e.variants):
-            log.warning("experiments: shadow_model is validated but shadow scoring is not implemented yet; ignored")
 
     def params_for(self, user_id: str, surface: Surface) -> tuple[RankingParams, tuple[Assignment, ...]]:
         """Surface defaults with the user's experiment overrides applied, and the assignments."""
@@ -143,6 +148,29 @@ async def _warm_up(pipelines: dict[Surface, PipelineExecutor], settings: Setting
         )
 
 
+def _check_shadow_models(settings: Settings, bundle: Bundle) -> None:
+    for surface, config in settings.surfaces.items():
+        shadow = config.params.shadow_model
+        if shadow is not None and shadow not in bundle.models:
+            raise ConfigError(
+                f"surfaces.{surface.value}.shadow_model: {shadow!r} is not a model of bundle {bundle.version} "
+                f"(it has {', '.join(sorted(bundle.models))})"
+            )
+
+
+def _capture_log(settings: Settings, metrics: Metrics) -> BackgroundWriter[CapturedRank] | None:
+    if settings.capture_fraction <= 0:
+        return None
+    sink: BackgroundWriter[CapturedRank] = BackgroundWriter(
+        capture_files(settings.capture_dir, max_bytes=settings.capture_file_mb << 20),
+        encode_delimited,
+        lambda reason, n: metrics.captures_dropped.labels(reason).inc(n),
+    )
+    sink.start()
+    log.info("capturing %.1f %% of users' Rank exchanges to %s/", 100 * settings.capture_fraction, settings.capture_dir)
+    return sink
+
+
 def _search_is_cheap(bundle: Bundle) -> bool:
     """IVF or small flat indexes answer in well under a millisecond: search inline, no thread hop."""
     return isinstance(bundle.index, faiss.IndexIVF) or bundle.index.ntotal * bundle.dim <= 4_000_000
@@ -152,7 +180,7 @@ def _exposure_log(settings: Settings, metrics: Metrics) -> ExposureLog | None:
     if settings.exposure_log_dir is None:
         log.info("exposure logging disabled (exposure_log_dir is null)")
         return None
-    writer = RotatingJsonlWriter(settings.exposure_log_dir, max_bytes=settings.exposure_file_mb << 20)
+    writer = exposure_files(settings.exposure_log_dir, max_bytes=settings.exposure_file_mb << 20)
     exposures = ExposureLog(
         writer,
         exposures=metrics.exposures,
@@ -175,24 +203,30 @@ async def lifespan(settings: Settings, bundle: Bundle | None = None) -> AsyncIte
     faiss.omp_set_num_threads(1)
     bundle = bundle if bundle is not None else load_bundle(settings.bundle)
     sessions = load_sessions(bundle, intra_op_threads=1)
+    _check_shadow_models(settings, bundle)
     experiments = _experiments(settings, bundle)
     metrics = Metrics()
     executor = ThreadPoolExecutor(max_workers=settings.cpu_threads, thread_name_prefix="encore-cpu")
     store = await _open_store(settings, bundle)
     exposures = _exposure_log(settings, metrics)
+    capture = _capture_log(settings, metrics)
     reloader: ExperimentsReloader | None = None
     try:
         scorer = OnnxRankerScorer(
             sessions, {v: s.input_name for v, s in bundle.models.items()}, bundle.default_model, executor
         )
+        selector = ArtistDiversitySelector(bundle.catalog.artist_ids)
+        side_effects: list[SideEffect] = [ShadowScoringSideEffect(scorer, selector, metrics)]
+        if exposures is not None:
+            side_effects.append(ExposureLogSideEffect(exposures, bundle.version))
         components = Components(
             user_hydrator=UserFeatureHydrator(store, bundle.catalog.index_of, bundle.item_vectors),
             ann=AnnSource(bundle.index, None if _search_is_cheap(bundle) else executor),
             popularity=PopularitySource(bundle.popularity),
             candidate_hydrator=RankerFeatureHydrator(bundle.item_vectors, bundle.item_norms, bundle.item_stats),
             scorer=scorer,
-            selector=ArtistDiversitySelector(bundle.catalog.artist_ids),
-            side_effects=() if exposures is None else (ExposureLogSideEffect(exposures, bundle.version),),
+            selector=selector,
+            side_effects=tuple(side_effects),
         )
         pipelines = {
             Surface.HOME: PipelineExecutor(home.declare(components), metrics),
@@ -208,6 +242,7 @@ async def lifespan(settings: Settings, bundle: Bundle | None = None) -> AsyncIte
             scorer=scorer,
             pipelines=pipelines,
             assigner=Assigner(experiments),
+            capture=capture,
         )
         app.apply_experiments(experiments)
         if settings.experiments is not None:
@@ -236,5 +271,7 @@ async def lifespan(settings: Settings, bundle: Bundle | None = None) -> AsyncIte
             await reloader.close()
         if exposures is not None:
             await exposures.close()
+        if capture is not None:
+            await capture.close()
         await store.close()
         executor.shutdown(wait=False, cancel_futures=True)

@@ -92,6 +92,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
             experiments=str(args.experiments) if args.experiments else None,
             exposure_log_dir=str(args.exposure_log_dir) if args.exposure_log_dir else None,
             max_in_flight=args.max_in_flight,
+            capture_fraction=args.capture_fraction,
+            capture_dir=str(args.capture_dir) if args.capture_dir else None,
         )
         if args.no_metrics:
             settings = replace(settings, metrics_port=None)
@@ -222,6 +224,8 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--redis-url", help="redis://[:password@]host:port/db (default: embedded store)")
     s.add_argument("--workers", type=int, default=1, help="worker processes sharing the port (needs --redis-url)")
     s.add_argument("--max-in-flight", type=int, help="per-worker RPCs in flight before RESOURCE_EXHAUSTED")
+    s.add_argument("--capture-fraction", type=float, help="share of users whose Rank exchanges are captured")
+    s.add_argument("--capture-dir", type=Path, help="directory for capture files (default ./captures)")
     s.add_argument("--load-features", action="store_true", help="write the bundle's user snapshot into Redis")
     s.add_argument("--experiments", type=Path, help="experiments YAML (hot-reloaded on change and on SIGHUP)")
     s.add_argument("--exposure-log-dir", type=Path, help="directory for exposure JSONL files (default ./exposures)")
@@ -256,6 +260,12 @@ def parser() -> argparse.ArgumentParser:
         add_help=False,
     )
     bn.add_argument("bench_args", nargs=argparse.REMAINDER, help="arguments for loadtests.bench")
+    rp = sub.add_parser(
+        "replay",
+        help="replay captured traffic against primary/candidate/secondary and diff (see --help)",
+        add_help=False,
+    )
+    rp.add_argument("replay_args", nargs=argparse.REMAINDER, help="arguments for loadtests.replay")
 
     r = sub.add_parser("rank", help="rank for a user against a running server and print a table")
     r.add_argument("--user-id", required=True)
@@ -274,6 +284,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from loadtests.bench import main as bench_main
 
         return bench_main(argv[1:])
+    if argv[:1] == ["replay"]:  # so does the shadow replay
+        from loadtests.replay import main as replay_main
+
+        return replay_main(argv[1:])
     args = parser().parse_args(argv)
     from serving.request_context import configure_logging
 

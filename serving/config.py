@@ -14,6 +14,9 @@ YAML layout (every key optional)::
     exposure_log_dir: exposures # rotating JSONL exposure logs; null disables exposure logging
     exposure_queue_size: 10000  # exposures waiting to be written; beyond it they are dropped and counted
     exposure_file_mb: 64        # rotate exposure files at this size
+    capture_fraction: 0.0       # share of users whose Rank exchanges are captured for replay (by user hash)
+    capture_dir: captures       # length-delimited encore.v1.CapturedRank files
+    capture_file_mb: 64
     cpu_threads: 4              # threads for FAISS/ONNX calls off the event loop
     max_in_flight: 16           # per process: RPCs beyond this are shed with RESOURCE_EXHAUSTED (~4 ms each:
                                 # 16 queued is ~64 ms, inside the surface budgets)
@@ -24,6 +27,7 @@ YAML layout (every key optional)::
       home:        {budget_ms: 80, default_limit: 20, max_limit: 100, retrieval_size: 300, diversity_cap: 2}
       now_playing: {budget_ms: 60, default_limit: 10, max_limit: 50, retrieval_size: 200, diversity_cap: 2,
                     seed_weight: 0.7}
+    # any surface may also set shadow_model: <model version> to shadow-score every request
 """
 
 from __future__ import annotations
@@ -67,6 +71,9 @@ class Settings:
     exposure_log_dir: Path | None = Path("exposures")
     exposure_queue_size: int = 10_000
     exposure_file_mb: int = 64
+    capture_fraction: float = 0.0
+    capture_dir: Path = Path("captures")
+    capture_file_mb: int = 64
     cpu_threads: int = 4
     max_in_flight: int = 16
     max_user_id_length: int = 128
@@ -87,6 +94,9 @@ _SCALARS: dict[str, tuple[type, ...]] = {
     "exposure_log_dir": (str, type(None)),
     "exposure_queue_size": (int,),
     "exposure_file_mb": (int,),
+    "capture_fraction": (int, float),
+    "capture_dir": (str,),
+    "capture_file_mb": (int,),
     "cpu_threads": (int,),
     "max_in_flight": (int,),
     "max_user_id_length": (int,),
@@ -132,7 +142,7 @@ def load_settings(bundle: Path, config_file: Path | None = None, **overrides: An
                 raise ConfigError(
                     f"{source}: {key}: expected {' or '.join(t.__name__ for t in _SCALARS[key])}, got {value!r}"
                 )
-            is_path = key in ("experiments", "exposure_log_dir") and value is not None
+            is_path = key in ("experiments", "exposure_log_dir", "capture_dir") and value is not None
             changes[key] = Path(str(value)) if is_path else value
         elif key == "stages":
             changes["stages"] = _stages(source, value)
@@ -141,6 +151,8 @@ def load_settings(bundle: Path, config_file: Path | None = None, **overrides: An
         else:
             raise ConfigError(f"{source}: {key}: unknown setting")
     _number(source, "experiments_reload_s", changes.get("experiments_reload_s", 2.0), minimum=0.1)
+    if not 0.0 <= changes.get("capture_fraction", 0.0) <= 1.0:
+        raise ConfigError(f"{source}: capture_fraction: must be in 0..1, got {changes['capture_fraction']!r}")
     for key in (
         "port",
         "cpu_threads",
@@ -189,6 +201,10 @@ def _surfaces(source: str, value: Any) -> dict[Surface, SurfaceConfig]:
                 params[key] = float(_number(source, where, v, minimum=0))
                 if params[key] > 1:
                     raise ConfigError(f"{source}: {where}: must be in 0..1, got {v!r}")
+            elif key == "shadow_model":
+                if not isinstance(v, str) or not v:
+                    raise ConfigError(f"{source}: {where}: must be a model version, got {v!r}")
+                params[key] = v
             elif key in _PARAM_KEYS:
                 params[key] = _number(source, where, v, minimum=1, integer=True)
             else:

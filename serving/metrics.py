@@ -79,6 +79,30 @@ class Metrics:
             registry=r,
             multiprocess_mode="max",
         )
+        self.shadow_rbo = Histogram(
+            "encore_shadow_rbo",
+            "Rank-biased overlap (p=0.9) of the shadow model's list with the served one",
+            ["surface", "model"],
+            buckets=(0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0),
+            registry=r,
+        )
+        self.shadow_overlap = Histogram(
+            "encore_shadow_overlap_at_10",
+            "Share of the served top 10 that the shadow model also puts in its top 10",
+            ["surface", "model"],
+            buckets=(0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0),
+            registry=r,
+        )
+        self.shadow_failures = Counter(
+            "encore_shadow_failures", "Shadow scorings that failed", ["surface", "model"], registry=r
+        )
+        self.captures = Counter("encore_captures", "Rank exchanges queued for the capture log", registry=r)
+        self.captures_dropped = Counter(
+            "encore_captures_dropped",
+            "Captured exchanges not written: queue_full or write_error",
+            ["reason"],
+            registry=r,
+        )
         self.shed = Counter(
             "encore_shed_requests", "RPCs refused with RESOURCE_EXHAUSTED (too many in flight)", ["method"], registry=r
         )
@@ -91,6 +115,13 @@ class Metrics:
 
     def filtered(self, surface: str, filter_name: str, count: int) -> None:
         self._child(self.filtered_candidates, surface, filter_name).inc(count)
+
+    def shadow_agreement(self, surface: str, model: str, rbo: float, overlap_at_10: float) -> None:
+        self._child(self.shadow_rbo, surface, model).observe(rbo)
+        self._child(self.shadow_overlap, surface, model).observe(overlap_at_10)
+
+    def shadow_failed(self, surface: str, model: str) -> None:
+        self._child(self.shadow_failures, surface, model).inc()
 
     def request(self, method: str, surface: str, outcome: str, seconds: float) -> None:
         self._child(self.requests, method, surface, outcome).inc()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Iterator
@@ -11,11 +12,13 @@ from typing import NoReturn
 
 import grpc
 
+from encore.v1 import capture_pb2
 from encore.v1 import ranking_pb2 as pb
 from encore.v1 import ranking_pb2_grpc as pb_grpc
 from ranking.budget import Budget
 from ranking.types import RankResult
 from serving.app import EncoreApp
+from serving.capture import in_capture_sample
 from serving.errors import Overloaded, status_for
 from serving.experiments.assignment import Assignment
 from serving.request_context import request_id_var
@@ -63,6 +66,7 @@ class RankingServicer(pb_grpc.RankingServiceServicer):
         app = self._app
         started = time.perf_counter()
         surface_label, outcome = "unknown", "OK"
+        response: pb.RankResponse | None = None
         try:
             with self._admitted("Rank"):
                 request_id = request_id_of(request.request_id)
@@ -80,13 +84,20 @@ class RankingServicer(pb_grpc.RankingServiceServicer):
                 pipeline = app.pipelines[surface]
                 result = await pipeline.execute(query, budget)
                 pipeline.spawn_side_effects(query, result)
-                return self._response(request_id, result, assignments, request.debug)
+                response = self._response(request_id, result, assignments, request.debug)
+                return response
         except Exception as exc:
             code, message = status_for(exc)
             outcome = code.name
             await _abort(context, "Rank", code, message)
         finally:
-            app.metrics.request("Rank", surface_label, outcome, time.perf_counter() - started)
+            elapsed = time.perf_counter() - started
+            app.metrics.request("Rank", surface_label, outcome, elapsed)
+            if app.capture is not None and in_capture_sample(request.user_id, app.settings.capture_fraction):
+                # after the response: the record is built on a later turn of the loop, written off it
+                asyncio.get_running_loop().call_soon(
+                    self._capture, time.time() - elapsed, request, response, elapsed, outcome
+                )
 
     async def RecordEvents(
         self,
@@ -113,6 +124,22 @@ class RankingServicer(pb_grpc.RankingServiceServicer):
             await _abort(context, "RecordEvents", code, message)
         finally:
             app.metrics.request("RecordEvents", "", outcome, time.perf_counter() - started)
+
+    def _capture(
+        self, started_s: float, request: pb.RankRequest, response: pb.RankResponse | None, elapsed_s: float, status: str
+    ) -> None:
+        capture = self._app.capture
+        if capture is None:
+            return
+        record = capture_pb2.CapturedRank(
+            ts_ms=int(started_s * 1000), request=request, server_latency_ms=elapsed_s * 1000.0, status=status
+        )
+        if response is not None:
+            record.response.CopyFrom(response)
+        if not record.request.request_id and response is not None:
+            record.request.request_id = response.request_id
+        if capture.offer(record):
+            self._app.metrics.captures.inc()
 
     def _response(
         self, request_id: str, result: RankResult, assignments: tuple[Assignment, ...], debug: bool

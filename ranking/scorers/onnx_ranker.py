@@ -37,7 +37,10 @@ class OnnxRankerScorer:
         return query.params.model_version or self._default
 
     async def score(self, query: Query, features: F32) -> F32:
-        version = self.model_version(query)
+        return await self.score_with(self.model_version(query), features)
+
+    async def score_with(self, version: str, features: F32) -> F32:
+        """Scores from model ``version`` (``KeyError`` if the bundle has no such model)."""
         session = self._sessions[version]
         feeds = {self._input_names[version]: features}
         loop = asyncio.get_running_loop()

@@ -11,7 +11,8 @@ from prometheus_client import CollectorRegistry
 
 from ranking.side_effects.exposure_log import ExposureEvent, ExposureLogSideEffect
 from ranking.types import Assignment, RankResult
-from serving.experiments.exposure_log import ExposureLog, RotatingJsonlWriter
+from serving.experiments.exposure_log import ExposureLog, exposure_files
+from serving.logsink import RotatingFileWriter
 from serving.metrics import Metrics
 from tests.unit import fakes
 
@@ -29,7 +30,7 @@ def read_lines(directory: Path) -> list[dict[str, object]]:
 def make_log(tmp_path: Path, metrics: Metrics, **kwargs: int) -> ExposureLog:
     max_bytes = kwargs.pop("max_bytes", 1 << 20)
     return ExposureLog(
-        RotatingJsonlWriter(tmp_path, max_bytes=max_bytes),
+        exposure_files(tmp_path, max_bytes=max_bytes),
         exposures=metrics.exposures,
         dropped=metrics.exposures_dropped,
         **kwargs,
@@ -85,14 +86,15 @@ async def test_a_full_queue_drops_and_counts_without_blocking(tmp_path: Path) ->
     assert len(read_lines(tmp_path)) == 5
 
 
-class FullDiskWriter(RotatingJsonlWriter):
-    def write_lines(self, lines: list[str]) -> None:
+class FullDiskWriter(RotatingFileWriter):
+    def write_records(self, records: list[bytes]) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
 
 
 async def test_a_full_disk_drops_and_counts_and_keeps_running(tmp_path: Path) -> None:
     metrics = Metrics(CollectorRegistry())
-    exposure_log = ExposureLog(FullDiskWriter(tmp_path), exposures=metrics.exposures, dropped=metrics.exposures_dropped)
+    writer = FullDiskWriter(tmp_path, prefix="exposures", suffix=".jsonl")
+    exposure_log = ExposureLog(writer, exposures=metrics.exposures, dropped=metrics.exposures_dropped)
     exposure_log.start()
     exposure_log.offer(event(f"u{i}") for i in range(4))
     await asyncio.sleep(0.05)
