@@ -477,10 +477,11 @@ def write_workload(bundle: Path, out: Path, n_seeds: int = 2000) -> dict[str, in
     return {"users": len(users), "seeds": len(seeds)}
 
 
-def settings_yaml(retrieval_size: int, popularity_size: int) -> str:
+def settings_yaml(retrieval_size: int, popularity_size: int, shadow_model: str | None = None) -> str:
     lines = ["# written by loadtests.bench", "surfaces:"]
+    shadow = f", shadow_model: {shadow_model}" if shadow_model else ""
     for surface in ("home", "now_playing"):
-        lines.append(f"  {surface}: {{retrieval_size: {retrieval_size}, popularity_size: {popularity_size}}}")
+        lines.append(f"  {surface}: {{retrieval_size: {retrieval_size}, popularity_size: {popularity_size}{shadow}}}")
     return "\n".join(lines) + "\n"
 
 
@@ -641,6 +642,7 @@ class Plan:
     onnx_rows: int
     profile: bool
     profile_seconds: float
+    shadow_model: str | None = None
 
 
 def bench_bundle(name: str, bundle: Path, redis_url: str, plan: Plan, out_dir: Path) -> dict[str, Any]:
@@ -664,7 +666,7 @@ def bench_bundle(name: str, bundle: Path, redis_url: str, plan: Plan, out_dir: P
     with tempfile.TemporaryDirectory(prefix=f"encore-bench-{name}-") as tmp:
         workdir = Path(tmp)
         config = workdir / "settings.yaml"
-        config.write_text(settings_yaml(plan.retrieval_size, plan.popularity_size), encoding="utf-8")
+        config.write_text(settings_yaml(plan.retrieval_size, plan.popularity_size, plan.shadow_model), encoding="utf-8")
         workload = out_dir / f"workload-{name}.json"
         result["workload"] = write_workload(bundle, workload)
         log_path = out_dir / f"server-{name}.log"
@@ -927,6 +929,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--onnx-rows", type=int, default=500, help="rows of the ONNX floor batch")
     p.add_argument("--profile", action="store_true", help="sample the server with py-spy under the steady rate")
     p.add_argument("--profile-seconds", type=float, default=20.0)
+    p.add_argument(
+        "--shadow-model", help="shadow-score every request with this model (to show shadowing adds no latency)"
+    )
     p.add_argument("--quick", action="store_true", help="tiny durations: a smoke run, not a measurement")
     p.add_argument("--out", type=Path, default=Path("bench-results"), help="directory for bench.json and logs")
     return p
@@ -955,6 +960,7 @@ def _plan(args: argparse.Namespace) -> Plan:
         onnx_rows=args.onnx_rows,
         profile=args.profile,
         profile_seconds=args.profile_seconds,
+        shadow_model=args.shadow_model,
     )
     if args.quick:
         plan = Plan(
