@@ -115,7 +115,7 @@ def outcome_of(response: pb.RankResponse, latency_ms: float) -> Outcome:
 
 
 class Progress:
-    """``replay  sent 57/100  done 55  errors 2`` on stderr: in place on a TTY, every few seconds otherwise."""
+    """``replay  sent 57/100  done 55  failed calls 2`` on stderr: in place on a TTY, every few seconds otherwise."""
 
     def __init__(self, total: int, stream: TextIO | None, interval_s: float | None = None) -> None:
         self.total = total
@@ -142,7 +142,7 @@ class Progress:
             return
         width = len(str(self.total))
         line = (
-            f"replay  sent {self.sent:{width}d}/{self.total}  done {self.done:{width}d}  errors {self.errors}"
+            f"replay  sent {self.sent:{width}d}/{self.total}  done {self.done:{width}d}  failed calls {self.errors}"
             f"  ({100.0 * self.done / max(1, self.total):5.1f} %)"
         )
         if self.tty:

@@ -466,7 +466,8 @@ def _num(value: Any, digits: int = 3) -> str:
         return "–"
     if isinstance(value, int) and not isinstance(value, bool):
         return str(value)
-    return f"{float(value):.{digits}f}"
+    text = f"{float(value):.{digits}f}"
+    return text[1:] if text.startswith("-") and not text.strip("-0.") else text  # no "-0.000"
 
 
 def _table(rows: Sequence[Sequence[str]], indent: str = "  ") -> list[str]:
@@ -509,7 +510,8 @@ def format_report(report: Mapping[str, Any], *, verdict_only: bool = False) -> s
             ],
         ]
         rows += [[role, addr] for role, addr in replay["targets"].items()]
-        lines += _table(rows)
+        width = max(len(r[0]) for r in rows)
+        lines += [f"  {key:<{width}}  {value}" for key, value in rows]
 
         lines.append("")
         if cand is None:
