@@ -1,18 +1,22 @@
 """The composition root: builds every resource once, inside one async lifespan, and tears it down.
 
-Start-up order: load + validate the bundle → load + warm ONNX sessions → open the feature store
-(embedded by default; Redis with ``redis_url``) and seed it → load experiments → build the
-components and one executor per surface. Nothing is built lazily on the request path.
+Start-up order: load + validate the bundle → load experiments → open the feature store
+(embedded by default; Redis with ``redis_url``) and seed it → build the serving state (ONNX
+sessions, components, one executor per surface) and warm it → start the reloaders. Nothing is
+built lazily on the request path. A bundle reload builds and warms a new ``ServingState`` in the
+background and swaps the reference; the store, metrics, logs and thread pool are shared.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import faiss
 
@@ -36,6 +40,7 @@ from ranking.sources.popularity import PopularitySource
 from ranking.stages import SideEffect
 from ranking.surfaces import home, now_playing
 from ranking.types import Query, RankingParams, Surface
+from serving.bundle_reload import BundleReloader
 from serving.capture import capture_files, encode_delimited
 from serving.config import Settings
 from serving.errors import ConfigError
@@ -49,22 +54,38 @@ from serving.metrics import Metrics
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class EncoreApp:
-    """Everything a request needs, built once."""
+@dataclass(frozen=True)
+class ServingState:
+    """One bundle's serving objects. Swapped whole on a bundle reload; a request reads
+    ``app.state`` once and uses that snapshot to the end, so a swap never splits a request."""
 
-    settings: Settings
     bundle: Bundle
-    store: FeatureStore
-    metrics: Metrics
     scorer: OnnxRankerScorer
     pipelines: dict[Surface, PipelineExecutor]
+
+
+@dataclass
+class EncoreApp:
+    """Everything a request needs, built once; ``state`` and ``assigner`` are swapped on reload."""
+
+    settings: Settings
+    state: ServingState
+    store: FeatureStore
+    metrics: Metrics
     assigner: Assigner  # replaced whole (one reference swap) when the experiments file reloads
+    builder: StateBuilder
     reloader: ExperimentsReloader | None = None
+    bundle_reloader: BundleReloader | None = None
     capture: BackgroundWriter[CapturedRank] | None = None
+    experiments: ExperimentsConfig | None = None
+
+    @property
+    def bundle(self) -> Bundle:
+        return self.state.bundle
 
     def apply_experiments(self, config: ExperimentsConfig) -> None:
         """Swap in a validated experiments configuration; requests after this see it."""
+        self.experiments = config
         self.assigner = Assigner(config)
         self.metrics.experiments_active.set(len(config.all_experiments))
         for c in self.assigner.conflicts:
@@ -77,6 +98,26 @@ class EncoreApp:
                 c.winner,
             )
 
+    async def reload_bundle(self, path: Path) -> ServingState:
+        """Load, validate and warm the bundle at ``path`` off the event loop, then swap it in.
+
+        Raises ``BundleError``/``ConfigError`` and keeps the current bundle serving when the new one
+        is broken or does not have a model the settings or the running experiments name.
+        """
+        bundle = await asyncio.to_thread(load_bundle, path)
+        _check_shadow_models(self.settings, bundle)
+        used = _models_used(self.experiments) - set(bundle.models)
+        if used:
+            raise ConfigError(f"{path}: experiments use model(s) {sorted(used)} that bundle {bundle.version} lacks")
+        state = await self.builder.build(bundle)
+        old = self.state
+        self.state = state
+        self.metrics.bundle_info.labels(old.bundle.version, old.bundle.default_model).set(0)
+        self.metrics.bundle_info.labels(bundle.version, bundle.default_model).set(1)
+        for pipeline in old.pipelines.values():
+            await pipeline.drain_side_effects()
+        return state
+
     def params_for(self, user_id: str, surface: Surface) -> tuple[RankingParams, tuple[Assignment, ...]]:
         """Surface defaults with the user's experiment overrides applied, and the assignments."""
         result = self.assigner.assign(user_id, surface.value)
@@ -86,6 +127,54 @@ class EncoreApp:
     @property
     def store_timeout_s(self) -> float:
         return self.settings.redis_timeout_ms / 1000.0
+
+
+@dataclass
+class StateBuilder:
+    """Builds (and warms) a ``ServingState`` for a bundle from the long-lived shared resources."""
+
+    settings: Settings
+    store: FeatureStore
+    metrics: Metrics
+    executor: ThreadPoolExecutor
+    exposures: ExposureLog | None
+
+    async def build(self, bundle: Bundle) -> ServingState:
+        sessions = await asyncio.to_thread(load_sessions, bundle, 1)
+        scorer = OnnxRankerScorer(
+            sessions, {v: s.input_name for v, s in bundle.models.items()}, bundle.default_model, self.executor
+        )
+        selector = ArtistDiversitySelector(bundle.catalog.artist_ids)
+        side_effects: list[SideEffect] = [ShadowScoringSideEffect(scorer, selector, self.metrics)]
+        if self.exposures is not None:
+            side_effects.append(ExposureLogSideEffect(self.exposures, bundle.version))
+        components = Components(
+            user_hydrator=UserFeatureHydrator(self.store, bundle.catalog.index_of, bundle.item_vectors),
+            ann=AnnSource(bundle.index, None if _search_is_cheap(bundle) else self.executor),
+            popularity=PopularitySource(bundle.popularity),
+            candidate_hydrator=RankerFeatureHydrator(bundle.item_vectors, bundle.item_norms, bundle.item_stats),
+            scorer=scorer,
+            selector=selector,
+            side_effects=tuple(side_effects),
+        )
+        pipelines = {
+            Surface.HOME: PipelineExecutor(home.declare(components), self.metrics),
+            Surface.NOW_PLAYING: PipelineExecutor(now_playing.declare(components), self.metrics),
+        }
+        await _warm_up(pipelines, self.settings, bundle)
+        return ServingState(bundle=bundle, scorer=scorer, pipelines=pipelines)
+
+
+def _models_used(config: ExperimentsConfig | None) -> set[str]:
+    if config is None:
+        return set()
+    return {
+        m
+        for e in config.all_experiments
+        for v in e.variants
+        for m in (v.params.model_version, v.params.shadow_model)
+        if m
+    }
 
 
 def _progress(done: int, total: int) -> None:
@@ -202,7 +291,6 @@ async def lifespan(settings: Settings, bundle: Bundle | None = None) -> AsyncIte
     started = time.perf_counter()
     faiss.omp_set_num_threads(1)
     bundle = bundle if bundle is not None else load_bundle(settings.bundle)
-    sessions = load_sessions(bundle, intra_op_threads=1)
     _check_shadow_models(settings, bundle)
     experiments = _experiments(settings, bundle)
     metrics = Metrics()
@@ -210,65 +298,51 @@ async def lifespan(settings: Settings, bundle: Bundle | None = None) -> AsyncIte
     store = await _open_store(settings, bundle)
     exposures = _exposure_log(settings, metrics)
     capture = _capture_log(settings, metrics)
-    reloader: ExperimentsReloader | None = None
+    app: EncoreApp | None = None
     try:
-        scorer = OnnxRankerScorer(
-            sessions, {v: s.input_name for v, s in bundle.models.items()}, bundle.default_model, executor
-        )
-        selector = ArtistDiversitySelector(bundle.catalog.artist_ids)
-        side_effects: list[SideEffect] = [ShadowScoringSideEffect(scorer, selector, metrics)]
-        if exposures is not None:
-            side_effects.append(ExposureLogSideEffect(exposures, bundle.version))
-        components = Components(
-            user_hydrator=UserFeatureHydrator(store, bundle.catalog.index_of, bundle.item_vectors),
-            ann=AnnSource(bundle.index, None if _search_is_cheap(bundle) else executor),
-            popularity=PopularitySource(bundle.popularity),
-            candidate_hydrator=RankerFeatureHydrator(bundle.item_vectors, bundle.item_norms, bundle.item_stats),
-            scorer=scorer,
-            selector=selector,
-            side_effects=tuple(side_effects),
-        )
-        pipelines = {
-            Surface.HOME: PipelineExecutor(home.declare(components), metrics),
-            Surface.NOW_PLAYING: PipelineExecutor(now_playing.declare(components), metrics),
-        }
-        await _warm_up(pipelines, settings, bundle)
+        builder = StateBuilder(settings, store, metrics, executor, exposures)
+        state = await builder.build(bundle)
         metrics.bundle_info.labels(bundle.version, bundle.default_model).set(1)
         app = EncoreApp(
             settings=settings,
-            bundle=bundle,
+            state=state,
             store=store,
             metrics=metrics,
-            scorer=scorer,
-            pipelines=pipelines,
             assigner=Assigner(experiments),
+            builder=builder,
             capture=capture,
         )
         app.apply_experiments(experiments)
         if settings.experiments is not None:
-            reloader = ExperimentsReloader(
+            app.reloader = ExperimentsReloader(
                 settings.experiments,
-                bundle.models.keys(),
+                lambda: app.bundle.models.keys() if app is not None else (),
                 app.apply_experiments,
                 metrics.experiment_reloads,
                 interval_s=settings.experiments_reload_s,
             )
-            reloader.start()
-            app.reloader = reloader
+            app.reloader.start()
+        if settings.bundle_reload_s > 0:
+            app.bundle_reloader = BundleReloader(
+                settings.bundle, app.reload_bundle, metrics.bundle_reloads, interval_s=settings.bundle_reload_s
+            )
+            app.bundle_reloader.start()
         log.info(
             "bundle %s ready: %d items, models %s (default %s) in %.1f s",
             bundle.version,
             len(bundle.catalog),
-            sorted(sessions),
+            sorted(bundle.models),
             bundle.default_model,
             time.perf_counter() - started,
         )
         yield app
-        for pipeline in pipelines.values():
+        for pipeline in app.state.pipelines.values():
             await pipeline.drain_side_effects()
     finally:
-        if reloader is not None:
-            await reloader.close()
+        if app is not None and app.reloader is not None:
+            await app.reloader.close()
+        if app is not None and app.bundle_reloader is not None:
+            await app.bundle_reloader.close()
         if exposures is not None:
             await exposures.close()
         if capture is not None:

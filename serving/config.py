@@ -11,6 +11,7 @@ YAML layout (every key optional)::
     load_features: false        # write the bundle's user snapshot into Redis at start-up
     experiments: null           # path to an experiments YAML file (hot-reloaded when it changes)
     experiments_reload_s: 2.0   # how often the experiments file is checked for changes
+    bundle_reload_s: 5.0        # how often --bundle (e.g. a symlink) is checked for a new bundle; 0 = never
     exposure_log_dir: exposures # rotating JSONL exposure logs; null disables exposure logging
     exposure_queue_size: 10000  # exposures waiting to be written; beyond it they are dropped and counted
     exposure_file_mb: 64        # rotate exposure files at this size
@@ -68,6 +69,7 @@ class Settings:
     load_features: bool = False
     experiments: Path | None = None
     experiments_reload_s: float = 2.0
+    bundle_reload_s: float = 5.0
     exposure_log_dir: Path | None = Path("exposures")
     exposure_queue_size: int = 10_000
     exposure_file_mb: int = 64
@@ -91,6 +93,7 @@ _SCALARS: dict[str, tuple[type, ...]] = {
     "load_features": (bool,),
     "experiments": (str, type(None)),
     "experiments_reload_s": (int, float),
+    "bundle_reload_s": (int, float),
     "exposure_log_dir": (str, type(None)),
     "exposure_queue_size": (int,),
     "exposure_file_mb": (int,),
@@ -151,6 +154,7 @@ def load_settings(bundle: Path, config_file: Path | None = None, **overrides: An
         else:
             raise ConfigError(f"{source}: {key}: unknown setting")
     _number(source, "experiments_reload_s", changes.get("experiments_reload_s", 2.0), minimum=0.1)
+    _number(source, "bundle_reload_s", changes.get("bundle_reload_s", 5.0), minimum=0)
     if not 0.0 <= changes.get("capture_fraction", 0.0) <= 1.0:
         raise ConfigError(f"{source}: capture_fraction: must be in 0..1, got {changes['capture_fraction']!r}")
     for key in (

@@ -73,6 +73,9 @@ class Metrics:
             ["outcome"],
             registry=r,
         )
+        self.bundle_reloads = Counter(
+            "encore_bundle_reloads", "Bundle reloads, by outcome (applied, rejected)", ["outcome"], registry=r
+        )
         self.experiments_active = Gauge(
             "encore_experiments_active",
             "Experiments in the serving configuration",

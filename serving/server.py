@@ -61,6 +61,13 @@ async def mark_serving(health_servicer: HealthServicer, serving: bool) -> None:
         await health_servicer.set(service, status)
 
 
+def _reload_all(app: EncoreApp) -> None:
+    """SIGHUP: re-read the experiments file and the bundle path now."""
+    for reloader in (app.reloader, app.bundle_reloader):
+        if reloader is not None:
+            reloader.trigger()
+
+
 async def serve(
     settings: Settings, grace_s: float = 5.0, *, bundle: Bundle | None = None, worker: int | None = None
 ) -> None:
@@ -84,8 +91,7 @@ async def serve(
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        if app.reloader is not None:
-            loop.add_signal_handler(signal.SIGHUP, app.reloader.trigger)
+        loop.add_signal_handler(signal.SIGHUP, lambda: _reload_all(app))
         await stop.wait()
         log.info("shutting down%s: NOT_SERVING, draining for up to %.0f s", who, grace_s)
         await mark_serving(health_servicer, False)

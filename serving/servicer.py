@@ -15,6 +15,7 @@ import grpc
 from encore.v1 import capture_pb2
 from encore.v1 import ranking_pb2 as pb
 from encore.v1 import ranking_pb2_grpc as pb_grpc
+from models.bundle import Bundle
 from ranking.budget import Budget
 from ranking.types import RankResult
 from serving.app import EncoreApp
@@ -72,7 +73,8 @@ class RankingServicer(pb_grpc.RankingServiceServicer):
                 request_id = request_id_of(request.request_id)
                 request_id_var.set(request_id)
                 surface_label = surface_of(request.surface).value
-                query = parse_rank_request(request, app.settings, app.bundle.catalog.index_of, request_id)
+                state = app.state  # one bundle for the whole request, even across a reload
+                query = parse_rank_request(request, app.settings, state.bundle.catalog.index_of, request_id)
                 surface = query.surface
                 params, assignments = app.params_for(query.user_id, surface)
                 query = replace(query, params=params, assignments=assignments)
@@ -81,10 +83,10 @@ class RankingServicer(pb_grpc.RankingServiceServicer):
                     client_timeout_s=context.time_remaining(),
                     limits=app.settings.stages,
                 )
-                pipeline = app.pipelines[surface]
+                pipeline = state.pipelines[surface]
                 result = await pipeline.execute(query, budget)
                 pipeline.spawn_side_effects(query, result)
-                response = self._response(request_id, result, assignments, request.debug)
+                response = self._response(state.bundle, request_id, result, assignments, request.debug)
                 return response
         except Exception as exc:
             code, message = status_for(exc)
@@ -142,13 +144,13 @@ class RankingServicer(pb_grpc.RankingServiceServicer):
             self._app.metrics.captures.inc()
 
     def _response(
-        self, request_id: str, result: RankResult, assignments: tuple[Assignment, ...], debug: bool
+        self, bundle: Bundle, request_id: str, result: RankResult, assignments: tuple[Assignment, ...], debug: bool
     ) -> pb.RankResponse:
-        item_ids = self._app.bundle.catalog.item_ids
+        item_ids = bundle.catalog.item_ids
         response = pb.RankResponse(
             request_id=request_id,
             model_version=result.model_version,
-            bundle_version=self._app.bundle.version,
+            bundle_version=bundle.version,
             degraded=list(result.degraded),
         )
         for position, item in enumerate(result.items):

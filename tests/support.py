@@ -89,3 +89,120 @@ def tiny_bundle(parent: Path, *, n_items: int = 400, n_users: int = 50, dim: int
         dataset={"name": "tiny-random"},
     )
     return write_bundle(contents, parent / contents.version)
+
+
+@dataclass
+class RedisClusterProcess:
+    """A real 3-primary Redis Cluster (no replicas, no persistence) on free loopback ports.
+
+    ``redis-cli --cluster create`` assigns the 16384 slots evenly; ``start`` returns once every
+    node reports ``cluster_state:ok``. Each node's cluster-bus port is chosen explicitly (the
+    default, port + 10000, can fall outside the port range or collide).
+    """
+
+    workdir: Path
+    size: int = 3
+    ports: list[int] = field(default_factory=list)
+    processes: dict[int, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        """A ``redis+cluster://`` URL listing every node as a seed."""
+        return "redis+cluster://" + ",".join(f"127.0.0.1:{p}" for p in self.ports)
+
+    def start(self) -> None:
+        server, cli = shutil.which("redis-server"), shutil.which("redis-cli")
+        if server is None or cli is None:
+            raise RuntimeError("redis-server/redis-cli are not installed (apt-get install redis-server)")
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.ports = [free_port() for _ in range(self.size)]
+        try:
+            for port in self.ports:
+                self._spawn(server, port)
+            for port in self.ports:
+                _wait_for_ping(port)
+            subprocess.run(
+                [cli, "--cluster", "create", *(f"127.0.0.1:{p}" for p in self.ports)]
+                + ["--cluster-replicas", "0", "--cluster-yes"],
+                check=True,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                timeout=30,
+            )
+            deadline = time.monotonic() + 15
+            while not all(self.cluster_state(p) == "ok" for p in self.ports):
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"redis cluster on ports {self.ports} did not reach cluster_state:ok")
+                time.sleep(0.05)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _spawn(self, server: str, port: int) -> None:
+        self.processes[port] = subprocess.Popen(
+            [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+            + ["--cluster-enabled", "yes", "--cluster-config-file", str(self.workdir / f"nodes-{port}.conf")]
+            + ["--cluster-port", str(free_port()), "--dir", str(self.workdir)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+    def cluster_state(self, port: int) -> str:
+        """``cluster_state`` from ``CLUSTER INFO`` on one node ("ok", "fail", or "down" if unreachable)."""
+        try:
+            info = _command(port, b"CLUSTER", b"INFO").decode()
+        except OSError:
+            return "down"
+        for line in info.splitlines():
+            if line.startswith("cluster_state:"):
+                return line.split(":", 1)[1].strip()
+        return "unknown"
+
+    def flushall(self) -> None:
+        """Empty every live node (tests share one cluster per module)."""
+        for port in self.processes:
+            _command(port, b"FLUSHALL")
+
+    def kill_node(self, port: int) -> None:
+        """Kill one node (SIGKILL): its slots stay assigned to it, so its keys become unreachable."""
+        process = self.processes.pop(port)
+        process.kill()
+        process.wait(timeout=10)
+
+    def stop(self) -> None:
+        for port in list(self.processes):
+            self.kill_node(port)
+
+
+def _command(port: int, *args: bytes, timeout: float = 1.0) -> bytes:
+    """Send one command in RESP and return the raw reply payload (a bulk string or a status line)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(b"*%d\r\n" % len(args) + b"".join(b"$%d\r\n%s\r\n" % (len(a), a) for a in args))
+        reply = b""
+        while b"\r\n" not in reply or (reply.startswith(b"$") and not _bulk_complete(reply)):
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            reply += chunk
+    if reply.startswith(b"-"):
+        raise OSError(f"redis error on port {port}: {reply[1:].strip().decode(errors='replace')}")
+    if reply.startswith(b"$"):
+        header, _, body = reply.partition(b"\r\n")
+        return body[: int(header[1:])]
+    return reply[1:].rstrip(b"\r\n")
+
+
+def _bulk_complete(reply: bytes) -> bool:
+    header, _, body = reply.partition(b"\r\n")
+    return len(body) >= int(header[1:]) + 2
+
+
+def _wait_for_ping(port: int) -> None:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            if _command(port, b"PING", timeout=0.2) == b"PONG":
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"redis-server did not start on port {port}")

@@ -36,14 +36,14 @@ class ExperimentsReloader:
     def __init__(
         self,
         path: Path,
-        known_models: Collection[str],
+        known_models: Callable[[], Collection[str]],
         apply: Callable[[ExperimentsConfig], None],
         reloads: Counter,
         *,
         interval_s: float = 2.0,
     ) -> None:
         self._path = path
-        self._known_models = frozenset(known_models)
+        self._known_models = known_models  # of the bundle serving now (bundles reload too)
         self._apply = apply
         self._reloads = reloads
         self._interval_s = interval_s
@@ -73,7 +73,7 @@ class ExperimentsReloader:
             return None
         self._signature = signature
         try:
-            config = await asyncio.to_thread(load_experiments, self._path, self._known_models)
+            config = await asyncio.to_thread(load_experiments, self._path, frozenset(self._known_models()))
         except ExperimentConfigError as exc:
             self._reloads.labels("rejected").inc()
             log.error("experiments reload refused, still serving the previous configuration: %s", exc)

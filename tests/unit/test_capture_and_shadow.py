@@ -101,7 +101,7 @@ async def test_a_shadow_identical_to_the_primary_agrees_fully() -> None:
 
 async def test_a_reversed_shadow_disagrees() -> None:
     observer = await shadow_run("reverse")
-    (surface, model, rbo, overlap), = observer.agreements
+    ((surface, model, rbo, overlap),) = observer.agreements
     assert (surface, model) == ("home", "reverse")
     assert rbo < 0.2 and overlap < 0.3
 

@@ -39,7 +39,9 @@ async def test_valid_change_applies_invalid_change_is_refused_and_unchanged_is_i
     write(path, GOOD.format(key="first"), 0)
     applied: list[ExperimentsConfig] = []
     metrics = Metrics(CollectorRegistry())
-    reloader = ExperimentsReloader(path, {"lgbm-v1", "lgbm-v1-lite"}, applied.append, metrics.experiment_reloads)
+    reloader = ExperimentsReloader(
+        path, lambda: {"lgbm-v1", "lgbm-v1-lite"}, applied.append, metrics.experiment_reloads
+    )
 
     assert await reloader.reload_if_changed() is None
     write(path, GOOD.format(key="second"), 1_000_000)
@@ -58,7 +60,9 @@ async def test_watcher_picks_up_a_change_and_trigger_forces_a_reload(tmp_path: P
     write(path, GOOD.format(key="first"), 0)
     applied: list[ExperimentsConfig] = []
     metrics = Metrics(CollectorRegistry())
-    reloader = ExperimentsReloader(path, {"lgbm-v1-lite"}, applied.append, metrics.experiment_reloads, interval_s=0.05)
+    reloader = ExperimentsReloader(
+        path, lambda: {"lgbm-v1-lite"}, applied.append, metrics.experiment_reloads, interval_s=0.05
+    )
     reloader.start()
     try:
         write(path, GOOD.format(key="second"), 1_000_000)
