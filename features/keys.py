@@ -1,10 +1,18 @@
 """Redis key layout and value codec (versioned by the feature schema).
 
-Keys (``{v}`` is ``SCHEMA_VERSION``)::
+Keys (``v`` is ``SCHEMA_VERSION``; the braces are literal)::
 
-    encore:v{v}:user:{user_id}     hash  vec = float32 bytes [dim], stats = float32 bytes [len(USER_STATS)]
-    encore:v{v}:plays:{user_id}    list  item ids, most recent first, at most RECENT_PLAYS_MAX
-    encore:v{v}:skips:{user_id}    list  item ids, most recent first, at most RECENT_PLAYS_MAX
+    encore:v<v>:{<user_id>}:user     hash  vec = float32 bytes [dim], stats = float32 bytes [len(USER_STATS)]
+    encore:v<v>:{<user_id>}:plays    list  item ids, most recent first, at most RECENT_PLAYS_MAX
+    encore:v<v>:{<user_id>}:skips    list  item ids, most recent first, at most RECENT_PLAYS_MAX
+
+``{<user_id>}`` is a Redis Cluster hash tag: only the text between the first ``{`` and the next
+``}`` is hashed, so a user's three keys share one slot (one node). That keeps ``get_user`` one
+round trip to one node and lets ``record_events`` run MULTI/EXEC on a cluster. A user's three
+keys are identical up to and including the closing brace, so they share a slot even when the
+id contains braces, with one exception: an id starting with ``}`` makes the tag empty, and
+Redis then hashes each whole key (on a cluster ``get_user`` still works, ``record_events``
+fails with a cross-slot error for that user).
 
 Vectors are packed little-endian float32, never strings.
 """
@@ -21,15 +29,15 @@ PREFIX = f"encore:v{SCHEMA_VERSION}"
 
 
 def user_key(user_id: str) -> str:
-    return f"{PREFIX}:user:{user_id}"
+    return f"{PREFIX}:{{{user_id}}}:user"
 
 
 def plays_key(user_id: str) -> str:
-    return f"{PREFIX}:plays:{user_id}"
+    return f"{PREFIX}:{{{user_id}}}:plays"
 
 
 def skips_key(user_id: str) -> str:
-    return f"{PREFIX}:skips:{user_id}"
+    return f"{PREFIX}:{{{user_id}}}:skips"
 
 
 def pack_f32(values: npt.NDArray[np.float32]) -> bytes:

@@ -2,46 +2,119 @@
 
 Retries are off: on the request path a failed or slow call falls back at once (the pipeline
 degrades to cold-start features); the per-call timeout bounds every operation.
+
+One node or a Redis Cluster, chosen by the URL scheme (see ``RedisFeatureStore.from_url``). On a
+cluster a user's keys share one hash slot (``features.keys``), so ``get_user`` is still one
+round trip to one node and ``record_events`` is still MULTI/EXEC; ``load_snapshot``'s pipelines
+are split by node and sent to the nodes concurrently. Nodes are found from the seed list and
+the slot map is refreshed after a connection error or a MOVED redirect.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 from redis.asyncio import Redis
+from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.connection import SSLConnection, parse_url
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 
 from features.keys import pack_f32, plays_key, skips_key, unpack_f32, user_key
 from features.schema import RECENT_PLAYS_MAX, USER_STATS
 from features.store import FeatureStoreError, FeatureStoreTimeout, UserRecord
 from models.bundle import UserSnapshot
 
+CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
+_QUERY_PASSWORD = re.compile(r"([?&;]password=)[^&#;]*", re.IGNORECASE)
+_HOST_PART = re.compile(r"\[[^\]]*\]|:[^,/?#]*")  # an [IPv6] literal or a ":port"
+_SCHEMES = ("redis", "rediss", "unix", *CLUSTER_SCHEMES)
+
+
+def is_cluster_url(url: str) -> bool:
+    return url.partition("://")[0].lower() in CLUSTER_SCHEMES
+
+
+def redacted_url(url: str) -> str:
+    """``url`` safe for logs: the password (``user:password@`` or ``?password=``) becomes ``***``.
+
+    Errs on the side of hiding: everything between the first ``:`` of the userinfo and the last
+    ``@`` is treated as the password, so an unencoded ``/``, ``?`` or ``@`` in it cannot leak.
+    """
+    head, sep, rest = url.partition("://")
+    if not sep:
+        head, rest = "", url
+    userinfo, at, hosts = rest.rpartition("@")
+    if at:
+        user, colon, _ = userinfo.partition(":")
+        rest = f"{user}:***@{hosts}" if colon else f"{userinfo}@{hosts}"
+    else:  # "redis://:secret" (host forgotten): the password would parse as a port
+        rest = _HOST_PART.sub(lambda m: ":***" if m[0] in _non_numeric_ports(rest) else m[0], rest)
+    return head + sep + _QUERY_PASSWORD.sub(r"\1***", rest)
+
+
+def _secrets_in(url: str) -> list[str]:
+    """The raw and decoded passwords in ``url`` (to scrub them from third-party messages)."""
+    rest = url.partition("://")[2] or url
+    userinfo, at, _ = rest.rpartition("@")
+    found = [userinfo.partition(":")[2]] if at else [p[1:] for p in _non_numeric_ports(rest)]
+    found += [v for k, v in parse_qsl(rest.partition("?")[2]) if k.lower() == "password"]
+    found += [unquote(s) for s in found]
+    return sorted({s for s in found if s}, key=len, reverse=True)
+
+
+def _non_numeric_ports(netloc: str) -> set[str]:
+    """``:xyz`` parts of a userinfo-less netloc that are not ports (a password missing its ``@``)."""
+    netloc = re.split(r"[/?#]", netloc, maxsplit=1)[0]
+    parts = (m[0] for m in _HOST_PART.finditer(netloc))
+    return {p for p in parts if p.startswith(":") and len(p) > 1 and not p[1:].isdigit()}
+
 
 class RedisFeatureStore:
     """``FeatureStore`` on Redis (key layout in ``features.keys``). Built once, shared by requests."""
 
-    def __init__(self, client: Redis, dim: int) -> None:
+    def __init__(self, client: Redis | RedisCluster, dim: int, *, where: str = "redis") -> None:
         self._client = client
         self._dim = dim
+        self._where = where  # how errors name the store: a redacted URL, never a password
 
     @classmethod
     def from_url(
         cls, url: str, dim: int, *, max_connections: int = 64, connect_timeout_s: float = 0.5
     ) -> RedisFeatureStore:
-        """Pooled client from a ``redis://`` or ``rediss://`` URL (AUTH and TLS come from the URL)."""
-        client = Redis.from_url(
-            url,
-            max_connections=max_connections,
-            socket_connect_timeout=connect_timeout_s,
-            socket_timeout=connect_timeout_s,
-            retry=Retry(NoBackoff(), 0),
-            decode_responses=False,
-        )
-        return cls(client, dim)
+        """Pooled client from a URL; AUTH (``[user]:password@``) and TLS (``rediss``) come from it.
+
+        - ``redis://host:port/db``, ``rediss://...``: one node.
+        - ``redis+cluster://host:port[,host:port...]``, ``rediss+cluster://...``: Redis Cluster;
+          the hosts are seeds (any reachable one finds the rest), the db must be 0 or absent,
+          ``max_connections`` is per node.
+
+        Query-string options are passed to the connections (they win over these defaults), as in
+        ``redis.asyncio.Redis.from_url``. A malformed URL raises ``ValueError`` with the URL redacted.
+        """
+        options: dict[str, Any] = {
+            "max_connections": max_connections,
+            "socket_connect_timeout": connect_timeout_s,
+            "socket_timeout": connect_timeout_s,
+            "retry": Retry(NoBackoff(), 0),
+            "decode_responses": False,
+        }
+        scheme = url.partition("://")[0].lower()
+        if scheme not in _SCHEMES:
+            raise ValueError(f"invalid redis url {redacted_url(url)}: the scheme must be one of {', '.join(_SCHEMES)}")
+        try:
+            client = _cluster_client(url, options) if is_cluster_url(url) else Redis.from_url(url, **options)
+        except (ValueError, TypeError, RedisError, RedisClusterException) as exc:
+            message = str(exc)
+            for secret in _secrets_in(url):
+                message = message.replace(secret, "***")
+            raise ValueError(f"invalid redis url {redacted_url(url)}: {message}") from None
+        return cls(client, dim, where=redacted_url(url))
 
     async def get_user(self, user_id: str, timeout_s: float) -> UserRecord:
         pipe = self._client.pipeline(transaction=False)
@@ -64,6 +137,7 @@ class RedisFeatureStore:
         )
 
     async def record_events(self, user_id: str, plays: Sequence[str], skips: Sequence[str], timeout_s: float) -> None:
+        # MULTI/EXEC on a cluster too: both lists are in the user's hash slot.
         pipe = self._client.pipeline(transaction=True)
         for key, items in ((plays_key(user_id), plays), (skips_key(user_id), skips)):
             if items:
@@ -77,7 +151,7 @@ class RedisFeatureStore:
     ) -> int:
         total = len(snapshot.user_ids)
         for start in range(0, total, batch):
-            pipe = self._client.pipeline(transaction=False)
+            pipe = self._client.pipeline(transaction=False)  # on a cluster: one sub-pipeline per node
             for i in range(start, min(start + batch, total)):
                 pipe.hset(
                     user_key(snapshot.user_ids[i]),
@@ -89,6 +163,7 @@ class RedisFeatureStore:
         return total
 
     async def ping(self, timeout_s: float) -> bool:
+        """One node: PING. Cluster: PING one node (redis-py's routing), which says nothing of the others."""
         try:
             return bool(await self._run(self._client.ping(), timeout_s, "ping"))
         except FeatureStoreError:
@@ -97,11 +172,35 @@ class RedisFeatureStore:
     async def close(self) -> None:
         await self._client.aclose()
 
-    @staticmethod
-    async def _run(call: Awaitable[Any], timeout_s: float, what: str) -> Any:
+    async def _run(self, call: Awaitable[Any], timeout_s: float, what: str) -> Any:
         try:
             return await asyncio.wait_for(call, timeout_s)
         except TimeoutError as exc:
-            raise FeatureStoreTimeout(f"redis {what}: no answer within {timeout_s * 1000:.0f} ms") from exc
-        except (RedisError, OSError) as exc:
-            raise FeatureStoreError(f"redis {what}: {exc}") from exc
+            raise FeatureStoreTimeout(f"{self._where} {what}: no answer within {timeout_s * 1000:.0f} ms") from exc
+        except (RedisError, RedisClusterException, OSError) as exc:
+            raise FeatureStoreError(f"{self._where} {what}: {exc}") from exc
+
+
+def _cluster_client(url: str, options: dict[str, Any]) -> RedisCluster:
+    """``RedisCluster`` from ``redis[s]+cluster://[user:password@]host:port[,host:port...][/0][?options]``."""
+    scheme, _, rest = url.partition("://")
+    userinfo, at, after = rest.rpartition("@")
+    cut = min((i for i in (after.find(c) for c in "/?#") if i >= 0), default=len(after))
+    seeds = [s for s in after[:cut].split(",") if s.strip()]
+    if not seeds:
+        raise ValueError("no cluster seed nodes (expected host:port[,host:port...])")
+    nodes = []
+    for seed in seeds:
+        parsed = urlsplit(f"//{seed.strip()}")
+        if not parsed.hostname:
+            raise ValueError(f"bad cluster seed node {seed!r}")
+        nodes.append(ClusterNode(parsed.hostname, parsed.port or 6379))
+    # Credentials, TLS and query options parsed exactly as redis-py parses a single-node URL.
+    parsed_options: dict[str, Any] = dict(
+        parse_url(f"{CLUSTER_SCHEMES[scheme.lower()]}://{userinfo}{at}{seeds[0].strip()}{after[cut:]}")
+    )
+    parsed_options.pop("host", None)
+    parsed_options.pop("port", None)
+    if parsed_options.pop("connection_class", None) is SSLConnection:
+        parsed_options["ssl"] = True
+    return RedisCluster(startup_nodes=nodes, **{**options, **parsed_options})

@@ -15,7 +15,7 @@ import time
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import faiss
@@ -78,6 +78,8 @@ class EncoreApp:
     bundle_reloader: BundleReloader | None = None
     capture: BackgroundWriter[CapturedRank] | None = None
     experiments: ExperimentsConfig | None = None
+    in_flight: int = 0  # RPCs being handled by this process (load shedding, admin status)
+    started_at: float = field(default_factory=time.monotonic)
 
     @property
     def bundle(self) -> Bundle:
@@ -322,10 +324,10 @@ async def lifespan(settings: Settings, bundle: Bundle | None = None) -> AsyncIte
                 interval_s=settings.experiments_reload_s,
             )
             app.reloader.start()
-        if settings.bundle_reload_s > 0:
-            app.bundle_reloader = BundleReloader(
-                settings.bundle, app.reload_bundle, metrics.bundle_reloads, interval_s=settings.bundle_reload_s
-            )
+        app.bundle_reloader = BundleReloader(
+            settings.bundle, app.reload_bundle, metrics.bundle_reloads, interval_s=settings.bundle_reload_s
+        )
+        if settings.bundle_reload_s > 0:  # else reloads only on demand (SIGHUP, admin Reload)
             app.bundle_reloader.start()
         log.info(
             "bundle %s ready: %d items, models %s (default %s) in %.1f s",

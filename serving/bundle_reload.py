@@ -51,6 +51,7 @@ class BundleReloader:
         self._signature = _signature(path)
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self.last_error = ""
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._watch(), name="bundle-reloader")
@@ -59,6 +60,11 @@ class BundleReloader:
         """Reload now, even if the path looks unchanged."""
         self._signature = None
         self._wake.set()
+
+    async def reload_now(self) -> bool | None:
+        """Reload immediately, changed or not: True applied, False refused, None nothing to read."""
+        self._signature = None
+        return await self.reload_if_changed()
 
     async def close(self) -> None:
         if self._task is not None:
@@ -78,6 +84,7 @@ class BundleReloader:
             await self._reload(target)
         except (BundleError, ConfigError) as exc:
             self._reloads.labels("rejected").inc()
+            self.last_error = str(exc)
             log.error("bundle reload refused, still serving the previous bundle: %s", exc)
             return False
         self._reloads.labels("applied").inc()

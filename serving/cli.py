@@ -93,6 +93,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
             exposure_log_dir=str(args.exposure_log_dir) if args.exposure_log_dir else None,
             max_in_flight=args.max_in_flight,
             capture_fraction=args.capture_fraction,
+            tls_cert=str(args.tls_cert) if args.tls_cert else None,
+            tls_key=str(args.tls_key) if args.tls_key else None,
+            tls_client_ca=str(args.tls_client_ca) if args.tls_client_ca else None,
+            admin_port=args.admin_port,
+            admin_token_file=str(args.admin_token_file) if args.admin_token_file else None,
             capture_dir=str(args.capture_dir) if args.capture_dir else None,
         )
         if args.no_metrics:
@@ -105,12 +110,56 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _channel(args: argparse.Namespace) -> grpc.Channel:
+    """Plaintext, or TLS when --tls-ca is given (plus a client certificate for mutual TLS)."""
+    if args.tls_ca is None:
+        return grpc.insecure_channel(args.target)
+    credentials = grpc.ssl_channel_credentials(
+        root_certificates=args.tls_ca.read_bytes(),
+        private_key=args.tls_key.read_bytes() if args.tls_key else None,
+        certificate_chain=args.tls_cert.read_bytes() if args.tls_cert else None,
+    )
+    return grpc.secure_channel(args.target, credentials)
+
+
+def cmd_admin(args: argparse.Namespace) -> int:
+    import os
+
+    from encore.v1 import admin_pb2 as apb
+    from encore.v1 import admin_pb2_grpc as apb_grpc
+
+    token = (
+        args.token_file.read_text(encoding="utf-8").strip()
+        if args.token_file
+        else os.environ.get("ENCORE_ADMIN_TOKEN", "")
+    )
+    metadata = (("authorization", f"Bearer {token}"),)
+    with grpc.insecure_channel(args.target) as channel:
+        stub = apb_grpc.AdminServiceStub(channel)
+        try:
+            if args.action == "status":
+                status = stub.Status(apb.StatusRequest(), metadata=metadata, timeout=args.timeout)
+                print(status)
+            else:
+                both = not (args.bundle or args.experiments)
+                reply = stub.Reload(
+                    apb.ReloadRequest(bundle=args.bundle or both, experiments=args.experiments or both),
+                    metadata=metadata,
+                    timeout=args.timeout,
+                )
+                print(reply)
+        except grpc.RpcError as exc:
+            print(f"encore admin {args.action}: {exc.code().name}: {exc.details()}", file=sys.stderr)
+            return 1
+    return 0
+
+
 def cmd_rank(args: argparse.Namespace) -> int:
     surface = {"home": pb.SURFACE_HOME, "now_playing": pb.SURFACE_NOW_PLAYING}[args.surface]
     request = pb.RankRequest(
         user_id=args.user_id, surface=surface, seed_item_id=args.seed_item_id or "", limit=args.limit, debug=True
     )
-    with grpc.insecure_channel(args.target) as channel:
+    with _channel(args) as channel:
         stub = pb_grpc.RankingServiceStub(channel)
         started = time.perf_counter()
         try:
@@ -224,6 +273,11 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--redis-url", help="redis://[:password@]host:port/db (default: embedded store)")
     s.add_argument("--workers", type=int, default=1, help="worker processes sharing the port (needs --redis-url)")
     s.add_argument("--max-in-flight", type=int, help="per-worker RPCs in flight before RESOURCE_EXHAUSTED")
+    s.add_argument("--tls-cert", type=Path, help="PEM certificate chain: serve over TLS")
+    s.add_argument("--tls-key", type=Path, help="PEM private key for --tls-cert")
+    s.add_argument("--tls-client-ca", type=Path, help="PEM CA: require client certificates (mutual TLS)")
+    s.add_argument("--admin-port", type=int, help="admin listener port (loopback; needs a token)")
+    s.add_argument("--admin-token-file", type=Path, help="admin bearer token file (or ENCORE_ADMIN_TOKEN)")
     s.add_argument("--capture-fraction", type=float, help="share of users whose Rank exchanges are captured")
     s.add_argument("--capture-dir", type=Path, help="directory for capture files (default ./captures)")
     s.add_argument("--load-features", action="store_true", help="write the bundle's user snapshot into Redis")
@@ -267,6 +321,15 @@ def parser() -> argparse.ArgumentParser:
     )
     rp.add_argument("replay_args", nargs=argparse.REMAINDER, help="arguments for loadtests.replay")
 
+    a = sub.add_parser("admin", help="status or reload through the admin listener")
+    a.add_argument("action", choices=["status", "reload"])
+    a.add_argument("--target", default="127.0.0.1:50052")
+    a.add_argument("--token-file", type=Path, help="admin token file (default: ENCORE_ADMIN_TOKEN)")
+    a.add_argument("--bundle", action="store_true", help="reload: only the bundle")
+    a.add_argument("--experiments", action="store_true", help="reload: only the experiments file")
+    a.add_argument("--timeout", type=float, default=120.0)
+    a.set_defaults(func=cmd_admin)
+
     r = sub.add_parser("rank", help="rank for a user against a running server and print a table")
     r.add_argument("--user-id", required=True)
     r.add_argument("--surface", choices=["home", "now_playing"], default="home")
@@ -274,6 +337,9 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--limit", type=int, default=0)
     r.add_argument("--target", default="127.0.0.1:50051")
     r.add_argument("--timeout", type=float, default=2.0, help="deadline in seconds")
+    r.add_argument("--tls-ca", type=Path, help="PEM CA to verify the server (enables TLS)")
+    r.add_argument("--tls-cert", type=Path, help="client certificate (mutual TLS)")
+    r.add_argument("--tls-key", type=Path, help="client private key (mutual TLS)")
     r.set_defaults(func=cmd_rank)
     return p
 

@@ -22,6 +22,12 @@ YAML layout (every key optional)::
     max_in_flight: 16           # per process: RPCs beyond this are shed with RESOURCE_EXHAUSTED (~4 ms each:
                                 # 16 queued is ~64 ms, inside the surface budgets)
     max_user_id_length: 128
+    tls_cert: null              # PEM certificate chain: serve gRPC over TLS
+    tls_key: null               # PEM private key for tls_cert
+    tls_client_ca: null         # PEM CA bundle: require and verify client certificates (mutual TLS)
+    admin_port: null            # admin listener (Status, Reload); null = off, 0 = a free port
+    admin_host: 127.0.0.1       # loopback unless you really mean it
+    admin_token_file: null      # file holding the admin bearer token (or set ENCORE_ADMIN_TOKEN)
     max_events: 100
     stages: {user_features_ms: 15, retrieval_ms: 20, scoring_ms: 25, reserve_ms: 2}
     surfaces:
@@ -79,6 +85,12 @@ class Settings:
     cpu_threads: int = 4
     max_in_flight: int = 16
     max_user_id_length: int = 128
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_client_ca: Path | None = None
+    admin_port: int | None = None
+    admin_host: str = "127.0.0.1"
+    admin_token_file: Path | None = None
     max_events: int = 100
     stages: StageLimits = field(default_factory=StageLimits)
     surfaces: dict[Surface, SurfaceConfig] = field(default_factory=lambda: dict(DEFAULT_SURFACES))
@@ -103,8 +115,17 @@ _SCALARS: dict[str, tuple[type, ...]] = {
     "cpu_threads": (int,),
     "max_in_flight": (int,),
     "max_user_id_length": (int,),
+    "tls_cert": (str, type(None)),
+    "tls_key": (str, type(None)),
+    "tls_client_ca": (str, type(None)),
+    "admin_port": (int, type(None)),
+    "admin_host": (str,),
+    "admin_token_file": (str, type(None)),
     "max_events": (int,),
 }
+_PATHS = frozenset(
+    {"experiments", "exposure_log_dir", "capture_dir", "tls_cert", "tls_key", "tls_client_ca", "admin_token_file"}
+)
 _STAGE_KEYS = {
     "user_features_ms": "user_features",
     "retrieval_ms": "retrieval",
@@ -145,7 +166,7 @@ def load_settings(bundle: Path, config_file: Path | None = None, **overrides: An
                 raise ConfigError(
                     f"{source}: {key}: expected {' or '.join(t.__name__ for t in _SCALARS[key])}, got {value!r}"
                 )
-            is_path = key in ("experiments", "exposure_log_dir", "capture_dir") and value is not None
+            is_path = key in _PATHS and value is not None
             changes[key] = Path(str(value)) if is_path else value
         elif key == "stages":
             changes["stages"] = _stages(source, value)
@@ -167,7 +188,12 @@ def load_settings(bundle: Path, config_file: Path | None = None, **overrides: An
         "max_in_flight",
     ):
         _number(source, key, changes.get(key, getattr(settings, key)), minimum=0 if key == "port" else 1, integer=True)
-    return replace(settings, **changes)
+    result = replace(settings, **changes)
+    if (result.tls_cert is None) != (result.tls_key is None):
+        raise ConfigError(f"{source}: tls_cert and tls_key: give both or neither")
+    if result.tls_client_ca is not None and result.tls_cert is None:
+        raise ConfigError(f"{source}: tls_client_ca: mutual TLS needs tls_cert and tls_key too")
+    return result
 
 
 def _stages(source: str, value: Any) -> StageLimits:

@@ -16,8 +16,10 @@ from prometheus_client import start_http_server
 from encore.v1 import ranking_pb2 as pb
 from encore.v1 import ranking_pb2_grpc as pb_grpc
 from models.bundle import Bundle
+from serving.admin import admin_token, create_admin_server
 from serving.app import EncoreApp, lifespan
 from serving.config import Settings
+from serving.errors import ConfigError
 from serving.servicer import RankingServicer
 
 log = logging.getLogger(__name__)
@@ -47,12 +49,28 @@ async def create_server(
     health_servicer = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
-    bound = server.add_insecure_port(f"{host}:{port}")
+    credentials = server_credentials(app.settings)
+    address = f"{host}:{port}"
+    bound = server.add_insecure_port(address) if credentials is None else server.add_secure_port(address, credentials)
     if bound == 0:
         raise OSError(f"cannot bind gRPC server to {host}:{port}")
     for service in ("", SERVICE_NAME):
         await health_servicer.set(service, health_pb2.HealthCheckResponse.NOT_SERVING)
     return server, bound, health_servicer
+
+
+def server_credentials(settings: Settings) -> grpc.ServerCredentials | None:
+    """TLS from settings (``tls_cert``/``tls_key``); mutual TLS when ``tls_client_ca`` is set."""
+    if settings.tls_cert is None or settings.tls_key is None:
+        return None
+    try:
+        key, cert = settings.tls_key.read_bytes(), settings.tls_cert.read_bytes()
+        client_ca = None if settings.tls_client_ca is None else settings.tls_client_ca.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"tls: cannot read a certificate or key: {exc}") from exc
+    return grpc.ssl_server_credentials(
+        [(key, cert)], root_certificates=client_ca, require_client_auth=client_ca is not None
+    )
 
 
 async def mark_serving(health_servicer: HealthServicer, serving: bool) -> None:
@@ -76,6 +94,7 @@ async def serve(
     ``worker`` is set in a worker process of ``serve_workers``: the port is shared (SO_REUSEPORT),
     the bundle is the parent's, and the parent exposes the aggregated metrics.
     """
+    token = admin_token(settings) if settings.admin_port is not None else None  # fail before serving
     async with lifespan(settings, bundle) as app:
         if settings.metrics_port is not None and worker is None:
             httpd, _ = start_http_server(settings.metrics_port, addr=settings.host, registry=app.metrics.registry)
@@ -84,6 +103,11 @@ async def serve(
             app, settings.host, settings.port, reuse_port=worker is not None
         )
         await server.start()
+        admin = None
+        if token is not None:
+            admin, admin_port = await create_admin_server(app, token)
+            await admin.start()
+            log.info("admin listener on %s:%d (token required)", settings.admin_host, admin_port)
         await mark_serving(health_servicer, True)
         who = "" if worker is None else f" (worker {worker}, pid {os.getpid()})"
         log.info("encore serving bundle %s on %s:%d%s", app.bundle.version, settings.host, port, who)
@@ -96,3 +120,5 @@ async def serve(
         log.info("shutting down%s: NOT_SERVING, draining for up to %.0f s", who, grace_s)
         await mark_serving(health_servicer, False)
         await server.stop(grace_s)
+        if admin is not None:
+            await admin.stop(1.0)

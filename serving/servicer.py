@@ -48,20 +48,20 @@ class RankingServicer(pb_grpc.RankingServiceServicer):
 
     def __init__(self, app: EncoreApp) -> None:
         self._app = app
-        self._in_flight = 0
 
     @contextmanager
     def _admitted(self, method: str) -> Iterator[None]:
         """Admit one RPC or shed it at once with ``Overloaded`` (never queue past the limit)."""
-        limit = self._app.settings.max_in_flight
-        if self._in_flight >= limit:
-            self._app.metrics.shed.labels(method).inc()
-            raise Overloaded(f"{self._in_flight} requests in flight (limit {limit}); retry with backoff")
-        self._in_flight += 1
+        app = self._app
+        limit = app.settings.max_in_flight
+        if app.in_flight >= limit:
+            app.metrics.shed.labels(method).inc()
+            raise Overloaded(f"{app.in_flight} requests in flight (limit {limit}); retry with backoff")
+        app.in_flight += 1
         try:
             yield
         finally:
-            self._in_flight -= 1
+            app.in_flight -= 1
 
     async def Rank(self, request: pb.RankRequest, context: grpc.aio.ServicerContext) -> pb.RankResponse:  # type: ignore[type-arg]
         app = self._app

@@ -7,7 +7,8 @@ FAISS index and item arrays are the parent's (memory-mapped arrays and copy-on-w
 shared rather than copied. Metrics: every worker writes to ``PROMETHEUS_MULTIPROC_DIR``; the
 parent serves the aggregate on one endpoint. A worker that dies is restarted (at most
 ``MAX_RESTARTS`` within ``RESTART_WINDOW_S``, then the parent gives up and exits non-zero).
-SIGTERM/SIGINT to the parent drains every worker (health NOT_SERVING first) and exits.
+SIGTERM/SIGINT to the parent drains every worker (health NOT_SERVING first) and exits; SIGHUP
+is forwarded to every worker (each re-reads its bundle path and experiments file).
 """
 
 from __future__ import annotations
@@ -59,8 +60,8 @@ def _worker_main(index: int, settings: Settings, bundle: object) -> None:
     from serving.request_context import configure_logging
     from serving.server import serve
 
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_DFL)
     configure_logging()
     assert isinstance(bundle, Bundle)
     asyncio.run(serve(settings, bundle=bundle, worker=index))
@@ -72,6 +73,11 @@ def serve_workers(settings: Settings, workers: int) -> int:
         raise ConfigError(
             "--workers: needs --redis-url; the embedded feature store lives in one process, so plays "
             "recorded by one worker would be invisible to the others"
+        )
+    if settings.admin_port is not None:
+        raise ConfigError(
+            "--workers: the admin listener serves one process; with workers send SIGHUP to the parent "
+            "(it reloads every worker) and read status from the metrics endpoint"
         )
     if MULTIPROC_ENV not in os.environ:
         raise ConfigError("--workers: call prepare_multiprocess_metrics() before importing the server")
@@ -102,8 +108,14 @@ def serve_workers(settings: Settings, workers: int) -> int:
         nonlocal stopping
         stopping = True
 
+    def reload_all(signum: int, _frame: object) -> None:
+        for process in processes.values():
+            if process.is_alive() and process.pid is not None:
+                os.kill(process.pid, signal.SIGHUP)
+
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGHUP, reload_all)
     _start_metrics_endpoint(settings)
     restarts: list[float] = []
     exit_code = 0

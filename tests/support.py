@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from redis import Redis
+from redis.exceptions import RedisError
 
 from features.schema import ITEM_STATS, USER_STATS
 from models.bundle import BundleContents, UserSnapshot, write_bundle
@@ -93,16 +95,17 @@ def tiny_bundle(parent: Path, *, n_items: int = 400, n_users: int = 50, dim: int
 
 @dataclass
 class RedisClusterProcess:
-    """A real 3-primary Redis Cluster (no replicas, no persistence) on free loopback ports.
+    """A real Redis Cluster of ``size`` primaries (no replicas, no persistence) on free loopback ports.
 
-    ``redis-cli --cluster create`` assigns the 16384 slots evenly; ``start`` returns once every
-    node reports ``cluster_state:ok``. Each node's cluster-bus port is chosen explicitly (the
-    default, port + 10000, can fall outside the port range or collide).
+    ``start`` launches the nodes, joins them with ``redis-cli --cluster create`` (slots split
+    evenly) and returns once every node reports ``cluster_state:ok``. Each node's cluster-bus
+    port is chosen explicitly: the default (port + 10000) can fall outside the port range.
     """
 
     workdir: Path
     size: int = 3
     ports: list[int] = field(default_factory=list)
+    bus_ports: dict[int, int] = field(default_factory=dict)
     processes: dict[int, subprocess.Popen[bytes]] = field(default_factory=dict)
 
     @property
@@ -111,60 +114,57 @@ class RedisClusterProcess:
         return "redis+cluster://" + ",".join(f"127.0.0.1:{p}" for p in self.ports)
 
     def start(self) -> None:
-        server, cli = shutil.which("redis-server"), shutil.which("redis-cli")
-        if server is None or cli is None:
-            raise RuntimeError("redis-server/redis-cli are not installed (apt-get install redis-server)")
+        cli = shutil.which("redis-cli")
+        if cli is None:
+            raise RuntimeError("redis-cli is not installed (apt-get install redis-server); .ci/run installs it")
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.ports = [free_port() for _ in range(self.size)]
+        self.bus_ports = {port: free_port() for port in self.ports}
         try:
             for port in self.ports:
-                self._spawn(server, port)
+                self.start_node(port, wait=False)
             for port in self.ports:
-                _wait_for_ping(port)
+                self._wait_for_ping(port)
             subprocess.run(
-                [cli, "--cluster", "create", *(f"127.0.0.1:{p}" for p in self.ports)]
-                + ["--cluster-replicas", "0", "--cluster-yes"],
+                [
+                    cli,
+                    "--cluster",
+                    "create",
+                    *(f"127.0.0.1:{p}" for p in self.ports),
+                    "--cluster-replicas",
+                    "0",
+                    "--cluster-yes",
+                ],
                 check=True,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE,
                 timeout=30,
             )
-            deadline = time.monotonic() + 15
-            while not all(self.cluster_state(p) == "ok" for p in self.ports):
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"redis cluster on ports {self.ports} did not reach cluster_state:ok")
-                time.sleep(0.05)
+            self.wait_until_ok()
         except BaseException:
             self.stop()
             raise
 
-    def _spawn(self, server: str, port: int) -> None:
+    def start_node(self, port: int, *, wait: bool = True) -> None:
+        """(Re)start one node; a restarted node rejoins from its nodes-<port>.conf with its slots."""
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise RuntimeError("redis-server is not installed (apt-get install redis-server); .ci/run installs it")
         self.processes[port] = subprocess.Popen(
-            [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-            + ["--cluster-enabled", "yes", "--cluster-config-file", str(self.workdir / f"nodes-{port}.conf")]
-            + ["--cluster-port", str(free_port()), "--dir", str(self.workdir)],
+            [
+                binary,
+                *("--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"),
+                *("--cluster-enabled", "yes", "--cluster-config-file", f"nodes-{port}.conf"),
+                *("--cluster-port", str(self.bus_ports[port]), "--dir", str(self.workdir)),
+            ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-
-    def cluster_state(self, port: int) -> str:
-        """``cluster_state`` from ``CLUSTER INFO`` on one node ("ok", "fail", or "down" if unreachable)."""
-        try:
-            info = _command(port, b"CLUSTER", b"INFO").decode()
-        except OSError:
-            return "down"
-        for line in info.splitlines():
-            if line.startswith("cluster_state:"):
-                return line.split(":", 1)[1].strip()
-        return "unknown"
-
-    def flushall(self) -> None:
-        """Empty every live node (tests share one cluster per module)."""
-        for port in self.processes:
-            _command(port, b"FLUSHALL")
+        if wait:
+            self._wait_for_ping(port)
 
     def kill_node(self, port: int) -> None:
-        """Kill one node (SIGKILL): its slots stay assigned to it, so its keys become unreachable."""
+        """SIGKILL one node: its slots stay assigned to it, so keys in them become unreachable."""
         process = self.processes.pop(port)
         process.kill()
         process.wait(timeout=10)
@@ -173,36 +173,53 @@ class RedisClusterProcess:
         for port in list(self.processes):
             self.kill_node(port)
 
+    def client(self, port: int) -> Redis:
+        """A plain (non-cluster) client on one node, for inspecting what that node holds."""
+        return Redis(host="127.0.0.1", port=port, socket_timeout=1.0, socket_connect_timeout=1.0)
 
-def _command(port: int, *args: bytes, timeout: float = 1.0) -> bytes:
-    """Send one command in RESP and return the raw reply payload (a bulk string or a status line)."""
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
-        s.sendall(b"*%d\r\n" % len(args) + b"".join(b"$%d\r\n%s\r\n" % (len(a), a) for a in args))
-        reply = b""
-        while b"\r\n" not in reply or (reply.startswith(b"$") and not _bulk_complete(reply)):
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            reply += chunk
-    if reply.startswith(b"-"):
-        raise OSError(f"redis error on port {port}: {reply[1:].strip().decode(errors='replace')}")
-    if reply.startswith(b"$"):
-        header, _, body = reply.partition(b"\r\n")
-        return body[: int(header[1:])]
-    return reply[1:].rstrip(b"\r\n")
-
-
-def _bulk_complete(reply: bytes) -> bool:
-    header, _, body = reply.partition(b"\r\n")
-    return len(body) >= int(header[1:]) + 2
-
-
-def _wait_for_ping(port: int) -> None:
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
+    def cluster_state(self, port: int) -> str:
+        """``cluster_state`` from ``CLUSTER INFO`` on one node ("ok", "fail"; "down" if unreachable)."""
         try:
-            if _command(port, b"PING", timeout=0.2) == b"PONG":
-                return
-        except OSError:
+            with self.client(port) as node:
+                return str(node.cluster("info")["cluster_state"])
+        except RedisError:
+            return "down"
+
+    def wait_until_ok(self, timeout_s: float = 15.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while not all(self.cluster_state(p) == "ok" for p in self.ports):
+            if time.monotonic() > deadline:
+                states = {p: self.cluster_state(p) for p in self.ports}
+                raise RuntimeError(f"redis cluster did not reach cluster_state:ok: {states}")
             time.sleep(0.05)
-    raise RuntimeError(f"redis-server did not start on port {port}")
+
+    def keyslot(self, key: str) -> int:
+        """``CLUSTER KEYSLOT key``, asked of a live node."""
+        with self.client(next(iter(self.processes))) as node:
+            return int(node.cluster("keyslot", key))
+
+    def node_for_key(self, key: str) -> int:
+        """Port of the primary serving ``key``'s slot, from ``CLUSTER SLOTS`` on a live node."""
+        slot = self.keyslot(key)
+        with self.client(next(iter(self.processes))) as node:
+            for low, high, primary, *_ in node.cluster("slots"):
+                if low <= slot <= high:
+                    return int(primary[1])
+        raise LookupError(f"slot {slot} of {key!r} is not served by any node")
+
+    def flushall(self) -> None:
+        """Empty every node (tests share one cluster per module)."""
+        for port in self.processes:
+            with self.client(port) as node:
+                node.flushall()
+
+    def _wait_for_ping(self, port: int) -> None:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                with self.client(port) as node:
+                    if node.ping():
+                        return
+            except RedisError:
+                time.sleep(0.05)
+        raise RuntimeError(f"redis-server did not start on port {port}")

@@ -50,6 +50,7 @@ class ExperimentsReloader:
         self._signature = _signature(path)
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self.last_error = ""
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._watch(), name="experiments-reloader")
@@ -58,6 +59,11 @@ class ExperimentsReloader:
         """Reload now (e.g. on SIGHUP), even if the file looks unchanged."""
         self._signature = None
         self._wake.set()
+
+    async def reload_now(self) -> bool | None:
+        """Reload immediately, changed or not: True applied, False refused, None nothing to read."""
+        self._signature = None
+        return await self.reload_if_changed()
 
     async def close(self) -> None:
         if self._task is not None:
@@ -76,6 +82,7 @@ class ExperimentsReloader:
             config = await asyncio.to_thread(load_experiments, self._path, frozenset(self._known_models()))
         except ExperimentConfigError as exc:
             self._reloads.labels("rejected").inc()
+            self.last_error = str(exc)
             log.error("experiments reload refused, still serving the previous configuration: %s", exc)
             return False
         self._apply(config)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 import pytest
 from redis.asyncio import Redis
@@ -12,7 +14,7 @@ from features.redis_store import RedisFeatureStore
 from features.schema import RECENT_PLAYS_MAX, USER_STATS
 from features.store import FeatureStore, FeatureStoreError
 from models.bundle import UserSnapshot
-from tests.support import RedisProcess
+from tests.support import RedisClusterProcess, RedisProcess
 
 DIM = 8
 
@@ -26,11 +28,26 @@ def snapshot(n: int = 30) -> UserSnapshot:
     )
 
 
-@pytest.fixture(params=["redis", "memory"])
+@pytest.fixture(scope="module")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClusterProcess]:
+    """One real 3-node Redis Cluster for this module's cluster runs (emptied before each test)."""
+    cluster = RedisClusterProcess(tmp_path_factory.mktemp("redis-cluster"))
+    cluster.start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(params=["redis", "memory", "cluster"])
 async def store(request: pytest.FixtureRequest, redis_server: RedisProcess) -> FeatureStore:
-    """Both stores run the same contract tests."""
+    """Every store runs the same contract tests: one Redis node, in-memory, a Redis Cluster."""
     if request.param == "memory":
         return MemoryFeatureStore()
+    if request.param == "cluster":
+        cluster: RedisClusterProcess = request.getfixturevalue("redis_cluster")
+        cluster.flushall()
+        return RedisFeatureStore.from_url(cluster.url, DIM)
     return RedisFeatureStore.from_url(redis_server.url, DIM)
 
 

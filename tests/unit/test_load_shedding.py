@@ -21,6 +21,7 @@ class StubApp:
 
         self.settings = replace(load_settings(Path("b")), max_in_flight=limit)
         self.metrics = Metrics(CollectorRegistry())
+        self.in_flight = 0
 
 
 def test_requests_past_the_limit_are_shed_and_counted_and_slots_are_returned() -> None:
