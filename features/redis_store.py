@@ -4,10 +4,10 @@ Retries are off: on the request path a failed or slow call falls back at once (t
 degrades to cold-start features); the per-call timeout bounds every operation.
 
 One node or a Redis Cluster, chosen by the URL scheme (see ``RedisFeatureStore.from_url``). On a
-cluster a user's keys share one hash slot (``features.keys``), so ``get_user`` is still one
-round trip to one node and ``record_events`` is still MULTI/EXEC; ``load_snapshot``'s pipelines
-are split by node and sent to the nodes concurrently. Nodes are found from the seed list and
-the slot map is refreshed after a connection error or a MOVED redirect.
+cluster a user's keys share one hash slot (``features.keys``), so ``get_user`` and
+``record_events`` are each one round trip to one node; ``load_snapshot``'s pipelines are split
+by node and sent to the nodes concurrently. Nodes are found from the seed list; redis-py
+refreshes the slot map after MOVED redirects and some connection errors.
 """
 
 from __future__ import annotations
@@ -76,11 +76,22 @@ def _non_numeric_ports(netloc: str) -> set[str]:
 
 
 class RedisFeatureStore:
-    """``FeatureStore`` on Redis (key layout in ``features.keys``). Built once, shared by requests."""
+    """``FeatureStore`` on Redis (key layout in ``features.keys``). Built once, shared by requests.
+
+    On a cluster ``record_events`` is not MULTI/EXEC: redis-py 8.1's async cluster transaction
+    queues every command through a new thread running its own event loop (blocking ours; and on
+    a client that must (re)discover the cluster, the connections it opens belong to that
+    short-lived loop and break). It is a plain pipeline instead: the user's LPUSH/LTRIM pairs
+    still go to one node in one round trip and run in order, but not atomically, so a reader may
+    see a list between its LPUSH and LTRIM (``get_user`` reads at most ``RECENT_PLAYS_MAX``
+    anyway), and a connection lost mid-pipeline can leave plays without the skips, or a list
+    over the cap until the next write trims it.
+    """
 
     def __init__(self, client: Redis | RedisCluster, dim: int, *, where: str = "redis") -> None:
         self._client = client
         self._dim = dim
+        self._transactions = not isinstance(client, RedisCluster)
         self._where = where  # how errors name the store: a redacted URL, never a password
 
     @classmethod
@@ -137,8 +148,8 @@ class RedisFeatureStore:
         )
 
     async def record_events(self, user_id: str, plays: Sequence[str], skips: Sequence[str], timeout_s: float) -> None:
-        # MULTI/EXEC on a cluster too: both lists are in the user's hash slot.
-        pipe = self._client.pipeline(transaction=True)
+        # One node: MULTI/EXEC. Cluster: a plain pipeline to the user's node (see the class docstring).
+        pipe = self._client.pipeline(transaction=self._transactions)
         for key, items in ((plays_key(user_id), plays), (skips_key(user_id), skips)):
             if items:
                 pipe.lpush(key, *items)
