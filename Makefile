@@ -15,11 +15,15 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-## The tests start their own redis-server processes; install Debian's package when it is missing.
+## The tests start their own redis-server processes and run promtool (deploy/prometheus); install
+## Debian's redis-server and prometheus packages when they are missing.
 redis-server:
 	@command -v redis-server >/dev/null 2>&1 || { \
 	  echo "installing redis-server (Debian package)"; \
 	  export DEBIAN_FRONTEND=noninteractive; apt-get update -qq && apt-get install -y -qq redis-server >/dev/null; }
+	@command -v promtool >/dev/null 2>&1 || { \
+	  echo "installing prometheus (Debian package, for promtool)"; \
+	  export DEBIAN_FRONTEND=noninteractive; apt-get update -qq && apt-get install -y -qq prometheus >/dev/null; }
 
 ## Build a synthetic bundle if none exists, then serve it on the embedded feature store.
 run: $(STAMP)

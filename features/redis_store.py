@@ -13,6 +13,7 @@ refreshes the slot map after MOVED redirects and some connection errors.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -93,6 +94,7 @@ class RedisFeatureStore:
         self._dim = dim
         self._transactions = not isinstance(client, RedisCluster)
         self._where = where  # how errors name the store: a redacted URL, never a password
+        self._discovery_task: asyncio.Task[RedisCluster] | None = None
 
     @classmethod
     def from_url(
@@ -132,7 +134,7 @@ class RedisFeatureStore:
         pipe.hgetall(user_key(user_id))
         pipe.lrange(plays_key(user_id), 0, RECENT_PLAYS_MAX - 1)
         pipe.lrange(skips_key(user_id), 0, RECENT_PLAYS_MAX - 1)
-        fields, plays, skips = await self._run(pipe.execute(), timeout_s, "get_user")
+        fields, plays, skips = await self._run(pipe.execute, timeout_s, "get_user")
         vector = stats = None
         if fields:
             try:
@@ -155,7 +157,7 @@ class RedisFeatureStore:
                 pipe.lpush(key, *items)
                 pipe.ltrim(key, 0, RECENT_PLAYS_MAX - 1)
         if len(pipe):
-            await self._run(pipe.execute(), timeout_s, "record_events")
+            await self._run(pipe.execute, timeout_s, "record_events")
 
     async def load_snapshot(
         self, snapshot: UserSnapshot, progress: Callable[[int, int], None] | None = None, batch: int = 1000
@@ -168,28 +170,56 @@ class RedisFeatureStore:
                     user_key(snapshot.user_ids[i]),
                     mapping={"vec": pack_f32(snapshot.vectors[i]), "stats": pack_f32(snapshot.stats[i])},
                 )
-            await self._run(pipe.execute(), 30.0, "load_snapshot")
+            await self._run(pipe.execute, 30.0, "load_snapshot")
             if progress is not None:
                 progress(min(start + batch, total), total)
         return total
 
     async def ping(self, timeout_s: float) -> bool:
-        """One node: PING. Cluster: PING one node (redis-py's routing), which says nothing of the others."""
+        """One node: PING. Cluster: PING redis-py's default node only (a dead node elsewhere goes unseen)."""
         try:
-            return bool(await self._run(self._client.ping(), timeout_s, "ping"))
+            return bool(await self._run(self._client.ping, timeout_s, "ping"))
         except FeatureStoreError:
             return False
 
     async def close(self) -> None:
+        if self._discovery_task is not None and not self._discovery_task.done():
+            self._discovery_task.cancel()
+            with contextlib.suppress(BaseException):
+                await self._discovery_task
         await self._client.aclose()
 
-    async def _run(self, call: Awaitable[Any], timeout_s: float, what: str) -> Any:
+    async def _run(self, call: Callable[[], Awaitable[Any]], timeout_s: float, what: str) -> Any:
         try:
-            return await asyncio.wait_for(call, timeout_s)
+            return await asyncio.wait_for(self._discovered_then(call), timeout_s)
         except TimeoutError as exc:
             raise FeatureStoreTimeout(f"{self._where} {what}: no answer within {timeout_s * 1000:.0f} ms") from exc
         except (RedisError, RedisClusterException, OSError) as exc:
             raise FeatureStoreError(f"{self._where} {what}: {exc}") from exc
+
+    async def _discovered_then(self, call: Callable[[], Awaitable[Any]]) -> Any:
+        if isinstance(self._client, RedisCluster) and self._client._initialize:
+            await asyncio.shield(self._discovery(self._client))
+        return await call()
+
+    def _discovery(self, client: RedisCluster) -> asyncio.Task[RedisCluster]:
+        """The cluster discovery in flight, shared by every caller and never cancelled by their timeouts.
+
+        redis-py discovers the cluster lazily (CLUSTER SLOTS, then COMMAND: ~15 ms on a laptop) and
+        again after a connection error on a single command or repeated MOVED redirects. Run inside
+        a request's timeout it would be cancelled, and restarted, on every request.
+        """
+        task = self._discovery_task
+        if task is None or task.done():
+            task = self._discovery_task = asyncio.create_task(client.initialize())
+            task.add_done_callback(_retrieve_exception)
+        return task
+
+
+def _retrieve_exception(task: asyncio.Task[Any]) -> None:
+    """Mark a discovery failure as seen (its waiters got it, or timed out and went on)."""
+    if not task.cancelled():
+        task.exception()
 
 
 def _cluster_client(url: str, options: dict[str, Any]) -> RedisCluster:

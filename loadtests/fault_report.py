@@ -108,9 +108,7 @@ def _cells(report: FaultReport) -> tuple[str, ...]:
         str(report.ok),
         errors,
         str(report.degraded),
-        f"{report.p50_ms:.1f}",
-        f"{report.p99_ms:.1f}",
-        f"{report.max_ms:.1f}",
+        *((f"{report.p50_ms:.1f}", f"{report.p99_ms:.1f}", f"{report.max_ms:.1f}") if report.sent else ("-",) * 3),
         recovery,
         report.note,
     )

@@ -173,9 +173,9 @@ class RedisClusterProcess:
         for port in list(self.processes):
             self.kill_node(port)
 
-    def client(self, port: int) -> Redis:
+    def client(self, port: int, password: str | None = None) -> Redis:
         """A plain (non-cluster) client on one node, for inspecting what that node holds."""
-        return Redis(host="127.0.0.1", port=port, socket_timeout=1.0, socket_connect_timeout=1.0)
+        return Redis(host="127.0.0.1", port=port, password=password, socket_timeout=1.0, socket_connect_timeout=1.0)
 
     def cluster_state(self, port: int) -> str:
         """``cluster_state`` from ``CLUSTER INFO`` on one node ("ok", "fail"; "down" if unreachable)."""

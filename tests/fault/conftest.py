@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import grpc
 import pytest
@@ -11,7 +12,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from prometheus_client.parser import text_string_to_metric_families
 
 from loadtests.fault_report import FaultReport, format_table
-from tests.e2e.conftest import ServerProcess, stop_server
+from tests.e2e.conftest import ServerProcess, start_server, stop_server
 from tests.fault.proxy import LatencyProxy
 from tests.support import RedisProcess
 
@@ -88,3 +89,19 @@ def finish(server: ServerProcess) -> None:
     stop_server(server)
     assert server.process.returncode == 0, f"exit {server.process.returncode}:\n{server.log()}"
     assert "Traceback" not in server.log(), server.log()
+
+
+@pytest.fixture
+def serve(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
+    """``serve(bundle, *cli_args)`` starts a server; any still running at teardown is stopped."""
+    started: list[ServerProcess] = []
+
+    def start(bundle: Path, *args: str) -> ServerProcess:
+        server = start_server(bundle, tmp_path, *args)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        if server.process.poll() is None:
+            stop_server(server)
