@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 BUNDLES ?= bundles
 STAMP := $(VENV)/.installed
 
-.PHONY: redis-server install run build build-real serve test check lint typecheck proto bench loadtest clean
+.PHONY: system-packages install run build build-real serve test check lint typecheck proto bench loadtest clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,7 +17,7 @@ install: $(STAMP)
 
 ## The tests start their own redis-server processes and run promtool (deploy/prometheus); install
 ## Debian's redis-server and prometheus packages when they are missing.
-redis-server:
+system-packages:
 	@command -v redis-server >/dev/null 2>&1 || { \
 	  echo "installing redis-server (Debian package)"; \
 	  export DEBIAN_FRONTEND=noninteractive; apt-get update -qq && apt-get install -y -qq redis-server >/dev/null; }
@@ -36,7 +36,7 @@ build: $(STAMP)
 build-real: $(STAMP)
 	$(BIN)/encore build --dataset hetrec --data-path ../shared/data/hetrec2011-lastfm-2k --out $(BUNDLES)
 
-test: $(STAMP) redis-server
+test: $(STAMP) system-packages
 	$(BIN)/pytest -q
 
 lint: $(STAMP)
@@ -51,7 +51,7 @@ check: lint typecheck test
 ## Benchmark (never part of the tests): component floor, server stages, open-loop rate steps, memory,
 ## on the 1M-item synthetic bundle and the real-data bundle (built first when missing). Table on
 ## stdout, JSON in bench-results/bench.json. Extra options: make bench BENCH_ARGS="--quick --profile".
-bench: $(STAMP) redis-server
+bench: $(STAMP) system-packages
 	$(BIN)/python -m loadtests.bench $(BENCH_ARGS)
 
 ## Serve the newest bundle (built first if none) and run locust headless against it; fails when the
