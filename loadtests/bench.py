@@ -295,7 +295,7 @@ def redis_server() -> Iterator[str]:
     """A throwaway ``redis-server`` on a free loopback port without persistence; yields its URL."""
     binary = shutil.which("redis-server")
     if binary is None:
-        raise SystemExit("bench: redis-server is not installed (`make redis-server` installs it)")
+        raise SystemExit("bench: redis-server is not installed (`make system-packages` installs it)")
     port = free_port()
     process = subprocess.Popen(
         [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],

@@ -45,7 +45,7 @@ def promtool() -> str:
     if path is None:
         pytest.fail(
             "promtool not found on PATH: install Debian's prometheus package "
-            "(`apt-get install -y prometheus`, or `make redis-server`, which `make test` runs)"
+            "(`apt-get install -y prometheus`, or `make system-packages`, which `make test` runs)"
         )
     return path
 
