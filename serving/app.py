@@ -22,7 +22,7 @@ import faiss
 
 from encore.v1.capture_pb2 import CapturedRank
 from features.memory_store import MemoryFeatureStore
-from features.redis_store import RedisFeatureStore
+from features.redis_store import RedisFeatureStore, redacted_url
 from features.store import FeatureStore
 from models.bundle import Bundle, load_bundle
 from models.runtime import load_sessions
@@ -202,7 +202,7 @@ async def _open_store(settings: Settings, bundle: Bundle) -> FeatureStore:
     if not await store.ping(1.0):
         log.warning(
             "redis at %s does not answer; serving with cold-start fallbacks until it does",
-            settings.redis_url.split("@")[-1],
+            redacted_url(settings.redis_url),
         )
     return store
 

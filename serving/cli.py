@@ -270,7 +270,11 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--port", type=int)
     s.add_argument("--metrics-port", type=int)
     s.add_argument("--no-metrics", action="store_true", help="do not expose Prometheus metrics")
-    s.add_argument("--redis-url", help="redis://[:password@]host:port/db (default: embedded store)")
+    s.add_argument(
+        "--redis-url",
+        help="redis://[:password@]host:port/db, or redis+cluster://[:password@]host:port[,host:port...] "
+        "(default: embedded store)",
+    )
     s.add_argument("--workers", type=int, default=1, help="worker processes sharing the port (needs --redis-url)")
     s.add_argument("--max-in-flight", type=int, help="per-worker RPCs in flight before RESOURCE_EXHAUSTED")
     s.add_argument("--tls-cert", type=Path, help="PEM certificate chain: serve over TLS")
