@@ -6,7 +6,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,7 +48,11 @@ class ServerProcess:
         return self.log_path.read_text(errors="replace")
 
 
-def start_server(bundle: Path, tmp: Path, *extra: str) -> ServerProcess:
+def start_server(
+    bundle: Path, tmp: Path, *extra: str, channel: Callable[[str], grpc.Channel] = grpc.insecure_channel
+) -> ServerProcess:
+    """``encore serve`` on free ports, returned once its health check says SERVING over ``channel``
+    (pass a TLS channel factory for a TLS server); RuntimeError with the log if it exits or stalls."""
     port, metrics_port = free_port(), free_port()
     log_path = tmp / f"server-{port}.log"
     extra = extra if "--exposure-log-dir" in extra else (*extra, "--exposure-log-dir", str(tmp / "exposures"))
@@ -71,8 +75,8 @@ def start_server(bundle: Path, tmp: Path, *extra: str) -> ServerProcess:
         process = subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ))
     server = ServerProcess(process, port, metrics_port, log_path)
     deadline = time.monotonic() + 60
-    with grpc.insecure_channel(server.target) as channel:
-        stub = health_pb2_grpc.HealthStub(channel)
+    with channel(server.target) as health_channel:
+        stub = health_pb2_grpc.HealthStub(health_channel)
         while time.monotonic() < deadline:
             if process.poll() is not None:
                 raise RuntimeError(f"server exited with {process.returncode}:\n{server.log()}")

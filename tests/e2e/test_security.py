@@ -123,52 +123,10 @@ def test_mutual_tls_requires_a_client_certificate(tiny_bundle_path: Path, tmp_pa
 
 
 def start_server_tls(bundle: Path, tmp: Path, pki: Path, mutual: bool) -> ServerProcess:
-    """start_server waits on a plaintext health check, so TLS servers are awaited here instead."""
-    import sys
-    import time
-
-    from grpc_health.v1 import health_pb2, health_pb2_grpc
-
-    from tests.support import REPO
-
-    port, metrics_port = free_port(), free_port()
-    log_path = tmp / f"server-{port}.log"
-    cmd = [
-        sys.executable,
-        "-m",
-        "serving.cli",
-        "serve",
-        "--bundle",
-        str(bundle),
-        "--port",
-        str(port),
-        "--metrics-port",
-        str(metrics_port),
-        "--exposure-log-dir",
-        str(tmp / "exposures"),
-        "--tls-cert",
-        str(pki / "server.pem"),
-        "--tls-key",
-        str(pki / "server.key"),
-    ]
+    args = ["--tls-cert", str(pki / "server.pem"), "--tls-key", str(pki / "server.key")]
     if mutual:
-        cmd += ["--tls-client-ca", str(pki / "ca.pem")]
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
-    server = ServerProcess(process, port, metrics_port, log_path)
-    deadline = time.monotonic() + 60
-    with tls_channel(server.target, pki, client_cert=mutual) as channel:
-        health = health_pb2_grpc.HealthStub(channel)
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                raise RuntimeError(server.log())
-            try:
-                if health.Check(health_pb2.HealthCheckRequest(), timeout=0.5).status == 1:
-                    return server
-            except grpc.RpcError:
-                time.sleep(0.1)
-    process.kill()
-    raise RuntimeError(server.log())
+        args += ["--tls-client-ca", str(pki / "ca.pem")]
+    return start_server(bundle, tmp, *args, channel=lambda target: tls_channel(target, pki, client_cert=mutual))
 
 
 @pytest.fixture
