@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 BUNDLES ?= bundles
 STAMP := $(VENV)/.installed
 
-.PHONY: system-packages install run build build-real serve test check lint typecheck proto bench loadtest clean
+.PHONY: system-packages install run build build-real serve test check lint typecheck proto bench loadtest faults clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -59,6 +59,11 @@ bench: $(STAMP) system-packages
 loadtest: $(STAMP)
 	BIN=$(BIN) BUNDLES=$(BUNDLES) USERS="$(USERS)" SPAWN_RATE="$(SPAWN_RATE)" DURATION="$(DURATION)" \
 		MAX_P99_MS="$(MAX_P99_MS)" MAX_ERROR_RATIO="$(MAX_ERROR_RATIO)" bash loadtests/run_loadtest.sh
+
+## Fault injection with real processes (Redis killed/paused/slow, corrupt bundles, full disk, bad and
+## fuzzed messages); -s prints each scenario's report table. Part of `make test` too. Needs root (tmpfs mount).
+faults: $(STAMP) system-packages
+	$(BIN)/pytest tests/fault -s
 
 proto: $(STAMP)
 	PATH=$(BIN):$$PATH $(BIN)/python -m grpc_tools.protoc -Iprotos --python_out=protos --mypy_out=protos \

@@ -46,9 +46,9 @@ class FaultReport:
     ok: int
     errors: dict[str, int] = field(default_factory=dict)  # "method CODE" -> count
     degraded: int = 0
-    p50_ms: float = 0.0
-    p99_ms: float = 0.0
-    max_ms: float = 0.0
+    p50_ms: float | None = None  # None: not measured
+    p99_ms: float | None = None
+    max_ms: float | None = None
     recovery_s: float | None = None
     note: str = ""
 
@@ -88,9 +88,9 @@ def summarise(scenario: str, samples: Sequence[Sample], fault_end: float | None 
         ok=sum(s.ok for s in samples),
         errors=dict(sorted(errors.items())),
         degraded=sum(bool(s.degraded) for s in samples if s.ok),
-        p50_ms=percentile(latencies, 50),
-        p99_ms=percentile(latencies, 99),
-        max_ms=max(latencies, default=0.0),
+        p50_ms=percentile(latencies, 50) if latencies else None,
+        p99_ms=percentile(latencies, 99) if latencies else None,
+        max_ms=max(latencies, default=None),
         recovery_s=None if fault_end is None else recovery_time(samples, fault_end),
         note=note,
     )
@@ -108,7 +108,7 @@ def _cells(report: FaultReport) -> tuple[str, ...]:
         str(report.ok),
         errors,
         str(report.degraded),
-        *((f"{report.p50_ms:.1f}", f"{report.p99_ms:.1f}", f"{report.max_ms:.1f}") if report.sent else ("-",) * 3),
+        *("-" if ms is None else f"{ms:.1f}" for ms in (report.p50_ms, report.p99_ms, report.max_ms)),
         recovery,
         report.note,
     )
@@ -121,7 +121,8 @@ def format_table(reports: Sequence[FaultReport]) -> str:
     numeric = {1, 2, 4, 5, 6, 7, 8}
 
     def line(row: tuple[str, ...]) -> str:
-        cells = (cell.rjust(w) if i in numeric else cell.ljust(w) for i, (cell, w) in enumerate(zip(row, widths)))
+        pairs = enumerate(zip(row, widths, strict=True))
+        cells = (cell.rjust(w) if i in numeric else cell.ljust(w) for i, (cell, w) in pairs)
         return " | ".join(cells).rstrip()
 
     rule = "-+-".join("-" * w for w in widths)

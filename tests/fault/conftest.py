@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -17,6 +18,7 @@ from tests.fault.proxy import LatencyProxy
 from tests.support import RedisProcess
 
 REPORTS: list[FaultReport] = []
+TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2},\d{3} ")
 
 
 class Reporter:
@@ -43,6 +45,22 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     if REPORTS:
         terminalreporter.section("fault injection report")
         terminalreporter.write_line(format_table(REPORTS))
+
+
+# The stages a fault test does not aim at get more room than their defaults (retrieval 20 ms, scoring
+# 25 ms), still inside the surface budgets (Home 80 ms, Now Playing 60 ms): on two shared cores a
+# scheduling stall of a few tens of milliseconds must not read as a degraded answer. The Redis
+# stage keeps its default 15 ms budget (and RecordEvents its 20 ms Redis timeout): that is the one
+# the faults hit.
+QUIET_STAGES = "stages: {user_features_ms: 15, retrieval_ms: 45, scoring_ms: 45}\n"
+
+
+@pytest.fixture
+def quiet_config(tmp_path: Path) -> Path:
+    """A ``--config`` file with ``QUIET_STAGES``."""
+    path = tmp_path / "quiet-stages.yaml"
+    path.write_text(QUIET_STAGES)
+    return path
 
 
 @pytest.fixture
@@ -82,13 +100,27 @@ def metric(server: ServerProcess, name: str, **labels: str) -> float:
     return 0.0
 
 
-def finish(server: ServerProcess) -> None:
-    """Nothing wedged: the server still reports SERVING, then stops cleanly on SIGTERM."""
+def tracebacks(log: str, allowed: tuple[str, ...] = ()) -> list[str]:
+    """Log records (a timestamped line and its continuation lines) holding a traceback, except
+    those whose first line contains one of ``allowed``."""
+    records: list[list[str]] = []
+    for line in log.splitlines():
+        if TIMESTAMP.match(line) or not records:
+            records.append([line])
+        else:
+            records[-1].append(line)
+    return [
+        "\n".join(r) for r in records if any("Traceback" in line for line in r) and not any(a in r[0] for a in allowed)
+    ]
+
+
+def finish(server: ServerProcess, *, allowed_tracebacks: tuple[str, ...] = ()) -> None:
+    """Nothing wedged: the server still reports SERVING, then stops cleanly on SIGTERM; no unexpected traceback."""
     assert server.process.poll() is None, f"server died:\n{server.log()}"
     assert health(server) == health_pb2.HealthCheckResponse.SERVING
     stop_server(server)
     assert server.process.returncode == 0, f"exit {server.process.returncode}:\n{server.log()}"
-    assert "Traceback" not in server.log(), server.log()
+    assert tracebacks(server.log(), allowed_tracebacks) == []
 
 
 @pytest.fixture

@@ -54,8 +54,21 @@ def _truncated_index_rehashed(b: Path) -> None:
     rehash(b, "index.faiss")
 
 
+def _zero_popularity_checksum(b: Path) -> None:
+    def change(manifest: dict[str, object]) -> None:
+        checksums = manifest["checksums"]
+        assert isinstance(checksums, dict)
+        checksums["popularity.npy"] = "0" * 64
+
+    edit_manifest(b, change)
+
+
+def refusals_reach(server: ServerProcess, n: int) -> Callable[[], bool]:
+    return lambda: server.log().count("bundle reload refused") >= n
+
+
 # (description, damage, text the refusal must contain: the file it names)
-CORRUPTIONS: list[tuple[str, Callable[[Path], None], str]] = [
+CORRUPTIONS: list[tuple[str, Callable[[Path], object], str]] = [
     ("truncated item_vectors.npy", lambda b: truncate(b / "item_vectors.npy", 1000), "item_vectors.npy: checksum"),
     (
         "garbage models/linear-v1.onnx",
@@ -73,7 +86,7 @@ CORRUPTIONS: list[tuple[str, Callable[[Path], None], str]] = [
     ),
     (
         "manifest checksum edited",
-        lambda b: edit_manifest(b, lambda m: m["checksums"].__setitem__("popularity.npy", "0" * 64)),  # type: ignore[index]
+        _zero_popularity_checksum,
         "popularity.npy: checksum mismatch",
     ),
 ]
@@ -104,7 +117,9 @@ def test_damaged_bundles_are_refused_at_start_up_naming_the_file(
         assert "Traceback" not in log, log
         message = next(line for line in log.splitlines() if line.startswith("encore serve:"))
         message = message.removeprefix("encore serve:").replace(str(broken), "").strip(": /")
-        reporter.add(FaultReport(f"start-up: {name}", sent=0, ok=0, note=f"exit 2 after {seconds:.1f} s: {message[:60]}"))
+        reporter.add(
+            FaultReport(f"start-up: {name}", sent=0, ok=0, note=f"exit 2 after {seconds:.1f} s: {message[:60]}")
+        )
 
 
 def test_a_corrupt_bundle_swapped_in_under_load_is_refused_and_the_old_one_keeps_serving(
@@ -116,11 +131,12 @@ def test_a_corrupt_bundle_swapped_in_under_load_is_refused_and_the_old_one_keeps
     settings.write_text("bundle_reload_s: 0.2\n")
     server = serve(current, "--config", str(settings))
     broken = []
-    for name, damage in (
+    damages: list[tuple[str, Callable[[Path], object]]] = [
         ("truncated-vectors", lambda b: truncate(b / "item_vectors.npy", 1000)),
         ("garbage-onnx", _garbage_model_rehashed),
         ("no-index", lambda b: (b / "index.faiss").unlink()),
-    ):
+    ]
+    for name, damage in damages:
         copy = tmp_path / "bundles" / name
         shutil.copytree(tiny_bundle_path, copy)
         damage(copy)
@@ -132,7 +148,7 @@ def test_a_corrupt_bundle_swapped_in_under_load_is_refused_and_the_old_one_keeps
             link = tmp_path / "current.new"
             link.symlink_to(copy)
             os.replace(link, current)  # an atomic switch, as a deploy does it
-            assert wait_until(lambda n=n: server.log().count("bundle reload refused") >= n, 10), server.log()
+            assert wait_until(refusals_reach(server, n), 10), server.log()
             load.wait_for_samples(30)
         fault_end = time.monotonic()
         load.wait_for_samples(60)
