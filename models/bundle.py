@@ -26,10 +26,11 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import faiss
 import numpy as np
@@ -44,6 +45,8 @@ from features.schema import (
     USER_STATS,
 )
 from models.id_index import IdIndex
+
+T = TypeVar("T")
 
 BUNDLE_FORMAT = 1
 MANIFEST = "manifest.json"
@@ -283,9 +286,19 @@ def _verify(path: Path, manifest: dict[str, Any], verify_checksums: bool) -> Non
             f"{path}: feature schema version {manifest.get('schema_version')!r}, "
             f"this server uses {SCHEMA_VERSION}; rebuild the bundle"
         )
-    for key in ("version", "models", "default_model", "checksums", "n_items", "embedding_dim"):
+    kinds: dict[str, type] = {
+        "version": str,
+        "models": list,
+        "default_model": str,
+        "checksums": dict,
+        "n_items": int,
+        "embedding_dim": int,
+    }
+    for key, kind in kinds.items():
         if key not in manifest:
             raise BundleError(f"{path / MANIFEST}: missing key {key!r}")
+        if not isinstance(manifest[key], kind):
+            raise BundleError(f"{path / MANIFEST}: {key} must be a {kind.__name__}, got {manifest[key]!r:.80}")
     for rel, expected in manifest["checksums"].items():
         file = path / rel
         if not file.is_file():
@@ -303,11 +316,21 @@ def _read_catalog(path: Path) -> Catalog:
         header = next(reader, None)
         if header != ["item_id", "artist_id", "name"]:
             raise BundleError(f"{path / 'items.tsv'}: unexpected header {header!r}")
-        for row in reader:
+        for line, row in enumerate(reader, start=2):
+            if len(row) != 3:
+                raise BundleError(f"{path / 'items.tsv'}:{line}: expected 3 tab-separated columns, got {len(row)}")
             item_ids.append(row[0])
             artist_ids.append(row[1])
             names.append(row[2])
     return Catalog.build(item_ids, artist_ids, names)
+
+
+def _read(file: Path, reader: Callable[[Path], T]) -> T:
+    """``reader(file)``, any read or format error raised as a ``BundleError`` naming the file."""
+    try:
+        return reader(file)
+    except (OSError, ValueError, RuntimeError, EOFError, UnicodeDecodeError) as exc:
+        raise BundleError(f"{file}: cannot read: {exc}") from exc
 
 
 def load_bundle(path: Path, *, verify_checksums: bool = True) -> Bundle:
@@ -315,16 +338,13 @@ def load_bundle(path: Path, *, verify_checksums: bool = True) -> Bundle:
     path = Path(path)
     manifest = read_manifest(path)
     _verify(path, manifest, verify_checksums)
-    try:
-        catalog = _read_catalog(path)
-        # memory-mapped (shared by every process) but viewed as plain arrays: the memmap subclass
-        # costs per-access overhead on the hot path
-        vectors = np.load(path / "item_vectors.npy", mmap_mode="r").view(np.ndarray)
-        stats = np.load(path / "item_stats.npy", mmap_mode="r").view(np.ndarray)
-        popularity = np.load(path / "popularity.npy")
-        index = faiss.read_index(str(path / "index.faiss"))
-    except (OSError, ValueError, RuntimeError) as exc:
-        raise BundleError(f"{path}: cannot read bundle arrays: {exc}") from exc
+    catalog = _read(path / "items.tsv", lambda _: _read_catalog(path))
+    # memory-mapped (shared by every process) but viewed as plain arrays: the memmap subclass
+    # costs per-access overhead on the hot path
+    vectors = _read(path / "item_vectors.npy", lambda f: np.load(f, mmap_mode="r").view(np.ndarray))
+    stats = _read(path / "item_stats.npy", lambda f: np.load(f, mmap_mode="r").view(np.ndarray))
+    popularity = _read(path / "popularity.npy", np.load)
+    index = _read(path / "index.faiss", lambda f: faiss.read_index(str(f)))
     n, dim = manifest["n_items"], manifest["embedding_dim"]
     problems = []
     if len(catalog) != n:
@@ -339,12 +359,15 @@ def load_bundle(path: Path, *, verify_checksums: bool = True) -> Bundle:
         problems.append("popularity.npy is empty or holds item indices out of range")
     models: dict[str, ModelSpec] = {}
     for entry in manifest["models"]:
-        spec = ModelSpec(
-            version=entry["version"],
-            file=entry["file"],
-            input_name=entry["input_name"],
-            feature_names=tuple(entry["feature_names"]),
-        )
+        try:
+            spec = ModelSpec(
+                version=str(entry["version"]),
+                file=str(entry["file"]),
+                input_name=str(entry["input_name"]),
+                feature_names=tuple(entry["feature_names"]),
+            )
+        except (KeyError, TypeError) as exc:
+            raise BundleError(f"{path / MANIFEST}: models entry {entry!r:.80} lacks {exc} or is malformed") from None
         if spec.feature_names != RANKER_FEATURES:
             problems.append(f"model {spec.version}: feature names differ from the schema")
         models[spec.version] = spec

@@ -255,7 +255,8 @@ def _capture_log(settings: Settings, metrics: Metrics) -> BackgroundWriter[Captu
     sink: BackgroundWriter[CapturedRank] = BackgroundWriter(
         capture_files(settings.capture_dir, max_bytes=settings.capture_file_mb << 20),
         encode_delimited,
-        lambda reason, n: metrics.captures_dropped.labels(reason).inc(n),
+        lambda reason, records: metrics.captures_dropped.labels(reason).inc(len(records)),
+        written=lambda records: metrics.captures.inc(len(records)),
     )
     sink.start()
     log.info("capturing %.1f %% of users' Rank exchanges to %s/", 100 * settings.capture_fraction, settings.capture_dir)

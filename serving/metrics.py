@@ -60,7 +60,7 @@ class Metrics:
         )
         self.exposures = Counter(
             "encore_exposures",
-            "Exposures queued for the log, by experiment and variant",
+            "Exposure lines written to the log, by experiment and variant",
             ["experiment", "variant"],
             registry=r,
         )
@@ -99,7 +99,7 @@ class Metrics:
         self.shadow_failures = Counter(
             "encore_shadow_failures", "Shadow scorings that failed", ["surface", "model"], registry=r
         )
-        self.captures = Counter("encore_captures", "Rank exchanges queued for the capture log", registry=r)
+        self.captures = Counter("encore_captures", "Captured Rank exchanges written to the capture log", registry=r)
         self.captures_dropped = Counter(
             "encore_captures_dropped",
             "Captured exchanges not written: queue_full or write_error",

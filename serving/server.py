@@ -6,15 +6,16 @@ import asyncio
 import logging
 import os
 import signal
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import grpc
+from google.protobuf.message import DecodeError, Message
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
 
 from encore.v1 import ranking_pb2 as pb
-from encore.v1 import ranking_pb2_grpc as pb_grpc
 from models.bundle import Bundle
 from serving.admin import admin_token, create_admin_server
 from serving.app import EncoreApp, lifespan
@@ -26,6 +27,8 @@ log = logging.getLogger(__name__)
 
 #: grpc_health's asyncio servicer (its type stubs do not describe ``health.aio``).
 HealthServicer: Any = health.aio.HealthServicer  # type: ignore[attr-defined]
+
+M = TypeVar("M", bound=Message)
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["RankingService"].full_name
 MAX_MESSAGE_BYTES = 1 << 20
@@ -45,7 +48,7 @@ async def create_server(
             ("grpc.so_reuseport", 1 if reuse_port else 0),
         ]
     )
-    pb_grpc.add_RankingServiceServicer_to_server(RankingServicer(app), server)
+    add_ranking_service(RankingServicer(app), server)
     health_servicer = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
@@ -57,6 +60,36 @@ async def create_server(
     for service in ("", SERVICE_NAME):
         await health_servicer.set(service, health_pb2.HealthCheckResponse.NOT_SERVING)
     return server, bound, health_servicer
+
+
+def _lenient(message: type[M]) -> Callable[[bytes], M | None]:
+    """A request deserializer that answers None for undecodable bytes (the servicer then returns
+    INVALID_ARGUMENT) instead of raising, which gRPC would turn into UNKNOWN plus a traceback."""
+
+    def parse(data: bytes) -> M | None:
+        try:
+            return message.FromString(data)
+        except DecodeError:
+            return None
+
+    return parse
+
+
+def add_ranking_service(servicer: RankingServicer, server: grpc.aio.Server) -> None:
+    """Like the generated ``add_RankingServiceServicer_to_server``, with lenient deserializers."""
+    handlers = {
+        "Rank": grpc.unary_unary_rpc_method_handler(
+            servicer.Rank,
+            request_deserializer=_lenient(pb.RankRequest),
+            response_serializer=pb.RankResponse.SerializeToString,
+        ),
+        "RecordEvents": grpc.unary_unary_rpc_method_handler(
+            servicer.RecordEvents,
+            request_deserializer=_lenient(pb.RecordEventsRequest),
+            response_serializer=pb.RecordEventsResponse.SerializeToString,
+        ),
+    }
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))
 
 
 def server_credentials(settings: Settings) -> grpc.ServerCredentials | None:

@@ -63,8 +63,11 @@ class RankingServicer(pb_grpc.RankingServiceServicer):
         finally:
             app.in_flight -= 1
 
-    async def Rank(self, request: pb.RankRequest, context: grpc.aio.ServicerContext) -> pb.RankResponse:  # type: ignore[type-arg]
+    async def Rank(self, request: pb.RankRequest | None, context: grpc.aio.ServicerContext) -> pb.RankResponse:  # type: ignore[type-arg]
         app = self._app
+        if request is None:  # the bytes did not decode (see server.add_ranking_service)
+            app.metrics.request("Rank", "unknown", "INVALID_ARGUMENT", 0.0)
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "request: not a valid encore.v1.RankRequest")
         started = time.perf_counter()
         surface_label, outcome = "unknown", "OK"
         response: pb.RankResponse | None = None
@@ -103,10 +106,13 @@ class RankingServicer(pb_grpc.RankingServiceServicer):
 
     async def RecordEvents(
         self,
-        request: pb.RecordEventsRequest,
+        request: pb.RecordEventsRequest | None,
         context: grpc.aio.ServicerContext,  # type: ignore[type-arg]
     ) -> pb.RecordEventsResponse:
         app = self._app
+        if request is None:
+            app.metrics.request("RecordEvents", "", "INVALID_ARGUMENT", 0.0)
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "request: not a valid encore.v1.RecordEventsRequest")
         started = time.perf_counter()
         outcome = "OK"
         try:
@@ -140,8 +146,7 @@ class RankingServicer(pb_grpc.RankingServiceServicer):
             record.response.CopyFrom(response)
         if not record.request.request_id and response is not None:
             record.request.request_id = response.request_id
-        if capture.offer(record):
-            self._app.metrics.captures.inc()
+        capture.offer(record)
 
     def _response(
         self, bundle: Bundle, request_id: str, result: RankResult, assignments: tuple[Assignment, ...], debug: bool

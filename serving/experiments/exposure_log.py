@@ -10,8 +10,9 @@ Line format (what ``encore experiments analyze`` reads)::
      "surface": "home", "request_id": "...", "model_version": "lgbm-v1-lite", "bundle_version": "..."}
 
 Files: ``<dir>/exposures-<UTC start>-<pid>-<seq>.jsonl``, a new one after ``max_bytes``.
-Dedupe is per process and bounded (an LRU of recent (unit, experiment) pairs); the analysis
-dedupes again, so a restart that logs a unit twice is harmless.
+Dedupe is per process and bounded (an LRU of recent (unit, experiment) pairs); a dropped exposure
+is forgotten so the unit's next request logs it again; the analysis dedupes again, so a restart
+that logs a unit twice is harmless. ``encore_exposures_total`` counts lines written.
 """
 
 from __future__ import annotations
@@ -49,7 +50,9 @@ class ExposureLog:
         dedupe_size: int = 1_000_000,
     ) -> None:
         self._dropped = dropped
-        self._sink = BackgroundWriter(writer, encode_exposure, self._count_dropped, queue_size=queue_size)
+        self._sink = BackgroundWriter(
+            writer, encode_exposure, self._on_dropped, written=self._on_written, queue_size=queue_size
+        )
         self._seen: OrderedDict[tuple[str, str], None] = OrderedDict()
         self._dedupe_size = dedupe_size
         self._exposures = exposures
@@ -69,10 +72,16 @@ class ExposureLog:
             self._seen[key] = None
             if len(self._seen) > self._dedupe_size:
                 self._seen.popitem(last=False)
-            self._exposures.labels(event.experiment, event.variant).inc()
 
     async def close(self) -> None:
         await self._sink.close()
 
-    def _count_dropped(self, reason: str, count: int) -> None:
-        self._dropped.labels(reason).inc(count)
+    def _on_written(self, events: list[ExposureEvent]) -> None:
+        for event in events:
+            self._exposures.labels(event.experiment, event.variant).inc()
+
+    def _on_dropped(self, reason: str, events: list[ExposureEvent]) -> None:
+        """Count the loss, and forget the pairs so the unit's next request logs them again."""
+        self._dropped.labels(reason).inc(len(events))
+        for event in events:
+            self._seen.pop((event.unit_id, event.experiment), None)

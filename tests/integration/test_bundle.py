@@ -80,3 +80,50 @@ def test_a_model_with_the_wrong_input_width_is_refused(tiny_bundle_path: Path, t
     bundle = load_bundle(broken, verify_checksums=False)
     with pytest.raises(BundleError, match=f"expected float\\[N, {N_RANKER_FEATURES}\\]"):
         load_sessions(bundle)
+
+
+def rehash(bundle: Path, rel: str) -> None:
+    """Make the manifest's checksum match an edited file (so the structural check is what fails)."""
+    import hashlib
+
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    manifest["checksums"][rel] = hashlib.sha256((bundle / rel).read_bytes()).hexdigest()
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+
+
+def test_malformed_manifest_structure_is_a_bundle_error_naming_the_problem(
+    tiny_bundle_path: Path, tmp_path: Path
+) -> None:
+    cases = {
+        "no_file": (lambda m: m["models"][0].pop("file"), r"models entry .* lacks 'file'"),
+        "checksums_list": (lambda m: m.update(checksums=[]), "checksums must be a dict"),
+        "models_strings": (lambda m: m.update(models=["x"]), "models entry 'x'"),
+        "dim_text": (lambda m: m.update(embedding_dim="8"), "embedding_dim must be a int"),
+    }
+    for name, (edit, message) in cases.items():
+        broken = tmp_path / name
+        shutil.copytree(tiny_bundle_path, broken)
+        manifest = json.loads((broken / "manifest.json").read_text())
+        edit(manifest)
+        (broken / "manifest.json").write_text(json.dumps(manifest))
+        with pytest.raises(BundleError, match=message):
+            load_bundle(broken)
+
+
+def test_a_short_items_row_names_the_line(tiny_bundle_path: Path, tmp_path: Path) -> None:
+    broken = copy(tiny_bundle_path, tmp_path)
+    lines = (broken / "items.tsv").read_text().splitlines()
+    lines[5] = "i00004\ta0001"  # two columns
+    (broken / "items.tsv").write_text("\n".join(lines) + "\n")
+    rehash(broken, "items.tsv")
+    with pytest.raises(BundleError, match=r"items\.tsv:6: expected 3 tab-separated columns, got 2"):
+        load_bundle(broken)
+
+
+def test_a_truncated_array_names_its_file(tiny_bundle_path: Path, tmp_path: Path) -> None:
+    broken = copy(tiny_bundle_path, tmp_path)
+    data = (broken / "item_stats.npy").read_bytes()
+    (broken / "item_stats.npy").write_bytes(data[: len(data) // 2])
+    rehash(broken, "item_stats.npy")
+    with pytest.raises(BundleError, match=r"item_stats\.npy: cannot read"):
+        load_bundle(broken)

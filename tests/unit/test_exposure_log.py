@@ -123,3 +123,26 @@ async def test_side_effect_offers_only_exposed_assignments() -> None:
     assert [(e.unit_id, e.experiment, e.variant, e.model_version, e.bundle_version) for e in offered] == [
         ("u9", "a", "v1", "lgbm-v1", "bundle-1")
     ]
+
+
+async def test_a_dropped_exposure_is_logged_again_on_the_users_next_request(tmp_path: Path) -> None:
+    class FlakyDisk(RotatingFileWriter):
+        fail = True
+
+        def write_records(self, records: list[bytes]) -> None:
+            if self.fail:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            super().write_records(records)
+
+    metrics = Metrics(CollectorRegistry())
+    writer = FlakyDisk(tmp_path, prefix="exposures", suffix=".jsonl")
+    exposure_log = ExposureLog(writer, exposures=metrics.exposures, dropped=metrics.exposures_dropped)
+    exposure_log.start()
+    exposure_log.offer([event("u1")])
+    await asyncio.sleep(0.05)
+    writer.fail = False
+    exposure_log.offer([event("u1")])  # same unit and experiment: logged now that the first was lost
+    await exposure_log.close()
+    assert [line["unit_id"] for line in read_lines(tmp_path)] == ["u1"]
+    assert sample(metrics, "encore_exposures_total", experiment="exp", variant="control") == 1
+    assert sample(metrics, "encore_exposures_dropped_total", reason="write_error") == 1
