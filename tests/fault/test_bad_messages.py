@@ -1,6 +1,6 @@
 """Malformed and oversized gRPC messages, and fuzzed field values (hypothesis), against one server.
 
-Bytes that do not parse are refused by gRPC's deserializer; a message over the 1 MiB receive limit
+Bytes that do not parse are refused before the servicer: INVALID_ARGUMENT request:; a message over the 1 MiB receive limit
 by gRPC's transport; any message that parses is either answered or refused as INVALID_ARGUMENT
 naming the field — never INTERNAL or UNKNOWN — and the server keeps serving throughout.
 """
@@ -145,7 +145,7 @@ def test_malformed_and_oversized_messages_are_refused_by_grpc_and_serving_goes_o
             sent=n_parse,
             ok=0,
             errors={f"raw {code}": n for code, n in sorted(parse_codes.items())},
-            note="refused by gRPC's deserializer",
+            note="refused before the servicer: INVALID_ARGUMENT request:",
         )
     )
     reporter.add(FaultReport("2 oversized messages (2 MiB)", sent=2, ok=0, errors={"raw RESOURCE_EXHAUSTED": 2}))
