@@ -1,7 +1,7 @@
 """Malformed and oversized gRPC messages, and fuzzed field values (hypothesis), against one server.
 
-Bytes that do not parse are refused before the servicer: INVALID_ARGUMENT request:; a message over the 1 MiB receive limit
-by gRPC's transport; any message that parses is either answered or refused as INVALID_ARGUMENT
+Bytes that do not parse are refused as INVALID_ARGUMENT before the servicer runs; a message over
+the 1 MiB receive limit by gRPC's transport; any message that parses is either answered or refused as INVALID_ARGUMENT
 naming the field — never INTERNAL or UNKNOWN — and the server keeps serving throughout.
 """
 
