@@ -65,6 +65,16 @@ class RedisProcess:
             self.process = None
 
 
+def user_snapshot(n: int, dim: int, seed: int = 1) -> UserSnapshot:
+    """``n`` users ("user-0", …) with seeded random vectors and stats."""
+    rng = np.random.default_rng(seed)
+    return UserSnapshot(
+        user_ids=[f"user-{i}" for i in range(n)],
+        vectors=rng.normal(size=(n, dim)).astype(np.float32),
+        stats=rng.random(size=(n, len(USER_STATS))).astype(np.float32),
+    )
+
+
 def tiny_bundle(parent: Path, *, n_items: int = 400, n_users: int = 50, dim: int = 8, seed: int = 0) -> Path:
     """A small random bundle: 4 tracks per artist, two linear rankers ("linear-v1", "linear-v2")."""
     rng = np.random.default_rng(seed)

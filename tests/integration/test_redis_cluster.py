@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -21,29 +20,10 @@ from features.redis_store import RedisFeatureStore, redacted_url
 from features.schema import RECENT_PLAYS_MAX, USER_STATS
 from features.store import FeatureStoreError, FeatureStoreTimeout
 from models.bundle import UserSnapshot
-from tests.support import RedisClusterProcess
+from tests.support import RedisClusterProcess, user_snapshot
 
 DIM = 8
 SECRET = "s3cr3t-pa55"
-
-
-def snapshot(n: int) -> UserSnapshot:
-    rng = np.random.default_rng(2)
-    return UserSnapshot(
-        user_ids=[f"user-{i}" for i in range(n)],
-        vectors=rng.normal(size=(n, DIM)).astype(np.float32),
-        stats=rng.random(size=(n, len(USER_STATS))).astype(np.float32),
-    )
-
-
-@pytest.fixture(scope="module")
-def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClusterProcess]:
-    cluster = RedisClusterProcess(tmp_path_factory.mktemp("redis-cluster"))
-    cluster.start()
-    try:
-        yield cluster
-    finally:
-        cluster.stop()
 
 
 @pytest.fixture
@@ -53,7 +33,7 @@ def cluster(redis_cluster: RedisClusterProcess) -> RedisClusterProcess:
 
 
 async def test_a_snapshot_spreads_over_every_node_and_round_trips_exactly(cluster: RedisClusterProcess) -> None:
-    snap = snapshot(60)
+    snap = user_snapshot(60, DIM, seed=2)
     store = RedisFeatureStore.from_url(cluster.url, DIM)
     progress: list[tuple[int, int]] = []
     assert await store.load_snapshot(snap, progress=lambda d, t: progress.append((d, t)), batch=25) == 60
@@ -91,7 +71,7 @@ async def test_get_user_is_one_pipeline_to_one_node(
     cluster: RedisClusterProcess, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     store = RedisFeatureStore.from_url(cluster.url, DIM)
-    await store.load_snapshot(snapshot(30))
+    await store.load_snapshot(user_snapshot(30, DIM, seed=2))
     await store.record_events("user-3", ["p"], ["s"], 1.0)
     sent: list[tuple[int, int]] = []
     execute_pipeline = ClusterNode.execute_pipeline
@@ -205,7 +185,7 @@ async def test_a_dead_node_fails_its_users_fast_and_the_others_keep_answering(cl
     Past it they would mark the node failed and, with no replicas, every node answers
     CLUSTERDOWN (full coverage required): then every user fails the same quick way.
     """
-    snap = snapshot(30)
+    snap = user_snapshot(30, DIM, seed=2)
     store = RedisFeatureStore.from_url(cluster.url, DIM)
     await store.load_snapshot(snap)
     victim = cluster.node_for_key(user_key("user-0"))

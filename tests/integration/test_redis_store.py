@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import numpy as np
 import pytest
 from redis.asyncio import Redis
@@ -11,32 +9,11 @@ from redis.asyncio import Redis
 from features.keys import plays_key, user_key
 from features.memory_store import MemoryFeatureStore
 from features.redis_store import RedisFeatureStore
-from features.schema import RECENT_PLAYS_MAX, USER_STATS
+from features.schema import RECENT_PLAYS_MAX
 from features.store import FeatureStore, FeatureStoreError
-from models.bundle import UserSnapshot
-from tests.support import RedisClusterProcess, RedisProcess
+from tests.support import RedisClusterProcess, RedisProcess, user_snapshot
 
 DIM = 8
-
-
-def snapshot(n: int = 30) -> UserSnapshot:
-    rng = np.random.default_rng(1)
-    return UserSnapshot(
-        user_ids=[f"user-{i}" for i in range(n)],
-        vectors=rng.normal(size=(n, DIM)).astype(np.float32),
-        stats=rng.random(size=(n, len(USER_STATS))).astype(np.float32),
-    )
-
-
-@pytest.fixture(scope="module")
-def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClusterProcess]:
-    """One real 3-node Redis Cluster for this module's cluster runs (emptied before each test)."""
-    cluster = RedisClusterProcess(tmp_path_factory.mktemp("redis-cluster"))
-    cluster.start()
-    try:
-        yield cluster
-    finally:
-        cluster.stop()
 
 
 @pytest.fixture(params=["redis", "memory", "cluster"])
@@ -52,7 +29,7 @@ async def store(request: pytest.FixtureRequest, redis_server: RedisProcess) -> F
 
 
 async def test_snapshot_round_trips_vectors_and_stats_exactly(store: FeatureStore) -> None:
-    snap = snapshot()
+    snap = user_snapshot(30, DIM)
     progress: list[tuple[int, int]] = []
     assert await store.load_snapshot(snap, progress=lambda d, t: progress.append((d, t))) == 30
     assert progress[-1] == (30, 30)
@@ -83,7 +60,7 @@ async def test_recent_plays_are_most_recent_first_and_trimmed(store: FeatureStor
 
 async def test_vectors_are_stored_as_packed_float32_under_the_documented_keys(redis_server: RedisProcess) -> None:
     store = RedisFeatureStore.from_url(redis_server.url, DIM)
-    snap = snapshot(3)
+    snap = user_snapshot(3, DIM)
     await store.load_snapshot(snap)
     await store.record_events("user-1", ["a"], [], 1.0)
     raw = Redis.from_url(redis_server.url)
