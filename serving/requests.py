@@ -12,7 +12,6 @@ from serving.config import Settings
 from serving.errors import InvalidRequest
 
 SURFACES: dict[int, Surface] = {pb.SURFACE_HOME: Surface.HOME, pb.SURFACE_NOW_PLAYING: Surface.NOW_PLAYING}
-SURFACE_TO_PROTO = {v: k for k, v in SURFACES.items()}
 MAX_REQUEST_ID_LENGTH = 128
 MAX_ITEM_ID_LENGTH = 256
 

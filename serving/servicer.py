@@ -151,7 +151,7 @@ class RankingServicer(pb_grpc.RankingServiceServicer):
     def _response(
         self, bundle: Bundle, request_id: str, result: RankResult, assignments: tuple[Assignment, ...], debug: bool
     ) -> pb.RankResponse:
-        item_ids = bundle.catalog.item_ids
+        catalog = bundle.catalog
         response = pb.RankResponse(
             request_id=request_id,
             model_version=result.model_version,
@@ -160,7 +160,7 @@ class RankingServicer(pb_grpc.RankingServiceServicer):
         )
         for position, item in enumerate(result.items):
             response.items.add(
-                item_id=str(item_ids[item.item]), score=item.score, position=position, source=item.source
+                item_id=catalog.item_id(item.item), score=item.score, position=position, source=item.source
             )
         for a in assignments:
             response.assignments.add(experiment=a.experiment, variant=a.variant)
