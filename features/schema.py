@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Final
 
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
 
 #: Per-user scalar statistics, stored packed as float32 in this order.
 USER_STATS: Final[tuple[str, ...]] = (
@@ -40,6 +40,16 @@ RANKER_FEATURES: Final[tuple[str, ...]] = (
     "user_playcount_log",
     "user_vector_norm",
     "is_now_playing",  # context: 1.0 on Now Playing, 0.0 on Home
+    # Co-listen features from the bundle's item-neighbour table (features.item_neighbors); the
+    # history is the user's known items plus recent plays.
+    "history_colisten_sum",  # sum over history items h of weight(h -> item)
+    "history_colisten_mean",  # history_colisten_sum / number of history items
+    "history_colisten_hits",  # share of history items whose neighbour row holds the item
+    "item_colisten_history",  # sum of the item's own neighbour weights that point into the history
+    "seed_colisten_weight",  # the item's weight in the seed's neighbour row; 0 on Home / absent
+    "seed_neighbor_inverse_rank",  # 1 / (1 + rank) in the seed's neighbour row; 0 on Home / absent
+    "seed_reverse_weight",  # the seed's weight in the item's neighbour row; 0 on Home / absent
+    "history_size_log",  # log1p(number of history items)
 )
 RANKER_INPUT_NAME: Final = "features"
 N_RANKER_FEATURES: Final = len(RANKER_FEATURES)
