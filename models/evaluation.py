@@ -17,7 +17,6 @@ exactly as ``models.training.make_queries`` builds them for training.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -25,6 +24,7 @@ import numpy as np
 import numpy.typing as npt
 
 from features.ranker_features import F32
+from models.metrics import NDCG_K, RECALL_K, ndcg_at_k, recall_at_k
 from models.training import (
     I64,
     Embeddings,
@@ -36,28 +36,10 @@ from models.training import (
     retrieve,
 )
 
-NDCG_K = 10
-RECALL_K = 100
 RERANK_DEPTH = 200
 
 #: A scorer maps a ranker feature matrix [n, N_RANKER_FEATURES] to n scores.
 Scorer = Callable[[F32], npt.NDArray[np.floating[Any]]]
-
-
-def ndcg_at_k(ranked: Sequence[int], relevant: set[int], k: int) -> float:
-    """Binary-relevance NDCG@k: DCG of ``ranked[:k]`` over the ideal DCG (0.0 if no relevant)."""
-    if not relevant or k <= 0:
-        return 0.0
-    dcg = sum(1.0 / math.log2(rank + 2) for rank, item in enumerate(ranked[:k]) if item in relevant)
-    ideal = sum(1.0 / math.log2(rank + 2) for rank in range(min(len(relevant), k)))
-    return dcg / ideal
-
-
-def recall_at_k(ranked: Sequence[int], relevant: set[int], k: int) -> float:
-    """Share of ``relevant`` found in ``ranked[:k]`` (0.0 if nothing is relevant)."""
-    if not relevant or k <= 0:
-        return 0.0
-    return len(relevant.intersection(ranked[:k])) / len(relevant)
 
 
 def _metrics(rankings: list[list[int]], relevant: list[set[int]]) -> dict[str, float]:

@@ -6,7 +6,8 @@ import math
 
 import pytest
 
-from models.evaluation import format_metrics_table, ndcg_at_k, recall_at_k
+from models.evaluation import format_metrics_table
+from models.metrics import ndcg_at_k, recall_at_k
 
 
 def test_ndcg_is_one_when_relevant_items_lead_the_ranking() -> None:
