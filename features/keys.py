@@ -2,7 +2,8 @@
 
 Keys (``v`` is ``SCHEMA_VERSION``; the braces are literal)::
 
-    encore:v<v>:{<user_id>}:user     hash  vec = float32 bytes [dim], stats = float32 bytes [len(USER_STATS)]
+    encore:v<v>:{<user_id>}:user     hash  vec = float32 bytes [dim], stats = float32 bytes [len(USER_STATS)],
+                                           known = int32 bytes [n_known] (item indices, ascending)
     encore:v<v>:{<user_id>}:plays    list  item ids, most recent first, at most RECENT_PLAYS_MAX
     encore:v<v>:{<user_id>}:skips    list  item ids, most recent first, at most RECENT_PLAYS_MAX
 
@@ -14,7 +15,10 @@ id contains braces, with one exception: an id starting with ``}`` makes the tag 
 Redis then hashes each whole key (on a cluster ``get_user`` still works, ``record_events``
 fails with a cross-slot error for that user).
 
-Vectors are packed little-endian float32, never strings.
+Vectors are packed little-endian float32, never strings. ``known`` is the user's known items
+(what the served model was fit on; ``KnownItemsFilter`` removes them) as packed little-endian int32
+indices into the bundle's catalog, so like ``vec`` it belongs to the bundle whose snapshot wrote it
+(``encore serve --load-features`` rewrites both); empty bytes when the user knows nothing.
 """
 
 from __future__ import annotations
@@ -42,6 +46,17 @@ def skips_key(user_id: str) -> str:
 
 def pack_f32(values: npt.NDArray[np.float32]) -> bytes:
     return np.ascontiguousarray(values, dtype="<f4").tobytes()
+
+
+def pack_i32(values: npt.NDArray[np.integer]) -> bytes:
+    return np.ascontiguousarray(values, dtype="<i4").tobytes()
+
+
+def unpack_i32(raw: bytes, what: str) -> npt.NDArray[np.int32]:
+    """Decode packed int32; ``FeatureStoreError`` when the length is not a multiple of 4."""
+    if len(raw) % 4:
+        raise FeatureStoreError(f"{what}: {len(raw)} bytes is not a whole number of int32 values")
+    return np.frombuffer(raw, dtype="<i4").astype(np.int32)
 
 
 def unpack_f32(raw: bytes, expected_len: int, what: str) -> npt.NDArray[np.float32]:

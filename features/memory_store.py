@@ -17,18 +17,17 @@ class MemoryFeatureStore:
     """Same contract as ``RedisFeatureStore``; lives in one process and never times out."""
 
     def __init__(self) -> None:
-        self._vectors: dict[str, tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]] = {}
+        self._vectors: dict[str, tuple[npt.NDArray[np.float32], npt.NDArray[np.float32], npt.NDArray[np.int32]]] = {}
         self._plays: dict[str, deque[str]] = {}
         self._skips: dict[str, deque[str]] = {}
 
     async def get_user(self, user_id: str, timeout_s: float) -> UserRecord:
-        vector, stats = self._vectors.get(user_id, (None, None))
-        return UserRecord(
-            vector=vector,
-            stats=stats,
-            recent_plays=tuple(self._plays.get(user_id, ())),
-            recent_skips=tuple(self._skips.get(user_id, ())),
-        )
+        found = self._vectors.get(user_id)
+        plays, skips = tuple(self._plays.get(user_id, ())), tuple(self._skips.get(user_id, ()))
+        if found is None:
+            return UserRecord(vector=None, stats=None, recent_plays=plays, recent_skips=skips)
+        vector, stats, known = found
+        return UserRecord(vector=vector, stats=stats, recent_plays=plays, recent_skips=skips, known_items=known)
 
     async def record_events(self, user_id: str, plays: Sequence[str], skips: Sequence[str], timeout_s: float) -> None:
         for target, items in ((self._plays, plays), (self._skips, skips)):
@@ -42,6 +41,7 @@ class MemoryFeatureStore:
             self._vectors[user_id] = (
                 np.array(snapshot.vectors[i], dtype=np.float32),
                 np.array(snapshot.stats[i], dtype=np.float32),
+                np.array(snapshot.known(i), dtype=np.int32),
             )
         if progress is not None:
             progress(total, total)

@@ -26,7 +26,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisClusterException, RedisError
 
-from features.keys import pack_f32, plays_key, skips_key, unpack_f32, user_key
+from features.keys import pack_f32, pack_i32, plays_key, skips_key, unpack_f32, unpack_i32, user_key
 from features.schema import RECENT_PLAYS_MAX, USER_STATS
 from features.store import FeatureStoreError, FeatureStoreTimeout, UserRecord
 from models.bundle import UserSnapshot
@@ -135,18 +135,19 @@ class RedisFeatureStore:
         pipe.lrange(plays_key(user_id), 0, RECENT_PLAYS_MAX - 1)
         pipe.lrange(skips_key(user_id), 0, RECENT_PLAYS_MAX - 1)
         fields, plays, skips = await self._run(pipe.execute, timeout_s, "get_user")
-        vector = stats = None
-        if fields:
-            try:
-                vector = unpack_f32(fields[b"vec"], self._dim, f"{user_key(user_id)}.vec")
-                stats = unpack_f32(fields[b"stats"], len(USER_STATS), f"{user_key(user_id)}.stats")
-            except KeyError as exc:
-                raise FeatureStoreError(f"{user_key(user_id)}: missing field {exc}") from exc
+        recent_plays = tuple(p.decode() for p in plays)
+        recent_skips = tuple(s.decode() for s in skips)
+        if not fields:
+            return UserRecord(vector=None, stats=None, recent_plays=recent_plays, recent_skips=recent_skips)
+        key = user_key(user_id)
+        try:
+            vector = unpack_f32(fields[b"vec"], self._dim, f"{key}.vec")
+            stats = unpack_f32(fields[b"stats"], len(USER_STATS), f"{key}.stats")
+            known = unpack_i32(fields[b"known"], f"{key}.known")
+        except KeyError as exc:
+            raise FeatureStoreError(f"{key}: missing field {exc}") from exc
         return UserRecord(
-            vector=vector,
-            stats=stats,
-            recent_plays=tuple(p.decode() for p in plays),
-            recent_skips=tuple(s.decode() for s in skips),
+            vector=vector, stats=stats, recent_plays=recent_plays, recent_skips=recent_skips, known_items=known
         )
 
     async def record_events(self, user_id: str, plays: Sequence[str], skips: Sequence[str], timeout_s: float) -> None:
@@ -168,7 +169,11 @@ class RedisFeatureStore:
             for i in range(start, min(start + batch, total)):
                 pipe.hset(
                     user_key(snapshot.user_ids[i]),
-                    mapping={"vec": pack_f32(snapshot.vectors[i]), "stats": pack_f32(snapshot.stats[i])},
+                    mapping={
+                        "vec": pack_f32(snapshot.vectors[i]),
+                        "stats": pack_f32(snapshot.stats[i]),
+                        "known": pack_i32(snapshot.known(i)),
+                    },
                 )
             await self._run(pipe.execute, 30.0, "load_snapshot")
             if progress is not None:

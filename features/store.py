@@ -9,7 +9,7 @@ Error tree::
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
@@ -26,14 +26,22 @@ class FeatureStoreTimeout(FeatureStoreError):
     """The feature store did not answer within the call's timeout."""
 
 
+_NO_ITEMS: npt.NDArray[np.int32] = np.empty(0, dtype=np.int32)
+
+
 @dataclass(frozen=True)
 class UserRecord:
-    """What the store holds for one user; ``vector``/``stats`` are ``None`` for unknown users."""
+    """What the store holds for one user; ``vector``/``stats`` are ``None`` for unknown users.
+
+    ``known_items`` are the bundle's item indices the user already knows (from the snapshot),
+    ascending; empty for unknown users. Like ``vector`` they belong to the bundle that wrote them.
+    """
 
     vector: npt.NDArray[np.float32] | None
     stats: npt.NDArray[np.float32] | None
     recent_plays: tuple[str, ...]  # item ids, most recent first
     recent_skips: tuple[str, ...]  # item ids, most recent first
+    known_items: npt.NDArray[np.int32] = field(default_factory=lambda: _NO_ITEMS)
 
 
 class FeatureStore(Protocol):

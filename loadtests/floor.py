@@ -139,16 +139,20 @@ def measure_floor(
                 items = items[items != seed_item]
             counts[surface].append(float(len(items)))
             if surface == "home" and len(batches) < 20:
-                vectors = np.asarray(bundle.item_vectors[items], dtype=np.float32)
                 features = ranker_features(
-                    item_vectors=vectors,
+                    item_indices=items,
+                    item_vectors=np.asarray(bundle.item_vectors[items], dtype=np.float32),
                     item_stats=np.asarray(bundle.item_stats[items], dtype=np.float32),
                     item_norms=bundle.item_norms[items],
-                    retrieval_scores=vectors @ q,
+                    query_vector=q,
                     user_vector=snapshot.vectors[sample[j]],
                     user_stats=snapshot.stats[sample[j]],
                     recent_vector=zeros,
                     seed_vector=None,
+                    seed_index=-1,
+                    history_items=np.asarray(snapshot.known(int(sample[j])), dtype=np.int64),
+                    neighbors=bundle.item_neighbors,
+                    neighbor_weights=bundle.item_neighbor_weights,
                 )
                 batches.append(np.ascontiguousarray(np.resize(features, (batch_rows, features.shape[1]))))
 

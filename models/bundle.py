@@ -8,12 +8,20 @@ Layout (all paths relative to the bundle directory)::
     item_stats.npy              float32 [n_items, len(ITEM_STATS)]
     index.faiss                 FAISS inner-product index over item_vectors (ids = row index)
     popularity.npy              int64 item indices, most popular first
+    item_neighbors.npy          int32 [n_items, K] co-listen neighbours per item, best first, -1 padded
+    item_neighbor_weights.npy   float32 [n_items, K] their weights (>= 0, 0 where padded)
     models/<version>.onnx       ranker(s): input RANKER_INPUT_NAME [N, N_RANKER_FEATURES] -> [N] or [N, 1]
     user_features/user_ids.txt  one user id per line (row i is user i)
     user_features/vectors.npy   float32 [n_users, dim] long-term user vectors
     user_features/stats.npy     float32 [n_users, len(USER_STATS)]
+    user_features/known_indptr.npy  int64 [n_users + 1] CSR row pointers into known_items.npy
+    user_features/known_items.npy   int32 item indices each user already knows (sorted per user)
 
 ``write_bundle`` writes a bundle atomically (to a temporary sibling directory, then renamed).
+``stage_bundle`` + ``finalize_bundle`` split that in two so a build can load and evaluate the
+staged bundle exactly as the server would, then publish it with the evaluation in its manifest
+(the manifest is not among the checksummed files, so finalizing does not touch a checksum).
+Item arrays, the neighbour table and the known-items arrays are memory-mapped.
 ``load_bundle`` validates it (format, schema version, checksums, shapes) and raises
 ``BundleError`` naming the file and the problem; it never returns a half-valid bundle.
 """
@@ -100,13 +108,83 @@ class Catalog:
         return str(self.item_ids[row])
 
 
+I32 = npt.NDArray[np.int32]
+I64 = npt.NDArray[np.int64]
+_NO_ITEMS: I32 = np.empty(0, dtype=np.int32)
+
+
 @dataclass(frozen=True)
 class UserSnapshot:
-    """Offline user features to seed a feature store."""
+    """Offline user features to seed a feature store.
+
+    ``known_indptr``/``known_items`` (CSR over users) list the item indices each user already
+    knows (the interactions the served model was fit on), sorted per user; ``None`` for both
+    means nobody knows anything. ``known(row)`` is user ``row``'s slice.
+    """
 
     user_ids: list[str]
     vectors: npt.NDArray[np.float32]
     stats: npt.NDArray[np.float32]
+    known_indptr: I64 | None = None
+    known_items: I32 | None = None
+
+    def known(self, row: int) -> I32:
+        """Item indices user ``row`` knows, ascending (a view; empty when none)."""
+        if self.known_indptr is None or self.known_items is None:
+            return _NO_ITEMS
+        return self.known_items[int(self.known_indptr[row]) : int(self.known_indptr[row + 1])]
+
+    def known_arrays(self) -> tuple[I64, I32]:
+        """``(indptr, items)``, all-empty rows when the snapshot has no known items."""
+        if self.known_indptr is None or self.known_items is None:
+            return np.zeros(len(self.user_ids) + 1, dtype=np.int64), _NO_ITEMS
+        return self.known_indptr, self.known_items
+
+
+def known_from_csr(matrix: Any) -> tuple[I64, I32]:
+    """``(known_indptr, known_items)`` from a users × items sparse matrix: the items with a
+    non-zero entry per user, sorted ascending (for ``UserSnapshot``)."""
+    csr = matrix.tocsr(copy=True)
+    csr.sum_duplicates()
+    csr.eliminate_zeros()
+    csr.sort_indices()
+    return np.asarray(csr.indptr, dtype=np.int64), np.asarray(csr.indices, dtype=np.int32)
+
+
+def check_known(indptr: npt.NDArray[Any], items: npt.NDArray[Any], n_users: int, n_items: int) -> list[str]:
+    """Problems with a known-items CSR pair (empty list when valid)."""
+    if indptr.dtype != np.int64 or indptr.shape != (n_users + 1,):
+        return [f"known_indptr is {indptr.dtype}{indptr.shape}, expected int64({n_users + 1},)"]
+    if items.dtype != np.int32 or items.ndim != 1:
+        return [f"known_items is {items.dtype}{items.shape}, expected a 1-d int32 array"]
+    if indptr[0] != 0 or indptr[-1] != items.size or (n_users and bool(np.any(np.diff(indptr) < 0))):
+        return [f"known_indptr is not a row-pointer array over {items.size} known items"]
+    if items.size and (int(items.min()) < 0 or int(items.max()) >= n_items):
+        return [f"known_items holds item indices outside 0..{n_items - 1}"]
+    steps = np.diff(items.astype(np.int64))
+    row_starts = indptr[1:-1]
+    inside = np.ones(steps.size, dtype=np.bool_)
+    inside[row_starts[(row_starts > 0) & (row_starts < items.size)] - 1] = False
+    if bool(np.any(steps[inside] <= 0)):
+        return ["known_items are not strictly ascending within each user"]
+    return []
+
+
+def check_neighbors(neighbors: npt.NDArray[Any], weights: npt.NDArray[Any], n_items: int) -> list[str]:
+    """Problems with an item-neighbour table (empty list when valid)."""
+    if neighbors.dtype != np.int32 or neighbors.ndim != 2 or neighbors.shape[0] != n_items:
+        return [f"item_neighbors is {neighbors.dtype}{neighbors.shape}, expected int32({n_items}, K)"]
+    if weights.dtype != np.float32 or weights.shape != neighbors.shape:
+        return [f"item_neighbor_weights is {weights.dtype}{weights.shape}, expected float32{neighbors.shape}"]
+    if neighbors.size == 0:
+        return []
+    problems = []
+    if int(neighbors.min()) < -1 or int(neighbors.max()) >= n_items:
+        problems.append(f"item_neighbors holds indices outside -1..{n_items - 1}")
+    low, high = float(weights.min()), float(weights.max())
+    if not (np.isfinite(low) and np.isfinite(high)) or low < 0:
+        problems.append("item_neighbor_weights must be finite and >= 0")
+    return problems
 
 
 @dataclass(frozen=True)
@@ -123,6 +201,9 @@ class BundleContents:
     models: dict[str, bytes]  # model version -> serialized ONNX
     default_model: str
     users: UserSnapshot
+    #: int32 / float32 [n_items, K]; ``None``: no neighbour table (K = 0, co-listen sources empty).
+    item_neighbors: I32 | None = None
+    item_neighbor_weights: npt.NDArray[np.float32] | None = None
     dataset: dict[str, Any] = field(default_factory=dict)
     evaluation: dict[str, Any] = field(default_factory=dict)
 
@@ -141,6 +222,8 @@ class Bundle:
     index: Any  # faiss.Index
     models: dict[str, ModelSpec]
     default_model: str
+    item_neighbors: I32  # [n_items, K], memory-mapped
+    item_neighbor_weights: npt.NDArray[np.float32]  # [n_items, K], memory-mapped
 
     @property
     def version(self) -> str:
@@ -154,14 +237,19 @@ class Bundle:
         return self.path / self.models[version].file
 
     def load_users(self) -> UserSnapshot:
-        """Read the user-feature snapshot (not kept in memory by the bundle)."""
+        """Read the user-feature snapshot (not kept by the bundle; the known items memory-mapped)."""
         base = self.path / "user_features"
-        user_ids = (base / "user_ids.txt").read_text(encoding="utf-8").splitlines()
-        vectors = np.load(base / "vectors.npy")
-        stats = np.load(base / "stats.npy")
+        user_ids = _read(base / "user_ids.txt", lambda f: f.read_text(encoding="utf-8").splitlines())
+        vectors = _read(base / "vectors.npy", np.load)
+        stats = _read(base / "stats.npy", np.load)
         if vectors.shape != (len(user_ids), self.dim) or stats.shape != (len(user_ids), len(USER_STATS)):
             raise BundleError(f"{base}: user snapshot shapes {vectors.shape}/{stats.shape} do not match ids")
-        return UserSnapshot(user_ids=user_ids, vectors=vectors, stats=stats)
+        indptr = _read(base / "known_indptr.npy", lambda f: np.load(f, mmap_mode="r").view(np.ndarray))
+        items = _read(base / "known_items.npy", lambda f: np.load(f, mmap_mode="r").view(np.ndarray))
+        problems = check_known(indptr, items, len(user_ids), len(self.catalog))
+        if problems:
+            raise BundleError(f"{base}: " + "; ".join(problems))
+        return UserSnapshot(user_ids=user_ids, vectors=vectors, stats=stats, known_indptr=indptr, known_items=items)
 
 
 def _sha256(path: Path) -> str:
@@ -190,10 +278,56 @@ def _build_index(vectors: npt.NDArray[np.float32]) -> Any:
     return index
 
 
+@dataclass(frozen=True)
+class StagedBundle:
+    """A complete bundle in a hidden temporary directory, not yet published at ``out_dir``."""
+
+    path: Path
+    out_dir: Path
+
+
 def write_bundle(contents: BundleContents, out_dir: Path) -> Path:
     """Write ``contents`` as a bundle at ``out_dir`` atomically and return its path.
 
     Raises ``BundleError`` when arrays are misaligned or ``out_dir`` already exists.
+    """
+    return finalize_bundle(stage_bundle(contents, out_dir))
+
+
+def finalize_bundle(staged: StagedBundle, evaluation: dict[str, Any] | None = None) -> Path:
+    """Publish a staged bundle at its ``out_dir`` (one rename), with ``evaluation`` (when given)
+    written into the manifest first. On failure the staging directory is removed."""
+    try:
+        if staged.out_dir.exists():
+            raise BundleError(f"{staged.out_dir}: already exists; bundles are immutable, pick a new version")
+        if evaluation is not None:
+            manifest = read_manifest(staged.path)
+            manifest["evaluation"] = evaluation
+            _write_manifest(staged.path, manifest)
+        os.replace(staged.path, staged.out_dir)
+    except BaseException:
+        discard_bundle(staged)
+        raise
+    return staged.out_dir
+
+
+def discard_bundle(staged: StagedBundle) -> None:
+    """Remove a staged bundle that will not be published."""
+    shutil.rmtree(staged.path, ignore_errors=True)
+
+
+def _write_manifest(path: Path, manifest: dict[str, Any]) -> None:
+    tmp = path / f".{MANIFEST}.tmp"
+    tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    os.replace(tmp, path / MANIFEST)
+
+
+def stage_bundle(contents: BundleContents, out_dir: Path) -> StagedBundle:
+    """Write ``contents`` as a complete bundle into a hidden sibling of ``out_dir``.
+
+    ``load_bundle(staged.path)`` reads it like any bundle; ``finalize_bundle`` publishes it and
+    ``discard_bundle`` drops it. Raises ``BundleError`` when arrays are misaligned or ``out_dir``
+    already exists.
     """
     n = len(contents.item_ids)
     dim = contents.item_vectors.shape[1]
@@ -205,10 +339,25 @@ def write_bundle(contents: BundleContents, out_dir: Path) -> Path:
         "users.vectors": contents.users.vectors.shape == (len(contents.users.user_ids), dim),
         "users.stats": contents.users.stats.shape == (len(contents.users.user_ids), len(USER_STATS)),
         "default_model": contents.default_model in contents.models,
+        "item_neighbors": (contents.item_neighbors is None) == (contents.item_neighbor_weights is None),
     }
     bad = [name for name, ok in checks.items() if not ok]
     if bad:
         raise BundleError(f"bundle contents are inconsistent: {', '.join(bad)}")
+    if contents.item_neighbors is None or contents.item_neighbor_weights is None:
+        neighbors: I32 = np.full((n, 0), -1, dtype=np.int32)
+        weights: npt.NDArray[np.float32] = np.zeros((n, 0), dtype=np.float32)
+    else:
+        neighbors = np.ascontiguousarray(contents.item_neighbors, dtype=np.int32)
+        weights = np.ascontiguousarray(contents.item_neighbor_weights, dtype=np.float32)
+    known_indptr, known_items = contents.users.known_arrays()
+    known_indptr = np.asarray(known_indptr, dtype=np.int64)
+    known_items = np.asarray(known_items, dtype=np.int32)
+    problems = check_neighbors(neighbors, weights, n) + check_known(
+        known_indptr, known_items, len(contents.users.user_ids), n
+    )
+    if problems:
+        raise BundleError("bundle contents are inconsistent: " + "; ".join(problems))
     if out_dir.exists():
         raise BundleError(f"{out_dir}: already exists; bundles are immutable, pick a new version")
     out_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -222,6 +371,8 @@ def write_bundle(contents: BundleContents, out_dir: Path) -> Path:
         np.save(tmp / "item_vectors.npy", vectors)
         np.save(tmp / "item_stats.npy", np.ascontiguousarray(contents.item_stats, dtype=np.float32))
         np.save(tmp / "popularity.npy", np.asarray(contents.popularity, dtype=np.int64))
+        np.save(tmp / "item_neighbors.npy", neighbors)
+        np.save(tmp / "item_neighbor_weights.npy", weights)
         faiss.write_index(_build_index(vectors), str(tmp / "index.faiss"))
         (tmp / "models").mkdir()
         models = []
@@ -241,6 +392,8 @@ def write_bundle(contents: BundleContents, out_dir: Path) -> Path:
         (users / "user_ids.txt").write_text("".join(f"{u}\n" for u in contents.users.user_ids), encoding="utf-8")
         np.save(users / "vectors.npy", contents.users.vectors.astype(np.float32))
         np.save(users / "stats.npy", contents.users.stats.astype(np.float32))
+        np.save(users / "known_indptr.npy", known_indptr)
+        np.save(users / "known_items.npy", known_items)
         files = sorted(p for p in tmp.rglob("*") if p.is_file())
         manifest = {
             "format": BUNDLE_FORMAT,
@@ -250,6 +403,8 @@ def write_bundle(contents: BundleContents, out_dir: Path) -> Path:
             "n_items": n,
             "embedding_dim": int(dim),
             "item_stats": list(ITEM_STATS),
+            "item_neighbors_k": int(neighbors.shape[1]),
+            "known_items": int(known_items.size),
             "user_stats": list(USER_STATS),
             "models": models,
             "default_model": contents.default_model,
@@ -257,12 +412,11 @@ def write_bundle(contents: BundleContents, out_dir: Path) -> Path:
             "evaluation": contents.evaluation,
             "checksums": {str(p.relative_to(tmp)): _sha256(p) for p in files},
         }
-        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-        os.replace(tmp, out_dir)
+        _write_manifest(tmp, manifest)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return out_dir
+    return StagedBundle(path=tmp, out_dir=out_dir)
 
 
 def read_manifest(path: Path) -> dict[str, Any]:
@@ -344,6 +498,8 @@ def load_bundle(path: Path, *, verify_checksums: bool = True) -> Bundle:
     vectors = _read(path / "item_vectors.npy", lambda f: np.load(f, mmap_mode="r").view(np.ndarray))
     stats = _read(path / "item_stats.npy", lambda f: np.load(f, mmap_mode="r").view(np.ndarray))
     popularity = _read(path / "popularity.npy", np.load)
+    neighbors = _read(path / "item_neighbors.npy", lambda f: np.load(f, mmap_mode="r").view(np.ndarray))
+    neighbor_weights = _read(path / "item_neighbor_weights.npy", lambda f: np.load(f, mmap_mode="r").view(np.ndarray))
     index = _read(path / "index.faiss", lambda f: faiss.read_index(str(f)))
     n, dim = manifest["n_items"], manifest["embedding_dim"]
     problems = []
@@ -357,6 +513,7 @@ def load_bundle(path: Path, *, verify_checksums: bool = True) -> Bundle:
         problems.append(f"index.faiss holds {index.ntotal}x{index.d}, expected {n}x{dim}")
     if popularity.size == 0 or popularity.min() < 0 or popularity.max() >= n:
         problems.append("popularity.npy is empty or holds item indices out of range")
+    problems += check_neighbors(neighbors, neighbor_weights, n)
     models: dict[str, ModelSpec] = {}
     for entry in manifest["models"]:
         try:
@@ -387,6 +544,8 @@ def load_bundle(path: Path, *, verify_checksums: bool = True) -> Bundle:
         index=index,
         models=models,
         default_model=str(manifest["default_model"]),
+        item_neighbors=neighbors,
+        item_neighbor_weights=neighbor_weights,
     )
 
 
@@ -397,7 +556,14 @@ __all__ = [
     "BundleError",
     "Catalog",
     "ModelSpec",
+    "StagedBundle",
     "UserSnapshot",
+    "check_known",
+    "check_neighbors",
+    "discard_bundle",
+    "finalize_bundle",
+    "known_from_csr",
     "load_bundle",
+    "stage_bundle",
     "write_bundle",
 ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -21,13 +21,26 @@ class Surface(StrEnum):
     NOW_PLAYING = "now_playing"
 
 
+#: What a surface does with the items a user already knows (``UserFeatures.known_items``).
+KnownItemsPolicy = Literal["exclude", "keep"]
+KNOWN_ITEMS_POLICIES: tuple[KnownItemsPolicy, ...] = ("exclude", "keep")
+
+
 @dataclass(frozen=True)
 class RankingParams:
-    """Knobs of one ranking; surface defaults, overridden per experiment variant."""
+    """Knobs of one ranking; surface defaults, overridden per experiment variant.
+
+    ``known_items``: ``"exclude"`` removes the user's known items (``KnownItemsFilter``),
+    ``"keep"`` lets them be recommended. ``seed_neighbors_size`` / ``co_listen_size``: candidates
+    from the seed's neighbour row (Now Playing) and from the history co-listen source; 0 disables.
+    """
 
     model_version: str | None = None  # None: the bundle's default model
     retrieval_size: int = 300
     popularity_size: int = 100
+    seed_neighbors_size: int = 100
+    co_listen_size: int = 150
+    known_items: KnownItemsPolicy = "exclude"
     seed_weight: float = 0.7
     recent_weight: float = 0.3
     diversity_cap: int = 2
@@ -81,6 +94,14 @@ class UserFeatures:
     query_vector: F32  # the request's retrieval query (``ranking.query.retrieval_query``), computed once
     skipped_items: I64 = field(default_factory=lambda: np.empty(0, dtype=np.int64))
     cold_start: bool = False
+    known_items: I64 = field(default_factory=lambda: np.empty(0, dtype=np.int64))  # ascending; empty when cold
+
+    @property
+    def history_items(self) -> I64:
+        """Known items and recent plays (may repeat): the history the co-listen signals use."""
+        if not len(self.recent_items):
+            return self.known_items
+        return np.concatenate([self.known_items, self.recent_items])
 
 
 @dataclass(frozen=True)

@@ -26,19 +26,14 @@ from features.redis_store import RedisFeatureStore, redacted_url
 from features.store import FeatureStore
 from models.bundle import Bundle, load_bundle
 from models.runtime import load_sessions
+from ranking.assembly import assemble
 from ranking.budget import Budget, StageLimits
-from ranking.components import Components
-from ranking.hydrators.candidate_features import RankerFeatureHydrator
-from ranking.hydrators.user_features import UserFeatureHydrator
 from ranking.pipeline import PipelineExecutor
 from ranking.scorers.onnx_ranker import OnnxRankerScorer
 from ranking.selectors.artist_diversity import ArtistDiversitySelector
 from ranking.side_effects.exposure_log import ExposureLogSideEffect
 from ranking.side_effects.shadow_scoring import ShadowScoringSideEffect
-from ranking.sources.ann import AnnSource
-from ranking.sources.popularity import PopularitySource
 from ranking.stages import SideEffect
-from ranking.surfaces import home, now_playing
 from ranking.types import Query, RankingParams, Surface
 from serving.bundle_reload import BundleReloader
 from serving.capture import capture_files, encode_delimited
@@ -143,28 +138,16 @@ class StateBuilder:
 
     async def build(self, bundle: Bundle) -> ServingState:
         sessions = await asyncio.to_thread(load_sessions, bundle, 1)
-        scorer = OnnxRankerScorer(
-            sessions, {v: s.input_name for v, s in bundle.models.items()}, bundle.default_model, self.executor
-        )
-        selector = ArtistDiversitySelector(bundle.catalog.artist_ids)
-        side_effects: list[SideEffect] = [ShadowScoringSideEffect(scorer, selector, self.metrics)]
-        if self.exposures is not None:
-            side_effects.append(ExposureLogSideEffect(self.exposures, bundle.version))
-        components = Components(
-            user_hydrator=UserFeatureHydrator(self.store, bundle.catalog.index_of, bundle.item_vectors),
-            ann=AnnSource(bundle.index, None if _search_is_cheap(bundle) else self.executor),
-            popularity=PopularitySource(bundle.popularity),
-            candidate_hydrator=RankerFeatureHydrator(bundle.item_vectors, bundle.item_norms, bundle.item_stats),
-            scorer=scorer,
-            selector=selector,
-            side_effects=tuple(side_effects),
-        )
-        pipelines = {
-            Surface.HOME: PipelineExecutor(home.declare(components), self.metrics),
-            Surface.NOW_PLAYING: PipelineExecutor(now_playing.declare(components), self.metrics),
-        }
-        await _warm_up(pipelines, self.settings, bundle)
-        return ServingState(bundle=bundle, scorer=scorer, pipelines=pipelines)
+
+        def side_effects(scorer: OnnxRankerScorer, selector: ArtistDiversitySelector) -> list[SideEffect]:
+            effects: list[SideEffect] = [ShadowScoringSideEffect(scorer, selector, self.metrics)]
+            if self.exposures is not None:
+                effects.append(ExposureLogSideEffect(self.exposures, bundle.version))
+            return effects
+
+        built = assemble(bundle, sessions, self.store, self.executor, self.metrics, side_effects)
+        await _warm_up(built.pipelines, self.settings, bundle)
+        return ServingState(bundle=bundle, scorer=built.scorer, pipelines=built.pipelines)
 
 
 def _models_used(config: ExperimentsConfig | None) -> set[str]:
@@ -261,11 +244,6 @@ def _capture_log(settings: Settings, metrics: Metrics) -> BackgroundWriter[Captu
     sink.start()
     log.info("capturing %.1f %% of users' Rank exchanges to %s/", 100 * settings.capture_fraction, settings.capture_dir)
     return sink
-
-
-def _search_is_cheap(bundle: Bundle) -> bool:
-    """IVF or small flat indexes answer in well under a millisecond: search inline, no thread hop."""
-    return isinstance(bundle.index, faiss.IndexIVF) or bundle.index.ntotal * bundle.dim <= 4_000_000
 
 
 def _exposure_log(settings: Settings, metrics: Metrics) -> ExposureLog | None:

@@ -31,10 +31,13 @@ YAML layout (every key optional)::
     max_events: 100
     stages: {user_features_ms: 15, retrieval_ms: 20, scoring_ms: 25, reserve_ms: 2}
     surfaces:
-      home:        {budget_ms: 80, default_limit: 20, max_limit: 100, retrieval_size: 300, diversity_cap: 2}
+      home:        {budget_ms: 80, default_limit: 20, max_limit: 100, retrieval_size: 300, diversity_cap: 2,
+                    co_listen_size: 150, known_items: exclude}
       now_playing: {budget_ms: 60, default_limit: 10, max_limit: 50, retrieval_size: 200, diversity_cap: 2,
-                    seed_weight: 0.7}
+                    seed_weight: 0.7, seed_neighbors_size: 100, co_listen_size: 150, known_items: exclude}
     # any surface may also set shadow_model: <model version> to shadow-score every request
+    # known_items: exclude (never recommend what the user already knows: the snapshot's known items)
+    #              or keep (known items may come back); *_size: 0 disables that candidate source
 """
 
 from __future__ import annotations
@@ -45,8 +48,9 @@ from typing import Any
 
 import yaml
 
+from ranking.assembly import DEFAULT_PARAMS
 from ranking.budget import StageLimits
-from ranking.types import RankingParams, Surface
+from ranking.types import KNOWN_ITEMS_POLICIES, RankingParams, Surface
 from serving.errors import ConfigError
 
 
@@ -59,8 +63,8 @@ class SurfaceConfig:
 
 
 DEFAULT_SURFACES: dict[Surface, SurfaceConfig] = {
-    Surface.HOME: SurfaceConfig(80.0, 20, 100, RankingParams(retrieval_size=300, diversity_cap=2)),
-    Surface.NOW_PLAYING: SurfaceConfig(60.0, 10, 50, RankingParams(retrieval_size=200, diversity_cap=2)),
+    Surface.HOME: SurfaceConfig(80.0, 20, 100, DEFAULT_PARAMS[Surface.HOME]),
+    Surface.NOW_PLAYING: SurfaceConfig(60.0, 10, 50, DEFAULT_PARAMS[Surface.NOW_PLAYING]),
 }
 
 
@@ -134,6 +138,8 @@ _STAGE_KEYS = {
 }
 _SURFACE_KEYS = {"budget_ms", "default_limit", "max_limit"}
 _PARAM_KEYS = {f.name for f in fields(RankingParams)} - {"model_version"}
+#: Candidate-source sizes that may be 0 (source off).
+_OPTIONAL_SIZES = {"seed_neighbors_size", "co_listen_size"}
 
 
 def _number(source: str, key: str, value: Any, *, minimum: float, integer: bool = False) -> Any:
@@ -235,6 +241,12 @@ def _surfaces(source: str, value: Any) -> dict[Surface, SurfaceConfig]:
                 if not isinstance(v, str) or not v:
                     raise ConfigError(f"{source}: {where}: must be a model version, got {v!r}")
                 params[key] = v
+            elif key == "known_items":
+                if v not in KNOWN_ITEMS_POLICIES:
+                    raise ConfigError(f"{source}: {where}: must be one of {', '.join(KNOWN_ITEMS_POLICIES)}, got {v!r}")
+                params[key] = v
+            elif key in _OPTIONAL_SIZES:
+                params[key] = _number(source, where, v, minimum=0, integer=True)
             elif key in _PARAM_KEYS:
                 params[key] = _number(source, where, v, minimum=1, integer=True)
             else:

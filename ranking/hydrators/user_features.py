@@ -15,10 +15,12 @@ RECENT_VECTOR_ITEMS = 10
 
 
 class UserFeatureHydrator:
-    """Reads the user's long-term vector, stats and recent plays/skips; maps item ids to indices.
+    """Reads the user's long-term vector, stats, known items and recent plays/skips; maps item ids
+    to indices.
 
     Unknown users get cold-start defaults (not a degradation); store failures raise and the
-    executor substitutes ``fallback``.
+    executor substitutes ``fallback``. Known items outside the catalog (a snapshot of another
+    bundle) are dropped.
     """
 
     name = "user_features"
@@ -28,6 +30,7 @@ class UserFeatureHydrator:
         self._index_of = index_of
         self._item_vectors = item_vectors
         self._dim = int(item_vectors.shape[1])
+        self._n_items = int(item_vectors.shape[0])
         self._default_stats = np.asarray(USER_STATS_DEFAULTS, dtype=np.float32)
         self._zeros = np.zeros(self._dim, dtype=np.float32)
         self._no_items = np.empty(0, dtype=np.int64)
@@ -42,6 +45,9 @@ class UserFeatureHydrator:
             else self._zeros
         )
         vector = record.vector if record.vector is not None else self._zeros
+        known = np.asarray(record.known_items, dtype=np.int64)
+        if known.size and (known[0] < 0 or known[-1] >= self._n_items):
+            known = known[(known >= 0) & (known < self._n_items)]
         return UserFeatures(
             vector=vector,
             stats=record.stats if record.stats is not None else self._default_stats,
@@ -50,6 +56,7 @@ class UserFeatureHydrator:
             query_vector=retrieval_query(query, vector, recent_vector, self._item_vectors),
             skipped_items=skipped,
             cold_start=record.vector is None,
+            known_items=known,
         )
 
     def fallback(self, query: Query) -> UserFeatures:
@@ -61,6 +68,7 @@ class UserFeatureHydrator:
             query_vector=retrieval_query(query, self._zeros, self._zeros, self._item_vectors),
             skipped_items=self._no_items,
             cold_start=True,
+            known_items=self._no_items,
         )
 
     def _indices(self, item_ids: tuple[str, ...]) -> I64:

@@ -1,4 +1,5 @@
-"""Home: personalised picks from the user's taste (recent plays may come back)."""
+"""Home: personalised picks from the user's taste (recent plays may come back; known items only
+under ``known_items: keep``)."""
 
 from __future__ import annotations
 
@@ -11,8 +12,8 @@ def declare(c: Components) -> PipelineDeclaration:
     return PipelineDeclaration(
         surface=Surface.HOME,
         user_hydrator=c.user_hydrator,
-        sources=(c.ann, c.popularity),
-        filters=(c.duplicates, c.skipped),
+        sources=(c.ann, c.co_listen, c.popularity),
+        filters=(c.duplicates, c.known_items, c.skipped),
         candidate_hydrator=c.candidate_hydrator,
         scorer=c.scorer,
         selector=c.selector,

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from features.schema import N_RANKER_FEATURES
-from models.bundle import BundleError, load_bundle
+from models.bundle import BundleContents, BundleError, discard_bundle, finalize_bundle, load_bundle, stage_bundle
 from models.linear_ranker import linear_ranker
 from models.runtime import load_sessions
+from tests.support import cosine_neighbors
 
 
 def copy(bundle: Path, tmp_path: Path) -> Path:
@@ -127,3 +130,89 @@ def test_a_truncated_array_names_its_file(tiny_bundle_path: Path, tmp_path: Path
     rehash(broken, "item_stats.npy")
     with pytest.raises(BundleError, match=r"item_stats\.npy: cannot read"):
         load_bundle(broken)
+
+
+def test_neighbour_table_and_known_items_round_trip_memory_mapped(tiny_bundle_path: Path) -> None:
+    bundle = load_bundle(tiny_bundle_path)
+    assert bundle.item_neighbors.dtype == np.int32 and bundle.item_neighbors.shape == (400, 10)
+    assert bundle.item_neighbor_weights.dtype == np.float32
+    assert bundle.item_neighbor_weights.shape == bundle.item_neighbors.shape
+    assert not bundle.item_neighbors.flags.writeable  # memory-mapped read-only
+    expected, _ = cosine_neighbors(np.asarray(bundle.item_vectors), k=10)
+    np.testing.assert_array_equal(bundle.item_neighbors, expected)
+    assert bundle.manifest["item_neighbors_k"] == 10
+    users = bundle.load_users()
+    assert users.known_indptr is not None and users.known_items is not None
+    assert users.known_indptr.shape == (51,) and users.known_items.size == 250 == bundle.manifest["known_items"]
+    assert not users.known_items.flags.writeable
+    row = users.known(3)
+    assert row.size == 5 and np.all(np.diff(row) > 0)
+    assert {"item_neighbors.npy", "user_features/known_items.npy"} <= set(bundle.manifest["checksums"])
+
+
+def _resave(bundle: Path, rel: str, array: np.ndarray) -> None:
+    """Replace one array and fix its checksum, so only the content validation can refuse it."""
+    np.save(bundle / rel, array)
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    manifest["checksums"][rel] = hashlib.sha256((bundle / rel).read_bytes()).hexdigest()
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+
+
+def test_a_neighbour_table_with_out_of_range_items_is_refused(tiny_bundle_path: Path, tmp_path: Path) -> None:
+    broken = copy(tiny_bundle_path, tmp_path)
+    neighbors = np.load(broken / "item_neighbors.npy")
+    neighbors[3, 0] = 400
+    _resave(broken, "item_neighbors.npy", neighbors)
+    with pytest.raises(BundleError, match=r"item_neighbors holds indices outside -1\.\.399"):
+        load_bundle(broken)
+
+
+def test_neighbour_weights_of_another_shape_are_refused(tiny_bundle_path: Path, tmp_path: Path) -> None:
+    broken = copy(tiny_bundle_path, tmp_path)
+    _resave(broken, "item_neighbor_weights.npy", np.zeros((400, 3), np.float32))
+    with pytest.raises(BundleError, match=r"item_neighbor_weights is float32\(400, 3\)"):
+        load_bundle(broken)
+
+
+def test_unsorted_or_out_of_range_known_items_are_refused(tiny_bundle_path: Path, tmp_path: Path) -> None:
+    broken = copy(tiny_bundle_path, tmp_path)
+    known = np.load(broken / "user_features/known_items.npy")
+    known[[0, 1]] = known[[1, 0]]
+    _resave(broken, "user_features/known_items.npy", known)
+    with pytest.raises(BundleError, match="not strictly ascending within each user"):
+        load_bundle(broken).load_users()
+    known[[0, 1]] = known[[1, 0]]
+    known[-1] = 400
+    _resave(broken, "user_features/known_items.npy", known)
+    with pytest.raises(BundleError, match=r"outside 0\.\.399"):
+        load_bundle(broken).load_users()
+
+
+def test_staged_bundle_loads_then_publishes_with_its_evaluation(tmp_path: Path, tiny_bundle_path: Path) -> None:
+    source = load_bundle(tiny_bundle_path)
+    users = source.load_users()
+    contents = BundleContents(
+        version="staged",
+        item_ids=list(source.catalog.item_ids),
+        artist_ids=[str(a) for a in source.catalog.artist_ids],
+        item_names=list(source.catalog.names),
+        item_vectors=np.asarray(source.item_vectors),
+        item_stats=np.asarray(source.item_stats),
+        popularity=np.asarray(source.popularity),
+        models={"linear-v1": linear_ranker({"retrieval_score": 1.0})},
+        default_model="linear-v1",
+        users=users,
+        item_neighbors=np.asarray(source.item_neighbors),
+        item_neighbor_weights=np.asarray(source.item_neighbor_weights),
+    )
+    out = tmp_path / "bundles" / "staged"
+    staged = stage_bundle(contents, out)
+    assert not out.exists() and staged.path.parent == out.parent and staged.path.name.startswith(".")
+    assert load_bundle(staged.path).manifest["evaluation"] == {}
+    assert finalize_bundle(staged, {"home": {"ranker": {"ndcg@10": 0.5}}}) == out
+    assert not staged.path.exists()
+    published = load_bundle(out)  # the manifest is not checksummed: still valid
+    assert published.manifest["evaluation"] == {"home": {"ranker": {"ndcg@10": 0.5}}}
+    again = stage_bundle(replace(contents, version="other"), tmp_path / "bundles" / "other")
+    discard_bundle(again)
+    assert not again.path.exists() and not (tmp_path / "bundles" / "other").exists()

@@ -40,6 +40,17 @@ async def test_snapshot_round_trips_vectors_and_stats_exactly(store: FeatureStor
     await store.close()
 
 
+async def test_snapshot_round_trips_known_items_exactly(store: FeatureStore) -> None:
+    snap = user_snapshot(30, DIM)
+    await store.load_snapshot(snap)
+    for row in (0, 5, 6, 13):  # 0 knows nothing, 6 and 13 know 6 items
+        record = await store.get_user(f"user-{row}", 1.0)
+        assert record.known_items.dtype == np.int32
+        np.testing.assert_array_equal(record.known_items, snap.known(row))
+    assert (await store.get_user("nobody", 1.0)).known_items.size == 0
+    await store.close()
+
+
 async def test_unknown_user_has_no_vector_and_no_history(store: FeatureStore) -> None:
     record = await store.get_user("nobody", 1.0)
     assert record.vector is None and record.stats is None
@@ -66,6 +77,8 @@ async def test_vectors_are_stored_as_packed_float32_under_the_documented_keys(re
     raw = Redis.from_url(redis_server.url)
     fields = await raw.hgetall(user_key("user-1"))
     assert fields[b"vec"] == snap.vectors[1].astype("<f4").tobytes()
+    assert fields[b"known"] == snap.known(1).astype("<i4").tobytes() and len(fields[b"known"]) == 4
+    assert (await raw.hgetall(user_key("user-0")))[b"known"] == b""  # knows nothing
     assert await raw.lrange(plays_key("user-1"), 0, -1) == [b"a"]
     await raw.aclose()
     await store.close()
@@ -78,6 +91,19 @@ async def test_a_vector_of_the_wrong_length_is_an_error_not_garbage(redis_server
     store = RedisFeatureStore.from_url(redis_server.url, DIM)
     with pytest.raises(FeatureStoreError, match="expected 32"):
         await store.get_user("bad", 1.0)
+    await store.close()
+
+
+async def test_a_user_hash_without_known_items_is_an_error(redis_server: RedisProcess) -> None:
+    raw = Redis.from_url(redis_server.url)
+    await raw.hset(user_key("old"), mapping={"vec": b"\x00" * 4 * DIM, "stats": b"\x00" * 8})
+    await raw.hset(user_key("odd"), mapping={"vec": b"\x00" * 4 * DIM, "stats": b"\x00" * 8, "known": b"\x01" * 6})
+    await raw.aclose()
+    store = RedisFeatureStore.from_url(redis_server.url, DIM)
+    with pytest.raises(FeatureStoreError, match="missing field b'known'"):
+        await store.get_user("old", 1.0)
+    with pytest.raises(FeatureStoreError, match="known: 6 bytes"):
+        await store.get_user("odd", 1.0)
     await store.close()
 
 

@@ -19,7 +19,9 @@ from ranking.hydrators.candidate_features import RankerFeatureHydrator
 from ranking.hydrators.user_features import UserFeatureHydrator
 from ranking.selectors.artist_diversity import ArtistDiversitySelector
 from ranking.sources.ann import AnnSource
+from ranking.sources.co_listen import CoListenSource
 from ranking.sources.popularity import PopularitySource
+from ranking.sources.seed_neighbors import SeedNeighborSource
 from ranking.types import F32, Query, RankingParams, Surface
 
 N_ITEMS, DIM = 300, 8
@@ -30,6 +32,11 @@ ITEM_STATS = RNG.random(size=(N_ITEMS, 2)).astype(np.float32)
 ARTISTS = (np.arange(N_ITEMS) // 5).astype(np.int64)  # 5 tracks per artist
 POPULARITY = np.argsort(-ITEM_STATS[:, 0]).astype(np.int64)
 ITEM_IDS = [f"i{i}" for i in range(N_ITEMS)]
+KNOWN_PER_USER = 8
+#: A hand-made neighbour table: item i's neighbours are i+1..i+K (mod N), weights 1/(rank+1).
+NEIGHBOR_K = 6
+NEIGHBORS = ((np.arange(N_ITEMS)[:, None] + np.arange(1, NEIGHBOR_K + 1)[None, :]) % N_ITEMS).astype(np.int32)
+NEIGHBOR_WEIGHTS = np.tile(1.0 / np.arange(1, NEIGHBOR_K + 1), (N_ITEMS, 1)).astype(np.float32)
 INDEX_OF = IdIndex(np.asarray(ITEM_IDS))
 EXECUTOR = ThreadPoolExecutor(max_workers=2)
 
@@ -96,9 +103,16 @@ async def seeded_store(n_users: int = 10) -> MemoryFeatureStore:
             user_ids=[f"u{u}" for u in range(n_users)],
             vectors=RNG.normal(size=(n_users, DIM)).astype(np.float32),
             stats=np.ones((n_users, len(USER_STATS)), dtype=np.float32),
+            known_indptr=np.arange(0, KNOWN_PER_USER * n_users + 1, KNOWN_PER_USER, dtype=np.int64),
+            known_items=np.concatenate([known_of(u) for u in range(n_users)]).astype(np.int32),
         )
     )
     return store
+
+
+def known_of(user: int) -> np.ndarray:
+    """The known items of fake user ``u<user>`` (ascending): a fixed, spread-out sample."""
+    return np.sort((np.arange(KNOWN_PER_USER) * 37 + user * 11) % N_ITEMS).astype(np.int64)
 
 
 def components(
@@ -108,7 +122,9 @@ def components(
         user_hydrator=UserFeatureHydrator(store, INDEX_OF, ITEM_VECTORS),
         ann=AnnSource(index or BruteForceIndex(ITEM_VECTORS), EXECUTOR),
         popularity=PopularitySource(POPULARITY),
-        candidate_hydrator=RankerFeatureHydrator(ITEM_VECTORS, ITEM_NORMS, ITEM_STATS),
+        seed_neighbors=SeedNeighborSource(NEIGHBORS, NEIGHBOR_WEIGHTS),
+        co_listen=CoListenSource(NEIGHBORS, NEIGHBOR_WEIGHTS),
+        candidate_hydrator=RankerFeatureHydrator(ITEM_VECTORS, ITEM_NORMS, ITEM_STATS, NEIGHBORS, NEIGHBOR_WEIGHTS),
         scorer=scorer or LinearScorer(),
         selector=ArtistDiversitySelector(ARTISTS),
     )
