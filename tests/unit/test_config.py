@@ -18,6 +18,19 @@ def test_defaults_serve_the_embedded_store_with_per_surface_budgets() -> None:
     assert settings.surfaces[Surface.NOW_PLAYING].default_limit == 10
 
 
+def test_known_items_are_excluded_on_both_surfaces_unless_a_surface_keeps_them(tmp_path: Path) -> None:
+    defaults = load_settings(Path("b"))
+    assert {s.params.known_items for s in defaults.surfaces.values()} == {"exclude"}
+    config = tmp_path / "s.yaml"
+    config.write_text(
+        "surfaces:\n  home: {known_items: keep, co_listen_size: 0}\n  now_playing: {seed_neighbors_size: 40}\n"
+    )
+    settings = load_settings(Path("b"), config)
+    home, now_playing = settings.surfaces[Surface.HOME].params, settings.surfaces[Surface.NOW_PLAYING].params
+    assert (home.known_items, home.co_listen_size) == ("keep", 0)
+    assert (now_playing.known_items, now_playing.seed_neighbors_size) == ("exclude", 40)
+
+
 def test_yaml_then_flags_override_defaults(tmp_path: Path) -> None:
     config = tmp_path / "s.yaml"
     config.write_text(
@@ -37,6 +50,8 @@ def test_yaml_then_flags_override_defaults(tmp_path: Path) -> None:
         ("prot: 1\n", "prot: unknown setting"),
         ("port: fast\n", "port: expected int"),
         ("surfaces: {radio: {}}\n", "surfaces.radio: unknown surface"),
+        ("surfaces: {home: {known_items: hide}}\n", "surfaces.home.known_items: must be one of exclude, keep"),
+        ("surfaces: {now_playing: {co_listen_size: -1}}\n", "surfaces.now_playing.co_listen_size: must be an integer"),
         ("surfaces: {home: {budget_ms: -1}}\n", "surfaces.home.budget_ms: must be a number >= 1"),
         ("surfaces: {home: {default_limit: 500}}\n", "surfaces.home.default_limit: exceeds max_limit"),
         ("surfaces: {now_playing: {seed_weight: 2}}\n", "surfaces.now_playing.seed_weight: must be in 0..1"),
