@@ -1,4 +1,8 @@
-"""Build an artifact bundle end to end: data → split → ALS → ranker → evaluation → bundle.
+"""Build an artifact bundle end to end: data → split → ALS → ranker → staged bundle → evaluation → bundle.
+
+The evaluation runs on the staged bundle, loaded as the server loads it, through the served
+pipeline (``models.evaluation``); the bundle is published (one rename) with that evaluation in
+its manifest, so the manifest's numbers describe exactly what a client calling Rank receives.
 
 Run by ``encore build`` (see ``serving/cli.py``). The bundle's embeddings, statistics and rankers are the
 ones evaluated: item/user vectors come from ALS on the embedding-train part of each user's
@@ -17,16 +21,21 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-import onnxruntime as ort
 
 from features.datasets import Interactions
 from features.hetrec import load_hetrec
-from features.ranker_features import F32
-from features.schema import RANKER_INPUT_NAME
 from features.synthetic import generate_synthetic
-from models.bundle import BundleContents, UserSnapshot, write_bundle
-from models.evaluation import RERANK_DEPTH, Scorer, evaluate, format_metrics_table
-from models.runtime import session_options
+from models.bundle import (
+    BundleContents,
+    UserSnapshot,
+    discard_bundle,
+    finalize_bundle,
+    known_from_csr,
+    load_bundle,
+    stage_bundle,
+)
+from models.evaluation import LIMIT, Baseline, evaluate_bundle, format_metrics_table
+from models.item_neighbors import build_item_neighbors
 from models.training import (
     MODEL_TREES,
     TrainingError,
@@ -77,16 +86,6 @@ def _load(config: BuildConfig) -> Interactions:
     if config.dataset == "synthetic":
         return generate_synthetic(config.n_items, config.n_users, seed=config.seed)
     raise ValueError(f"BuildConfig.dataset must be 'synthetic' or 'hetrec', not {config.dataset!r}")
-
-
-def _onnx_scorer(onnx_bytes: bytes) -> Scorer:
-    """Score with the exported model itself, threaded as the server runs it."""
-    session = ort.InferenceSession(onnx_bytes, sess_options=session_options(1), providers=["CPUExecutionProvider"])
-
-    def score(features: F32) -> Any:
-        return np.asarray(session.run(None, {RANKER_INPUT_NAME: features})[0]).reshape(-1)
-
-    return score
 
 
 def build_bundle(config: BuildConfig, log: Callable[[str], None] = print) -> Path:
@@ -140,22 +139,6 @@ def build_bundle(config: BuildConfig, log: Callable[[str], None] = print) -> Pat
     eval_users = subsample_users(
         split.users_with(split.test), config.eval_users, np.random.default_rng(config.seed + 2)
     )
-    scorers = {("ranker" if v == default_model else f"ranker:{v}"): _onnx_scorer(r.onnx) for v, r in rankers.items()}
-    evaluation = evaluate(
-        split,
-        emb,
-        tables,
-        popularity,
-        scorers,
-        users=eval_users,
-        seed=config.seed + 3,
-        rerank_depth=max(RERANK_DEPTH, config.n_candidates),
-    )
-    evaluation["default_model"] = default_model
-    step(f"evaluation on {eval_users.size} users:")
-    for line in format_metrics_table(evaluation).splitlines():
-        log("    " + line)
-
     dataset_info: dict[str, Any] = {
         **data.summary(),
         "source": str(config.data_path) if config.dataset == "hetrec" else "generated",
@@ -177,6 +160,13 @@ def build_bundle(config: BuildConfig, log: Callable[[str], None] = print) -> Pat
             },
         },
     }
+    # What the served model knows (and the server filters): each user's train + label items.
+    known = (split.train + split.label).tocsr()
+    known_indptr, known_items = known_from_csr(known)
+    neighbours = build_item_neighbors(known)
+    step(f"item neighbours: k={neighbours.k}, coverage {neighbours.coverage():.3f}")
+    baselines: dict[str, Baseline] = {}  # MODELS: popularity, ItemKNN, EASE, ALS (models.baselines)
+
     contents = BundleContents(
         version=version,
         item_ids=data.item_ids,
@@ -187,10 +177,45 @@ def build_bundle(config: BuildConfig, log: Callable[[str], None] = print) -> Pat
         popularity=popularity[:POPULARITY_LIMIT],
         models={v: r.onnx for v, r in rankers.items()},
         default_model=default_model,
-        users=UserSnapshot(user_ids=data.user_ids, vectors=emb.user_vectors, stats=tables.user_stats),
+        users=UserSnapshot(
+            user_ids=data.user_ids,
+            vectors=emb.user_vectors,
+            stats=tables.user_stats,
+            known_indptr=known_indptr,
+            known_items=known_items,
+        ),
+        item_neighbors=neighbours.neighbors,
+        item_neighbor_weights=neighbours.weights,
         dataset=dataset_info,
-        evaluation=evaluation,
     )
-    path = write_bundle(contents, out)
-    step(f"bundle written to {path}")
-    return path
+    _stage_evaluate_publish(contents, out, split.test, eval_users, baselines, config.seed + 3, step, log)
+    step(f"bundle written to {out}")
+    return out
+
+
+def _stage_evaluate_publish(
+    contents: BundleContents,
+    out: Path,
+    test: Any,
+    eval_users: Any,
+    baselines: dict[str, Baseline],
+    seed: int,
+    step: Callable[[str], None],
+    log: Callable[[str], None],
+) -> dict[str, Any]:
+    """Stage the bundle, load it as the server does, evaluate its served pipeline, then publish it
+    with the evaluation in its manifest (one rename); a failure leaves nothing at ``out``."""
+    staged = stage_bundle(contents, out)
+    try:
+        step(f"bundle staged in {staged.path.name}; loading it as the server does")
+        bundle = load_bundle(staged.path)
+        step(f"evaluating the served pipeline on {len(eval_users)} users (limit {LIMIT}, two seeds each)")
+        result = evaluate_bundle(bundle, test, eval_users, seed=seed, baselines=baselines, progress=log)
+        del bundle
+        for line in format_metrics_table(result.summary).splitlines():
+            log("    " + line)
+        finalize_bundle(staged, result.summary)
+    except BaseException:
+        discard_bundle(staged)
+        raise
+    return result.summary

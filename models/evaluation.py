@@ -1,179 +1,499 @@
-"""Offline evaluation on held-out interactions: NDCG@10 and recall@100.
+"""Offline evaluation of exactly what is served: the serving pipeline, run in process on a bundle.
 
-Protocol (``evaluate``): for each evaluated user (users with test items, optionally a seeded
-sample), the relevant set is the user's test items; candidates exclude the user's train and
-ranker-label items (they are "already played" and the server filters them). Methods:
+Protocol (``evaluate_bundle``):
 
-- ``popularity``: items by listener count in the train part;
-- ``retrieval``: top items by inner product with the surface's query vector (the FAISS order);
-- ``ranker`` / ``ranker:<version>``: the LightGBM ranker re-ranks the retrieval top-``rerank_depth``
-  (``RERANK_DEPTH`` = 200 ≥ 100, so its recall@100 is measured over the same pool the retrieval
-  baseline draws its top 100 from, and it can only gain recall by promoting items from ranks
-  101-200). ``ranker`` is the bundle's default model.
+1. The bundle is loaded as the server loads it (``models.bundle.load_bundle``, warmed ONNX
+   sessions from ``models.runtime.load_sessions``) and its pipelines are built by the server's own
+   assembly code (``ranking.assembly.assemble``) over an embedded ``MemoryFeatureStore`` seeded
+   from the bundle's user snapshot. Each query goes through ``PipelineExecutor.execute`` — the
+   same sources, filters (known items, seed, recent plays, skips, duplicates), features, scorer,
+   selection and diversity cap — with ``limit`` (100) and a generous budget; answers with a
+   degraded stage are counted (``degraded``). No recent plays exist offline, as for a user who
+   opens the app: the history is the user's known items.
+2. Users: the given evaluation users (users with test items). Home: one query per user. Now
+   Playing: two seeds per user, distinct random known items drawn by ``models.metrics.pick_seeds``
+   from one seeded generator.
+3. Relevant items: the user's held-out test items. The known items (the snapshot:
+   train + label parts, what the served model was fit on) are never relevant and, under the
+   default ``known_items: exclude`` policy, never recommended.
+4. Baselines (``Baseline.rank(user, seed, exclude, n)``) rank for the same users and seeds with
+   the same exclusions as the served pipeline: the known items when the surface's policy is
+   ``exclude``, plus the seed on Now Playing.
+5. Metrics (definitions in ``models.metrics``): NDCG@10 and recall@100 on both surfaces; on Now
+   Playing also seed-neighbour precision@10, seed-conditioned NDCG@10 (queries with no
+   seed-conditioned relevant item skipped and counted), overlap@10 between the user's two seeds
+   and overlap@10 with the user's Home list. Co-listening for the seed metrics is counted on the
+   known items (train + label) over users other than the one asking.
 
-Home uses ``user_query``; Now Playing seeds a random train item and uses ``now_playing_query``,
-exactly as ``models.training.make_queries`` builds them for training.
+Methods: ``ranker`` is the served pipeline with the bundle's default model; ``ranker:<version>``
+the same pipeline with another of the bundle's models (``params.model_version``); every other
+method is a baseline. ``vs_best_baseline`` reports, per surface and metric, the served ranker's
+value over the best baseline's.
 """
 
 from __future__ import annotations
 
+import asyncio
+import math
+import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
+import scipy.sparse as sp
 
-from features.ranker_features import F32
-from models.metrics import NDCG_K, RECALL_K, ndcg_at_k, recall_at_k
-from models.training import (
-    I64,
-    Embeddings,
-    Split,
-    Surface,
-    Tables,
-    candidate_features,
-    make_queries,
-    retrieve,
+from features.memory_store import MemoryFeatureStore
+from models.bundle import Bundle, UserSnapshot
+from models.metrics import (
+    NDCG_K,
+    OVERLAP_K,
+    RECALL_K,
+    SEED_K,
+    SEED_NEIGHBOURS,
+    CoListen,
+    mean,
+    ndcg_at_k,
+    overlap_at_k,
+    pick_seeds,
+    precision_in_at_k,
+    recall_at_k,
+    seed_targets,
 )
+from models.runtime import load_sessions
+from ranking.assembly import DEFAULT_PARAMS, assemble
+from ranking.budget import Budget, StageLimits
+from ranking.observer import NullObserver
+from ranking.pipeline import PipelineExecutor
+from ranking.types import Query, RankingParams, Surface
 
-RERANK_DEPTH = 200
+I64 = npt.NDArray[np.int64]
 
-#: A scorer maps a ranker feature matrix [n, N_RANKER_FEATURES] to n scores.
-Scorer = Callable[[F32], npt.NDArray[np.floating[Any]]]
+LIMIT = 100
+SERVED = "ranker"
+#: Metrics where higher is better, per surface (the served/best-baseline ratios are over these).
+GAIN_METRICS: dict[str, tuple[str, ...]] = {
+    "home": (f"ndcg@{NDCG_K}", f"recall@{RECALL_K}"),
+    "now_playing": (f"ndcg@{NDCG_K}", f"recall@{RECALL_K}", f"seed_precision@{SEED_K}", f"seed_ndcg@{NDCG_K}"),
+}
+SURFACE_METRICS: dict[str, tuple[str, ...]] = {
+    "home": GAIN_METRICS["home"],
+    "now_playing": (*GAIN_METRICS["now_playing"], f"overlap@{OVERLAP_K}_seeds", f"overlap@{OVERLAP_K}_home"),
+}
+#: A budget no offline query hits: the evaluation measures quality, not latency.
+GENEROUS_LIMITS = StageLimits(user_features=10.0, retrieval=10.0, scoring=10.0, reserve=0.0)
+GENEROUS_BUDGET_S = 60.0
 
 
-def _metrics(rankings: list[list[int]], relevant: list[set[int]]) -> dict[str, float]:
-    ndcg = [ndcg_at_k(r, rel, NDCG_K) for r, rel in zip(rankings, relevant, strict=True)]
-    recall = [recall_at_k(r, rel, RECALL_K) for r, rel in zip(rankings, relevant, strict=True)]
-    return {f"ndcg@{NDCG_K}": float(np.mean(ndcg)), f"recall@{RECALL_K}": float(np.mean(recall))}
+class Baseline(Protocol):
+    """A simple recommender evaluated beside the served pipeline (``models.baselines``)."""
+
+    def rank(self, user: int, seed: int, exclude: I64, n: int) -> I64:
+        """Up to ``n`` item indices for user row ``user``, best first, none of them in ``exclude``
+        (sorted ascending). ``seed`` is the Now Playing seed item, -1 on Home."""
+        ...
 
 
-def _popularity_rankings(popularity: I64, split: Split, users: I64, n: int) -> list[list[int]]:
-    head = popularity[: n + 2000]  # enough to fill top-n after removing what a user has played
-    out = []
-    for u in users.tolist():
-        seen = set(split.train.indices[split.train.indptr[u] : split.train.indptr[u + 1]].tolist())
-        seen.update(split.label.indices[split.label.indptr[u] : split.label.indptr[u + 1]].tolist())
-        out.append([i for i in head.tolist() if i not in seen][:n])
+@dataclass(frozen=True)
+class EvalQueries:
+    """The evaluated queries: user rows (into the snapshot) and two NP seeds per user (-1: none)."""
+
+    users: I64
+    user_ids: tuple[str, ...]
+    seeds: I64  # [n_users, 2]
+
+
+@dataclass
+class EvaluationResult:
+    """The manifest's ``evaluation`` dict and every ranked list, for inspection and tests.
+
+    ``lists[method]["home"][row]`` is the Home list of ``queries.users[row]``;
+    ``lists[method]["now_playing"][row][j]`` its list for ``queries.seeds[row, j]`` (empty when
+    that seed is -1).
+    """
+
+    summary: dict[str, Any]
+    queries: EvalQueries
+    lists: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+def known_matrix(snapshot: UserSnapshot, n_items: int) -> sp.csr_matrix:
+    """The snapshot's known items as a binary users × items CSR matrix."""
+    indptr, items = snapshot.known_arrays()
+    data = np.ones(items.size, dtype=np.float32)
+    return sp.csr_matrix(
+        (data, np.asarray(items, dtype=np.int32), np.asarray(indptr, dtype=np.int64)),
+        shape=(len(snapshot.user_ids), n_items),
+    )
+
+
+class ServedRanker:
+    """The served pipelines of one bundle, run in process (the server's assembly, an embedded store)."""
+
+    def __init__(self, pipelines: Mapping[Surface, PipelineExecutor], executor: ThreadPoolExecutor) -> None:
+        self._pipelines = pipelines
+        self._executor = executor
+        self.degraded: dict[str, int] = {s.value: 0 for s in Surface}
+
+    @classmethod
+    async def open(cls, bundle: Bundle, snapshot: UserSnapshot, threads: int = 1) -> ServedRanker:
+        store = MemoryFeatureStore()
+        await store.load_snapshot(snapshot)
+        sessions = await asyncio.to_thread(load_sessions, bundle, 1)
+        executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="encore-eval")
+        built = assemble(bundle, sessions, store, executor, NullObserver())
+        return cls(built.pipelines, executor)
+
+    async def rank(
+        self, user_id: str, surface: Surface, params: RankingParams, seed: int | None, limit: int = LIMIT
+    ) -> list[int]:
+        query = Query(
+            request_id=f"eval-{surface.value}-{user_id}-{seed}",
+            user_id=user_id,
+            surface=surface,
+            limit=limit,
+            params=params,
+            seed_item=seed,
+        )
+        budget = Budget(surface_budget_s=GENEROUS_BUDGET_S, client_timeout_s=None, limits=GENEROUS_LIMITS)
+        result = await self._pipelines[surface].execute(query, budget)
+        if result.degraded:
+            self.degraded[surface.value] += 1
+        return [i.item for i in result.items]
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True)
+
+
+def _exclusions(known: I64, seed: int, policy: str) -> I64:
+    base = known if policy == "exclude" else np.empty(0, dtype=np.int64)
+    if seed < 0:
+        return base
+    return np.union1d(base, np.array([seed], dtype=np.int64))
+
+
+def _baseline_lists(
+    baseline: Baseline,
+    snapshot: UserSnapshot,
+    queries: EvalQueries,
+    params: Mapping[Surface, RankingParams],
+    limit: int,
+) -> dict[str, Any]:
+    home: list[list[int]] = []
+    now_playing: list[list[list[int]]] = []
+    for row, u in enumerate(queries.users.tolist()):
+        known = np.asarray(snapshot.known(u), dtype=np.int64)
+        home_exclude = _exclusions(known, -1, params[Surface.HOME].known_items)
+        home.append(np.asarray(baseline.rank(u, -1, home_exclude, limit), dtype=np.int64).tolist())
+        lists: list[list[int]] = []
+        for s in queries.seeds[row].tolist():
+            if s < 0:
+                lists.append([])
+                continue
+            exclude = _exclusions(known, s, params[Surface.NOW_PLAYING].known_items)
+            lists.append(np.asarray(baseline.rank(u, s, exclude, limit), dtype=np.int64).tolist())
+        now_playing.append(lists)
+    return {"home": home, "now_playing": now_playing}
+
+
+async def _served_lists(
+    ranker: ServedRanker,
+    queries: EvalQueries,
+    params: Mapping[Surface, RankingParams],
+    limit: int,
+    model_version: str | None,
+    progress: Callable[[str], None] | None,
+) -> dict[str, Any]:
+    home_params = replace(params[Surface.HOME], model_version=model_version)
+    np_params = replace(params[Surface.NOW_PLAYING], model_version=model_version)
+    home: list[list[int]] = []
+    now_playing: list[list[list[int]]] = []
+    started = time.perf_counter()
+    n = len(queries.user_ids)
+    for row, user_id in enumerate(queries.user_ids):
+        home.append(await ranker.rank(user_id, Surface.HOME, home_params, None, limit))
+        now_playing.append(
+            [
+                [] if s < 0 else await ranker.rank(user_id, Surface.NOW_PLAYING, np_params, s, limit)
+                for s in queries.seeds[row].tolist()
+            ]
+        )
+        if progress is not None and (row + 1) % 500 == 0 and row + 1 < n:
+            progress(
+                f"  {model_version or 'default model'}: {row + 1}/{n} users ({time.perf_counter() - started:.1f} s)"
+            )
+    return {"home": home, "now_playing": now_playing}
+
+
+def _rows(matrix: sp.csr_matrix, u: int) -> I64:
+    return np.asarray(matrix.indices[matrix.indptr[u] : matrix.indptr[u + 1]], dtype=np.int64)
+
+
+@dataclass(frozen=True)
+class _SeedTargets:
+    neighbours: set[int]  # the seed's SEED_NEIGHBOURS most co-listened items (other users)
+    conditioned: set[int]  # the user's test items co-listened with the seed by another user
+
+
+def _seed_targets(colisten: CoListen, seed: int, user: int, test_items: set[int]) -> _SeedTargets:
+    return _SeedTargets(*seed_targets(colisten, seed, user, test_items, SEED_NEIGHBOURS))
+
+
+def _finite(value: Any) -> Any:
+    """NaN (a metric with no query) → None, recursively, so the manifest stays strict JSON."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    return value
+
+
+def _metrics(
+    lists: Mapping[str, Any], relevant: Sequence[set[int]], seeds: I64, targets: Sequence[Sequence[_SeedTargets | None]]
+) -> dict[str, dict[str, float]]:
+    home_lists: list[list[int]] = lists["home"]
+    np_lists: list[list[list[int]]] = lists["now_playing"]
+    home = {
+        f"ndcg@{NDCG_K}": mean([ndcg_at_k(r, rel, NDCG_K) for r, rel in zip(home_lists, relevant, strict=True)]),
+        f"recall@{RECALL_K}": mean(
+            [recall_at_k(r, rel, RECALL_K) for r, rel in zip(home_lists, relevant, strict=True)]
+        ),
+        "queries": float(len(home_lists)),
+    }
+    ndcg, recall, seed_precision, seed_ndcg, overlap_seeds, overlap_home = [], [], [], [], [], []
+    for row, per_seed in enumerate(np_lists):
+        valid = [j for j in range(len(per_seed)) if seeds[row, j] >= 0]
+        for j in valid:
+            ranked = per_seed[j]
+            target = targets[row][j]
+            assert target is not None
+            ndcg.append(ndcg_at_k(ranked, relevant[row], NDCG_K))
+            recall.append(recall_at_k(ranked, relevant[row], RECALL_K))
+            seed_precision.append(precision_in_at_k(ranked, target.neighbours, SEED_K))
+            if target.conditioned:
+                seed_ndcg.append(ndcg_at_k(ranked, target.conditioned, NDCG_K))
+            overlap_home.append(overlap_at_k(ranked, home_lists[row], OVERLAP_K))
+        if len(valid) >= 2:
+            overlap_seeds.append(overlap_at_k(per_seed[valid[0]], per_seed[valid[1]], OVERLAP_K))
+    now_playing = {
+        f"ndcg@{NDCG_K}": mean(ndcg),
+        f"recall@{RECALL_K}": mean(recall),
+        f"seed_precision@{SEED_K}": mean(seed_precision),
+        f"seed_ndcg@{NDCG_K}": mean(seed_ndcg),
+        f"overlap@{OVERLAP_K}_seeds": mean(overlap_seeds),
+        f"overlap@{OVERLAP_K}_home": mean(overlap_home),
+        "queries": float(len(ndcg)),
+        "seed_ndcg_queries": float(len(seed_ndcg)),
+        "seed_ndcg_skipped": float(len(ndcg) - len(seed_ndcg)),
+    }
+    return {"home": home, "now_playing": now_playing}
+
+
+def _ratios(summary: Mapping[str, Any], baselines: Sequence[str]) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for surface, metrics in GAIN_METRICS.items():
+        methods = summary[surface]
+        out[surface] = {}
+        for metric in metrics:
+            scored = [(methods[b][metric], b) for b in baselines if not math.isnan(methods[b][metric])]
+            if SERVED in methods and math.isnan(methods[SERVED][metric]):
+                continue
+            if not scored or SERVED not in methods:
+                continue
+            best_value, best = max(scored)
+            served = methods[SERVED][metric]
+            out[surface][metric] = {
+                "best_baseline": best,
+                "best_baseline_value": best_value,
+                "served": served,
+                "ratio": served / best_value if best_value > 0 else float("nan"),
+            }
     return out
 
 
-def evaluate_surface(
-    surface: Surface,
-    split: Split,
-    emb: Embeddings,
-    tables: Tables,
-    popularity: I64,
+async def evaluate_bundle_async(
+    bundle: Bundle,
+    test: sp.csr_matrix,
     users: I64,
-    scorers: Mapping[str, Scorer],
     *,
     seed: int,
-    recent_max: int = 5,
-    rerank_depth: int = RERANK_DEPTH,
-) -> dict[str, dict[str, float]]:
-    """Mean NDCG@10 and recall@100 per method on one surface (see the module docstring)."""
-    rng = np.random.default_rng(seed)
-    relevant = [
-        set(split.test.indices[split.test.indptr[u] : split.test.indptr[u + 1]].tolist()) for u in users.tolist()
-    ]
-    queries = make_queries(surface, users, split.train, emb, rng, recent_max=recent_max)
-    depth = max(rerank_depth, RECALL_K)
-    idx, scores = retrieve(queries.vectors, emb.item_vectors, [split.train, split.label], users, depth)
-    retrieval = [row[row >= 0].tolist() for row in idx]
-    results = {
-        "popularity": _metrics(_popularity_rankings(popularity, split, users, RECALL_K), relevant),
-        "retrieval": _metrics(retrieval, relevant),
-    }
-    for name, scorer in scorers.items():
-        ranked: list[list[int]] = []
-        for row in range(users.size):
-            valid = idx[row] >= 0
-            cand = idx[row][valid]
-            if cand.size == 0:
-                ranked.append([])
-                continue
-            feats = candidate_features(queries, row, cand, scores[row][valid], emb, tables)
-            s = np.asarray(scorer(feats), dtype=np.float64).reshape(-1)
-            ranked.append(cand[np.argsort(-s, kind="stable")].tolist())
-        results[name] = _metrics(ranked, relevant)
-    return results
+    baselines: Mapping[str, Baseline] | None = None,
+    params: Mapping[Surface, RankingParams] | None = None,
+    limit: int = LIMIT,
+    models: Sequence[str] | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> EvaluationResult:
+    """Evaluate the served pipeline of ``bundle`` (and ``baselines``) on ``test``; see the module docstring.
 
-
-def evaluate(
-    split: Split,
-    emb: Embeddings,
-    tables: Tables,
-    popularity: I64,
-    scorers: Mapping[str, Scorer],
-    *,
-    users: I64,
-    seed: int,
-    surfaces: Sequence[Surface] = ("home", "now_playing"),
-    rerank_depth: int = RERANK_DEPTH,
-) -> dict[str, Any]:
-    """Evaluate every method on every surface; returns the manifest's ``evaluation`` dict.
-
-    ``scorers`` maps method names (``"ranker"`` for the default model, ``"ranker:<version>"``
-    for others) to scoring functions.
+    ``test`` is the held-out users × items matrix, rows aligned with the bundle's user snapshot;
+    ``users`` the evaluated rows. ``params``: per-surface ranking params (the serving defaults when
+    None). ``models``: bundle models to evaluate (default: all; the default model is ``ranker``).
     """
-    result: dict[str, Any] = {
+    params = dict(params or DEFAULT_PARAMS)
+    baselines = dict(baselines or {})
+    if SERVED in baselines or any(name.startswith(f"{SERVED}:") for name in baselines):
+        raise ValueError(f"baseline names must not start with {SERVED!r}")
+    snapshot = bundle.load_users()
+    n_items = len(bundle.catalog)
+    known = known_matrix(snapshot, n_items)
+    users = np.asarray(users, dtype=np.int64)
+    queries = EvalQueries(
+        users=users,
+        user_ids=tuple(snapshot.user_ids[u] for u in users.tolist()),
+        seeds=pick_seeds(known, users, seed=seed, per_user=2),
+    )
+    relevant = [set(_rows(test, u).tolist()) for u in users.tolist()]
+    colisten = CoListen(known)
+    targets = [
+        [None if s < 0 else _seed_targets(colisten, s, u, relevant[row]) for s in queries.seeds[row].tolist()]
+        for row, u in enumerate(users.tolist())
+    ]
+    result = EvaluationResult(summary={}, queries=queries)
+    versions = list(models) if models is not None else sorted(bundle.models)
+    started = time.perf_counter()
+    ranker = await ServedRanker.open(bundle, snapshot)
+    degraded: dict[str, dict[str, int]] = {}
+    try:
+        for version in [bundle.default_model] + [v for v in versions if v != bundle.default_model]:
+            name = SERVED if version == bundle.default_model else f"{SERVED}:{version}"
+            before = dict(ranker.degraded)
+            result.lists[name] = await _served_lists(ranker, queries, params, limit, version, progress)
+            degraded[name] = {s: ranker.degraded[s] - before[s] for s in before}
+            if progress is not None:
+                progress(
+                    f"  {name}: served pipeline ranked {len(users)} users in {time.perf_counter() - started:.1f} s"
+                )
+    finally:
+        ranker.close()
+    for name, baseline in baselines.items():
+        began = time.perf_counter()
+        result.lists[name] = _baseline_lists(baseline, snapshot, queries, params, limit)
+        if progress is not None:
+            progress(f"  {name}: {time.perf_counter() - began:.1f} s")
+    summary: dict[str, Any] = {
         "protocol": {
+            "pipeline": "the served pipeline (ranking.assembly) run in process on the bundle, embedded store",
             "relevant": "held-out test items (15% of each user's items, users with >= 5 items)",
-            "excluded_from_candidates": "the user's train and ranker-label items",
-            "metrics": [f"ndcg@{NDCG_K}", f"recall@{RECALL_K}"],
-            "rerank_depth": rerank_depth,
+            "known_items": "the bundle snapshot's known items (train + label parts); "
+            + ", ".join(f"{s.value}: {params[s].known_items}" for s in Surface),
+            "now_playing_seeds": "2 distinct random known items per user (models.metrics.pick_seeds)",
+            "limit": limit,
             "n_users": int(users.size),
             "seed": seed,
+            "metrics": {s: list(m) for s, m in SURFACE_METRICS.items()},
+            "seed_metrics": f"co-listening on train + label over other users; top {SEED_NEIGHBOURS} neighbours",
+            "recent_plays": "none (the embedded store holds only the snapshot)",
         },
+        "default_model": bundle.default_model,
+        "degraded": degraded,
+        "home": {},
+        "now_playing": {},
     }
-    for offset, surface in enumerate(surfaces):
-        result[surface] = evaluate_surface(
-            surface,
-            split,
-            emb,
-            tables,
-            popularity,
-            users,
-            scorers,
-            seed=seed + 1000 * (offset + 1),
-            rerank_depth=rerank_depth,
-        )
+    for name, lists in result.lists.items():
+        per_surface = _metrics(lists, relevant, queries.seeds, targets)
+        summary["home"][name] = per_surface["home"]
+        summary["now_playing"][name] = per_surface["now_playing"]
+    summary["vs_best_baseline"] = _ratios(summary, list(baselines))
+    result.summary = _finite(summary)
     return result
 
 
+def evaluate_bundle(
+    bundle: Bundle,
+    test: sp.csr_matrix,
+    users: I64,
+    *,
+    seed: int,
+    baselines: Mapping[str, Baseline] | None = None,
+    params: Mapping[Surface, RankingParams] | None = None,
+    limit: int = LIMIT,
+    models: Sequence[str] | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> EvaluationResult:
+    """``evaluate_bundle_async`` on a fresh event loop (offline callers have none running)."""
+    return asyncio.run(
+        evaluate_bundle_async(
+            bundle,
+            test,
+            users,
+            seed=seed,
+            baselines=baselines,
+            params=params,
+            limit=limit,
+            models=models,
+            progress=progress,
+        )
+    )
+
+
+def _fmt(value: Any) -> str:
+    if value is None or not isinstance(value, int | float) or math.isnan(float(value)):
+        return "-"
+    return f"{float(value):.4f}"
+
+
 def format_metrics_table(evaluation: Mapping[str, Any]) -> str:
-    """Render the evaluation dict as a fixed-width text table (one row per surface × method)."""
-    metrics = [f"ndcg@{NDCG_K}", f"recall@{RECALL_K}"]
-    rows = [("surface", "method", *metrics)]
-    for surface, methods in evaluation.items():
-        if surface == "protocol" or not isinstance(methods, Mapping):
+    """Render the evaluation dict as fixed-width text: one row per surface × method, one column per
+    metric, then the served ranker against the best baseline."""
+    lines: list[str] = []
+    for surface, metrics in SURFACE_METRICS.items():
+        methods = evaluation.get(surface)
+        if not isinstance(methods, Mapping) or not methods:
             continue
-        baselines = [m for m in ("popularity", "retrieval", "ranker") if m in methods]
-        for method in baselines + sorted(m for m in methods if m not in baselines):
-            values = methods[method]
-            rows.append((surface, method, *(f"{values.get(m, float('nan')):.4f}" for m in metrics)))
-    widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
-    lines = [
-        "  ".join(cell.ljust(w) if c < 2 else cell.rjust(w) for c, (cell, w) in enumerate(zip(r, widths, strict=True)))
-        for r in rows
-    ]
-    lines.insert(1, "  ".join("-" * w for w in widths))
+        served = [m for m in methods if m == SERVED or m.startswith(f"{SERVED}:")]
+        order = sorted(served, key=lambda m: (m != SERVED, m)) + sorted(m for m in methods if m not in served)
+        rows = [("surface", "method", *metrics)]
+        rows += [(surface, m, *(_fmt(methods[m].get(k)) for k in metrics)) for m in order]
+        widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
+        table = [
+            "  ".join(
+                cell.ljust(w) if c < 2 else cell.rjust(w) for c, (cell, w) in enumerate(zip(r, widths, strict=True))
+            )
+            for r in rows
+        ]
+        table.insert(1, "  ".join("-" * w for w in widths))
+        if lines:
+            lines.append("")
+        lines += table
+    ratios = evaluation.get("vs_best_baseline")
+    if isinstance(ratios, Mapping):
+        for surface, per_metric in ratios.items():
+            if per_metric:
+                parts = [f"{metric} {_ratio(r['ratio'])} {r['best_baseline']}" for metric, r in per_metric.items()]
+                lines.append(f"served / best baseline, {surface}: " + "; ".join(parts))
     protocol = evaluation.get("protocol")
     if isinstance(protocol, Mapping):
+        skipped = evaluation.get("now_playing", {}).get(SERVED, {}).get("seed_ndcg_skipped")
+        degraded = evaluation.get("degraded", {}).get(SERVED, {})
         lines.append(
-            f"(users: {protocol.get('n_users')}, ranker re-ranks retrieval top {protocol.get('rerank_depth')})"
+            f"(users: {protocol.get('n_users')}, limit {protocol.get('limit')}; seed_ndcg skipped "
+            f"{_count(skipped)} NP queries without seed-conditioned relevant items; "
+            f"degraded served answers: {dict(degraded) or 0})"
         )
     return "\n".join(lines)
 
 
+def _ratio(value: Any) -> str:
+    return "-" if value is None or math.isnan(float(value)) else f"{float(value):.3f}x"
+
+
+def _count(value: Any) -> str:
+    return str(int(value)) if isinstance(value, int | float) and not math.isnan(float(value)) else "-"
+
+
 __all__ = [
-    "NDCG_K",
-    "RECALL_K",
-    "RERANK_DEPTH",
-    "Scorer",
-    "evaluate",
-    "evaluate_surface",
+    "LIMIT",
+    "SERVED",
+    "Baseline",
+    "EvalQueries",
+    "EvaluationResult",
+    "ServedRanker",
+    "evaluate_bundle",
+    "evaluate_bundle_async",
     "format_metrics_table",
+    "known_matrix",
     "ndcg_at_k",
     "recall_at_k",
 ]

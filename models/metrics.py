@@ -145,6 +145,21 @@ def seed_conditioned_relevant(test_items: Iterable[int], colisten: CoListen, see
     return {int(i) for i in test_items if int(i) != seed and counts[int(i)] > 0}
 
 
+def seed_targets(
+    colisten: CoListen, seed: int, user: int, test_items: Iterable[int], n_neighbours: int = SEED_NEIGHBOURS
+) -> tuple[set[int], set[int]]:
+    """``(neighbours, conditioned)`` for one Now Playing query from one co-listen count: the seed's
+    ``n_neighbours`` most co-listened items (as ``CoListen.top_neighbours``) and the user's test
+    items co-listened with the seed (as ``seed_conditioned_relevant``), both over other users."""
+    counts = colisten.counts(seed, user)
+    counts[seed] = 0
+    positive = np.flatnonzero(counts > 0)
+    order = np.lexsort((positive, -counts[positive]))
+    neighbours = {int(i) for i in positive[order[:n_neighbours]]}
+    conditioned = {int(i) for i in test_items if counts[int(i)] > 0}
+    return neighbours, conditioned
+
+
 def pick_seeds(known: sp.csr_matrix, users: Sequence[int] | I64, *, seed: int, per_user: int = 2) -> I64:
     """``[len(users), per_user]`` distinct random known items per user (-1 where a user has fewer).
 
@@ -182,4 +197,5 @@ __all__ = [
     "recall_at_k",
     "seed_conditioned_relevant",
     "seed_neighbour_precision",
+    "seed_targets",
 ]

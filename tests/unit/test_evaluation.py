@@ -41,15 +41,25 @@ def test_recall_counts_share_of_relevant_items_in_top_k() -> None:
     assert recall_at_k([1, 2, 3, 4], {2, 4, 9}, k=4) == pytest.approx(2 / 3)
 
 
-def test_metrics_table_lists_baselines_before_ranker_for_every_surface() -> None:
+def test_metrics_table_lists_the_served_ranker_first_then_baselines_and_the_ratio() -> None:
     evaluation = {
-        "protocol": {"n_users": 10, "rerank_depth": 200},
-        "home": {"ranker": {"ndcg@10": 0.25, "recall@100": 0.5}, "popularity": {"ndcg@10": 0.1, "recall@100": 0.2}},
+        "protocol": {"n_users": 10, "limit": 100},
+        "home": {"popularity": {"ndcg@10": 0.1, "recall@100": 0.2}, "ranker": {"ndcg@10": 0.25, "recall@100": 0.5}},
+        "now_playing": {
+            "ranker": {"ndcg@10": 0.2, "seed_precision@10": None, "seed_ndcg_skipped": 3.0},
+            "ease": {"ndcg@10": 0.1},
+        },
+        "vs_best_baseline": {
+            "home": {"ndcg@10": {"best_baseline": "popularity", "ratio": 2.5}},
+            "now_playing": {"seed_ndcg@10": {"best_baseline": "ease", "ratio": None}},
+        },
         "default_model": "lgbm-v1",
     }
-    table = format_metrics_table(evaluation)
-    lines = table.splitlines()
+    lines = format_metrics_table(evaluation).splitlines()
     assert lines[0].split() == ["surface", "method", "ndcg@10", "recall@100"]
-    assert lines[2].split() == ["home", "popularity", "0.1000", "0.2000"]
-    assert lines[3].split() == ["home", "ranker", "0.2500", "0.5000"]
-    assert "top 200" in lines[-1]
+    assert lines[2].split() == ["home", "ranker", "0.2500", "0.5000"]
+    assert lines[3].split() == ["home", "popularity", "0.1000", "0.2000"]
+    assert lines[7].split()[:4] == ["now_playing", "ranker", "0.2000", "-"]  # a metric not measured
+    assert "served / best baseline, home: ndcg@10 2.500x popularity" in lines
+    assert "served / best baseline, now_playing: seed_ndcg@10 - ease" in lines
+    assert "seed_ndcg skipped 3 NP queries" in lines[-1]
