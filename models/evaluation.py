@@ -352,13 +352,13 @@ async def evaluate_bundle_async(
     ]
     result = EvaluationResult(summary={}, queries=queries)
     versions = list(models) if models is not None else sorted(bundle.models)
-    started = time.perf_counter()
     ranker = await ServedRanker.open(bundle, snapshot)
     degraded: dict[str, dict[str, int]] = {}
     try:
         for version in [bundle.default_model] + [v for v in versions if v != bundle.default_model]:
             name = SERVED if version == bundle.default_model else f"{SERVED}:{version}"
             before = dict(ranker.degraded)
+            started = time.perf_counter()
             result.lists[name] = await _served_lists(ranker, queries, params, limit, version, progress)
             degraded[name] = {s: ranker.degraded[s] - before[s] for s in before}
             if progress is not None:
@@ -371,7 +371,7 @@ async def evaluate_bundle_async(
         began = time.perf_counter()
         result.lists[name] = _baseline_lists(baseline, snapshot, queries, params, limit)
         if progress is not None:
-            progress(f"  {name}: {time.perf_counter() - began:.1f} s")
+            progress(f"  {name}: baseline ranked {len(users)} users in {time.perf_counter() - began:.1f} s")
     summary: dict[str, Any] = {
         "protocol": {
             "pipeline": "the served pipeline (ranking.assembly) run in process on the bundle, embedded store",

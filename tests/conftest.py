@@ -39,7 +39,7 @@ def small_build_config(out_dir: Path) -> BuildConfig:
             seed=0,
             factors=64,
             ranker_users=1200,
-            eval_users=None,
+            eval_users=400,  # each is 3 served-pipeline queries per model
             models=models,
         )
     return BuildConfig(
