@@ -46,6 +46,8 @@ class UserFeatureHydrator:
         )
         vector = record.vector if record.vector is not None else self._zeros
         known = np.asarray(record.known_items, dtype=np.int64)
+        if known.size > 1 and bool(np.any(known[1:] <= known[:-1])):  # the filter needs ascending, unique
+            known = np.unique(known)
         if known.size and (known[0] < 0 or known[-1] >= self._n_items):
             known = known[(known >= 0) & (known < self._n_items)]
         return UserFeatures(

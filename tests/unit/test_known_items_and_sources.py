@@ -6,8 +6,12 @@ from dataclasses import replace
 
 import numpy as np
 
+from features.memory_store import MemoryFeatureStore
 from features.schema import N_RANKER_FEATURES, RANKER_FEATURES
+from features.store import UserRecord
+from models.bundle import UserSnapshot
 from ranking.filters.known_items import KnownItemsFilter
+from ranking.hydrators.user_features import UserFeatureHydrator
 from ranking.observer import NullObserver
 from ranking.pipeline import PipelineExecutor
 from ranking.sources.co_listen import CoListenSource
@@ -125,3 +129,33 @@ async def test_now_playing_lists_follow_the_seed() -> None:
         assert result.items[0].source == "seed_neighbors"
         lists.append([i.item for i in result.items])
     assert lists[0] != lists[1]
+
+
+async def test_user_hydrator_reads_known_items_sorted_and_inside_the_catalog() -> None:
+    store = MemoryFeatureStore()
+    await store.load_snapshot(
+        UserSnapshot(
+            user_ids=["a", "b"],
+            vectors=np.ones((2, fakes.DIM), np.float32),
+            stats=np.ones((2, 2), np.float32),
+            known_indptr=np.array([0, 3, 3], np.int64),
+            known_items=np.array([4, 17, 250], np.int32),
+        )
+    )
+    hydrator = UserFeatureHydrator(store, fakes.INDEX_OF, fakes.ITEM_VECTORS)
+    user = await hydrator.hydrate(fakes.query(user_id="a"), 1.0)
+    assert user.known_items.dtype == np.int64 and user.known_items.tolist() == [4, 17, 250]
+    assert (await hydrator.hydrate(fakes.query(user_id="b"), 1.0)).known_items.size == 0
+    assert hydrator.fallback(fakes.query(user_id="a")).known_items.size == 0
+
+
+async def test_user_hydrator_repairs_known_items_from_another_bundle() -> None:
+    class Store(MemoryFeatureStore):
+        async def get_user(self, user_id: str, timeout_s: float) -> UserRecord:
+            record = await super().get_user(user_id, timeout_s)
+            return replace(
+                record, vector=np.ones(fakes.DIM, np.float32), known_items=np.array([9, 3, 3, 5000], np.int32)
+            )
+
+    user = await UserFeatureHydrator(Store(), fakes.INDEX_OF, fakes.ITEM_VECTORS).hydrate(fakes.query(), 1.0)
+    assert user.known_items.tolist() == [3, 9]  # sorted, unique, inside the 300-item catalog

@@ -35,7 +35,7 @@ async def test_home_returns_limit_items_scored_by_the_model_without_degradation(
     assert result.degraded == ()
     assert result.model_version == "linear-v1"
     assert len({i.item for i in result.items}) == 15
-    assert {i.source for i in result.items} <= {"ann", "popularity"}
+    assert {i.source for i in result.items} <= {"ann", "co_listen", "popularity"}
 
 
 async def test_every_candidate_is_selected_removed_or_held_back_exactly_once() -> None:
@@ -53,6 +53,8 @@ async def test_every_candidate_is_selected_removed_or_held_back_exactly_once() -
     assert len(result.items) <= kept
     assert removed == sum(observer.removed.values())
     assert result.removed_by_filter["duplicates"] > 0  # ann and popularity overlap here
+    assert result.removed_by_filter["known_items"] > 0  # the user's known items were retrieved
+    assert {s.name for s in declaration.sources} == {"seed_neighbors", "ann", "co_listen", "popularity"}
 
 
 async def test_seed_item_is_never_recommended_back() -> None:
