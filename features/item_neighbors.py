@@ -83,7 +83,8 @@ def candidate_colisten(candidates: I64, history: I64, neighbors: I32, weights: F
     found, _ = _matches(rows, history)
     found &= rows >= 0
     found &= inside[:, None]
-    return np.where(found, weights[np.where(inside, candidates, 0)], 0.0).sum(axis=1).astype(np.float32)
+    totals: F32 = np.where(found, weights[np.where(inside, candidates, 0)], 0.0).sum(axis=1).astype(np.float32)
+    return totals
 
 
 def seed_colisten(candidates: I64, seed: int, neighbors: I32, weights: F32) -> tuple[F32, F32, F32]:
@@ -102,11 +103,14 @@ def seed_colisten(candidates: I64, seed: int, neighbors: I32, weights: F32) -> t
     row_weights = weights[seed]
     valid = row >= 0
     row, row_weights = row[valid], row_weights[valid]
-    order = np.argsort(row, kind="stable")
-    found, pos = _matches(candidates, row[order])
-    rank = order[pos]
-    weight = np.where(found, row_weights[rank], 0.0).astype(np.float32)
-    inverse_rank = np.where(found, 1.0 / (1.0 + rank), 0.0).astype(np.float32)
+    if row.size:
+        order = np.argsort(row, kind="stable")
+        found, pos = _matches(candidates, row[order])
+        rank = order[pos]
+        weight = np.where(found, row_weights[rank], 0.0).astype(np.float32)
+        inverse_rank = np.where(found, 1.0 / (1.0 + rank), 0.0).astype(np.float32)
+    else:
+        weight, inverse_rank = zeros, zeros.copy()
     inside = (candidates >= 0) & (candidates < neighbors.shape[0])
     safe = np.where(inside, candidates, 0)
     their_rows = neighbors[safe]
