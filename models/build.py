@@ -1,14 +1,21 @@
-"""Build an artifact bundle end to end: data → split → ALS → ranker → staged bundle → evaluation → bundle.
+"""Build an artifact bundle end to end: data → split → baselines → training → staged bundle →
+evaluation → bundle.
 
 The evaluation runs on the staged bundle, loaded as the server loads it, through the served
 pipeline (``models.evaluation``); the bundle is published (one rename) with that evaluation in
 its manifest, so the manifest's numbers describe exactly what a client calling Rank receives.
 
-Run by ``encore build`` (see ``serving/cli.py``). The bundle's embeddings, statistics and rankers are the
-ones evaluated: item/user vectors come from ALS on the embedding-train part of each user's
-items, and ``USER_STATS``/``ITEM_STATS``/popularity are computed from that same train part, so
-the metrics in the manifest describe exactly the artifacts being served and the ranker sees
-feature distributions identical to the ones it was trained on.
+Run by ``encore build`` (see ``serving/cli.py``). Training (``models.training``) is two-staged:
+the rankers learn on candidate models fit on the train part with labels from the label part; the
+bundle serves candidate models refit on train + label (ALS vectors, statistics, popularity, the
+item-neighbour table) with those rankers on top, and the user snapshot's known items are the
+train + label items. The baselines (``models.baselines``) are tuned on the label part and refit on
+train + label too; the tuned ALS configuration is the one the served embeddings use.
+
+Scale: on catalogues above ``LARGE_CATALOG`` items the build skips what does not scale or would
+take long on two cores (EASE and ItemKNN baselines, ALS tuning, extra ranker replicas) and keeps
+a shorter neighbour table; ``BuildConfig`` fields override each choice, and the manifest records
+what was done.
 """
 
 from __future__ import annotations
@@ -25,6 +32,8 @@ import numpy as np
 from features.datasets import Interactions
 from features.hetrec import load_hetrec
 from features.synthetic import generate_synthetic
+from models.als import AlsConfig
+from models.baselines import fit_baselines
 from models.bundle import (
     BundleContents,
     UserSnapshot,
@@ -35,31 +44,28 @@ from models.bundle import (
     stage_bundle,
 )
 from models.evaluation import LIMIT, Baseline, evaluate_bundle, format_metrics_table
-from models.item_neighbors import build_item_neighbors
-from models.training import (
-    MODEL_TREES,
-    TrainingError,
-    build_ranker_dataset,
-    compute_tables,
-    popularity_order,
-    split_interactions,
-    subsample_users,
-    train_embeddings,
-    train_ranker,
-)
+from models.item_neighbors import NeighborConfig
+from models.ranker import MODEL_TREES, RankerConfig
+from models.ranker_data import CandidateSizes, LabelConfig
+from models.splits import split_interactions, subsample_users
+from models.training import POPULARITY_LIMIT, TrainingConfig, train_models
+from ranking.assembly import DEFAULT_PARAMS
+from ranking.types import RankingParams, Surface
 
-POPULARITY_LIMIT = 1000
+#: Above this many items the build uses its large-catalogue defaults (module docstring).
+LARGE_CATALOG = 200_000
 
-__all__ = ["POPULARITY_LIMIT", "BuildConfig", "build_bundle", "format_metrics_table"]
+__all__ = ["LARGE_CATALOG", "POPULARITY_LIMIT", "BuildConfig", "build_bundle", "format_metrics_table"]
 
 
 @dataclass(frozen=True)
 class BuildConfig:
     """What to build. ``out_dir`` is the parent directory; the bundle goes to ``out_dir/version``.
 
-    ``ranker_users`` / ``eval_users`` cap the users sampled for ranker training and evaluation
-    (``None`` = all), which keeps a 1,000,000-item build within minutes on two cores.
-    ``models`` maps each ranker version to its number of trees; the first is the default model.
+    ``ranker_users`` / ``eval_users`` cap the users sampled for ranker training (per replica) and
+    evaluation (``None`` = all). ``models`` maps each ranker version to its number of trees; the
+    first is the default model. ``None`` in ``ranker_replicas``, ``neighbors_k``, ``tune_als`` and
+    ``baselines`` means "by catalogue size" (see the module docstring).
     """
 
     dataset: Literal["synthetic", "hetrec"] = "synthetic"
@@ -71,11 +77,14 @@ class BuildConfig:
     seed: int = 0
     factors: int = 64
     als_iterations: int = 15
-    n_candidates: int = 200
     ranker_users: int | None = 3000
     eval_users: int | None = 2000
     threads: int = 2
     models: tuple[tuple[str, int], ...] = field(default_factory=lambda: tuple(MODEL_TREES.items()))
+    ranker_replicas: int | None = None
+    neighbors_k: int | None = None
+    tune_als: bool | None = None
+    baselines: tuple[str, ...] | None = None
 
 
 def _load(config: BuildConfig) -> Interactions:
@@ -86,6 +95,38 @@ def _load(config: BuildConfig) -> Interactions:
     if config.dataset == "synthetic":
         return generate_synthetic(config.n_items, config.n_users, seed=config.seed)
     raise ValueError(f"BuildConfig.dataset must be 'synthetic' or 'hetrec', not {config.dataset!r}")
+
+
+def candidate_sizes(params: RankingParams) -> CandidateSizes:
+    """The served source sizes and query weights of one surface, for training's simulated queries."""
+    return CandidateSizes(
+        retrieval=params.retrieval_size,
+        co_listen=params.co_listen_size,
+        seed_neighbors=params.seed_neighbors_size,
+        popularity=params.popularity_size,
+        seed_weight=params.seed_weight,
+        recent_weight=params.recent_weight,
+    )
+
+
+@dataclass(frozen=True)
+class _Plan:
+    replicas: int
+    neighbors_k: int
+    tune_als: bool
+    baselines: tuple[str, ...]
+
+
+def _plan(config: BuildConfig, n_items: int) -> _Plan:
+    large = n_items > LARGE_CATALOG
+    return _Plan(
+        replicas=config.ranker_replicas if config.ranker_replicas is not None else (1 if large else 3),
+        neighbors_k=config.neighbors_k if config.neighbors_k is not None else (32 if large else 100),
+        tune_als=config.tune_als if config.tune_als is not None else not large,
+        baselines=config.baselines
+        if config.baselines is not None
+        else (("popularity", "als") if large else ("popularity", "itemknn", "ease", "als")),
+    )
 
 
 def build_bundle(config: BuildConfig, log: Callable[[str], None] = print) -> Path:
@@ -106,35 +147,45 @@ def build_bundle(config: BuildConfig, log: Callable[[str], None] = print) -> Pat
     step(f"dataset {data.name}: {data.n_users} users, {data.n_items} items, {data.n_interactions} interactions")
     version = config.version or f"{data.name}-{datetime.now(UTC):%Y%m%dT%H%M%SZ}"
     out = config.out_dir / version
+    plan = _plan(config, data.n_items)
 
     split = split_interactions(data.plays, seed=config.seed)
     step("split: " + ", ".join(f"{k}={v}" for k, v in split.summary().items()))
 
-    emb = train_embeddings(
-        split.train, factors=config.factors, iterations=config.als_iterations, seed=config.seed, threads=config.threads
+    als_base = AlsConfig(
+        factors=config.factors, iterations=config.als_iterations, seed=config.seed, threads=config.threads
     )
-    step(f"ALS: {config.factors} factors, {config.als_iterations} iterations")
-
-    tables = compute_tables(split.train)
-    popularity = popularity_order(tables.listeners)
-    if popularity.size == 0:
-        raise TrainingError(f"dataset {data.name} has no train interactions")
-
-    rng = np.random.default_rng(config.seed + 1)
-    ranker_users = subsample_users(split.users_with(split.label), config.ranker_users, rng)
-    dataset = build_ranker_dataset(split, emb, tables, ranker_users, rng, n_candidates=config.n_candidates)
-    step(
-        f"ranker data: {ranker_users.size} users, {dataset.n_queries} queries with positives, "
-        f"{dataset.features.shape[0]} rows, {int(dataset.labels.sum())} positives"
+    fitted = fit_baselines(
+        split,
+        als_base,
+        seed=config.seed,
+        methods=plan.baselines,
+        tune_als=plan.tune_als,
+        log=lambda message: step(message),
     )
+    step(f"baselines tuned on the label part and refit on train+label: {', '.join(fitted.baselines)}")
 
-    rankers = {}
-    for model_version, trees in config.models:
-        rankers[model_version] = train_ranker(
-            dataset, version=model_version, n_estimators=trees, seed=config.seed, threads=config.threads
-        )
-        step(f"ranker {model_version}: {trees} trees, ONNX export checked against LightGBM")
-    default_model = config.models[0][0]
+    training = TrainingConfig(
+        sizes={
+            "home": candidate_sizes(DEFAULT_PARAMS[Surface.HOME]),
+            "now_playing": candidate_sizes(DEFAULT_PARAMS[Surface.NOW_PLAYING]),
+        },
+        als=fitted.als_config,
+        neighbors=NeighborConfig(k=plan.neighbors_k),
+        ranker=RankerConfig(seed=config.seed, threads=config.threads),
+        labels=LabelConfig(),
+        models=config.models,
+        ranker_users=config.ranker_users,
+        replicas=plan.replicas,
+        seed=config.seed,
+    )
+    trained = train_models(
+        split,
+        training,
+        stage_a_embeddings=fitted.als_train,
+        stage_b_embeddings=fitted.als_known,
+        log=lambda message: step(message),
+    )
 
     eval_users = subsample_users(
         split.users_with(split.test), config.eval_users, np.random.default_rng(config.seed + 2)
@@ -143,29 +194,20 @@ def build_bundle(config: BuildConfig, log: Callable[[str], None] = print) -> Pat
         **data.summary(),
         "source": str(config.data_path) if config.dataset == "hetrec" else "generated",
         "split": split.summary(),
-        "training": {
-            "seed": config.seed,
-            "als": {
-                "factors": config.factors,
-                "iterations": config.als_iterations,
-                "weighting": "log1p",
-                "regularization": 1.0,
-            },
-            "ranker": {
-                "users": int(ranker_users.size),
-                "queries": dataset.n_queries,
-                "rows": int(dataset.features.shape[0]),
-                "candidates": config.n_candidates,
-                "models": {v: r.n_trees for v, r in rankers.items()},
-            },
+        "training": trained.info,
+        "baselines": fitted.info,
+        "build_plan": {
+            "large_catalog": data.n_items > LARGE_CATALOG,
+            "ranker_replicas": plan.replicas,
+            "neighbors_k": plan.neighbors_k,
+            "tune_als": plan.tune_als,
+            "baselines": list(plan.baselines),
         },
     }
     # What the served model knows (and the server filters): each user's train + label items.
-    known = (split.train + split.label).tocsr()
-    known_indptr, known_items = known_from_csr(known)
-    neighbours = build_item_neighbors(known)
-    step(f"item neighbours: k={neighbours.k}, coverage {neighbours.coverage():.3f}")
-    baselines: dict[str, Baseline] = {}  # MODELS: popularity, ItemKNN, EASE, ALS (models.baselines)
+    known_indptr, known_items = known_from_csr(split.known)
+    baselines: dict[str, Baseline] = dict(fitted.baselines)
+    emb, tables = trained.embeddings, trained.tables
 
     contents = BundleContents(
         version=version,
@@ -174,9 +216,9 @@ def build_bundle(config: BuildConfig, log: Callable[[str], None] = print) -> Pat
         item_names=data.item_names,
         item_vectors=emb.item_vectors,
         item_stats=tables.item_stats,
-        popularity=popularity[:POPULARITY_LIMIT],
-        models={v: r.onnx for v, r in rankers.items()},
-        default_model=default_model,
+        popularity=trained.popularity[:POPULARITY_LIMIT],
+        models={v: r.onnx for v, r in trained.rankers.items()},
+        default_model=trained.default_model,
         users=UserSnapshot(
             user_ids=data.user_ids,
             vectors=emb.user_vectors,
@@ -184,8 +226,8 @@ def build_bundle(config: BuildConfig, log: Callable[[str], None] = print) -> Pat
             known_indptr=known_indptr,
             known_items=known_items,
         ),
-        item_neighbors=neighbours.neighbors,
-        item_neighbor_weights=neighbours.weights,
+        item_neighbors=trained.neighbors.neighbors,
+        item_neighbor_weights=trained.neighbors.weights,
         dataset=dataset_info,
     )
     _stage_evaluate_publish(contents, out, split.test, eval_users, baselines, config.seed + 3, step, log)
