@@ -116,7 +116,9 @@ def snap_thresholds(booster: Any) -> Any:
 
 
 def export_onnx(booster: Any, check_rows: F32) -> bytes:
-    """Convert a LightGBM booster to ONNX and check ONNX Runtime reproduces ``booster.predict``."""
+    """Convert a LightGBM booster to ONNX and check ONNX Runtime reproduces ``booster.predict``.
+
+    The bytes are a pure function of the booster (the graph gets a fixed name)."""
     import onnxmltools
     import onnxruntime as ort
     from onnxmltools.convert.common.data_types import FloatTensorType
@@ -126,6 +128,7 @@ def export_onnx(booster: Any, check_rows: F32) -> bytes:
         initial_types=[(RANKER_INPUT_NAME, FloatTensorType([None, N_RANKER_FEATURES]))],
         target_opset=15,
     )
+    onnx_model.graph.name = "encore_ranker"  # onnxmltools names the graph with a random uuid
     data: bytes = onnx_model.SerializeToString()
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1

@@ -99,7 +99,12 @@ def top_n(scores: F64, exclude: I64, n: int, seed: int = -1) -> I64:
     n = min(n, scores.size)
     if n <= 0:
         return np.empty(0, dtype=np.int64)
-    top = np.argpartition(-scores, n - 1)[:n] if n < scores.size else np.arange(scores.size)
+    if n < scores.size:
+        kth = -np.partition(-scores, n - 1)[n - 1]  # the n-th best score; ties at it go by index
+        above = np.flatnonzero(scores > kth)
+        top = np.concatenate((above, np.flatnonzero(scores == kth)[: n - above.size]))
+    else:
+        top = np.arange(scores.size)
     top = top[np.isfinite(scores[top])]
     order = np.lexsort((top, -scores[top]))
     return top[order].astype(np.int64)
