@@ -209,7 +209,9 @@ def cmd_experiments_validate(args: argparse.Namespace) -> int:
 def cmd_experiments_analyze(args: argparse.Namespace) -> int:
     import json
 
-    from serving.experiments.analysis import analyze, format_report, load_exposures, load_outcomes, report_to_json
+    from offline.experiments.analysis import analyze
+    from offline.experiments.outcome_logs import load_exposures, load_outcomes
+    from offline.experiments.report import format_report, report_to_json
     from serving.experiments.config import ExperimentError, load_experiments
 
     try:
@@ -234,7 +236,7 @@ def cmd_experiments_analyze(args: argparse.Namespace) -> int:
 
 
 def cmd_experiments_simulate(args: argparse.Namespace) -> int:
-    from serving.experiments.simulation import SimulationConfig, simulate_and_analyze
+    from offline.experiments.simulation import SimulationConfig, simulate_and_analyze
 
     config = SimulationConfig(out_dir=args.out, n_users=args.users, sessions_per_user=args.sessions, seed=args.seed)
     outcome = asyncio.run(simulate_and_analyze(config, progress=lambda line: print(line, flush=True)))

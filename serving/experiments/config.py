@@ -42,8 +42,9 @@ variants that do not exist, a user forced into two experiments of one layer, sto
 
 Exceptions::
 
-    ExperimentError                 base of every error raised by serving.experiments
-    └── ExperimentConfigError       invalid experiment config; .problems lists each problem
+    ExperimentError                 base of every experiment error caused by bad input
+    ├── ExperimentConfigError       invalid experiment config; .problems lists each problem
+    └── AnalysisInputError          bad analysis input (offline.experiments.outcome_logs)
 """
 
 from __future__ import annotations
@@ -100,7 +101,8 @@ _NO_OVERRIDES: Final[Mapping[str, str]] = MappingProxyType({})
 
 
 class ExperimentError(Exception):
-    """Base class of every error raised by ``serving.experiments``."""
+    """Base of the experiment errors bad input causes (config files, analysis logs); bad arguments
+    from code (a programming error) raise ``ValueError`` instead."""
 
 
 class ExperimentConfigError(ExperimentError):
