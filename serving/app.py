@@ -122,7 +122,7 @@ class EncoreApp:
 
     def params_for(self, user_id: str, surface: Surface) -> tuple[RankingParams, tuple[Assignment, ...]]:
         """Surface defaults with the user's experiment overrides applied, and the assignments."""
-        result = self.assigner.assign(user_id, surface.value)
+        result = self.assigner.assign(user_id, surface)
         params = self.settings.surfaces[surface].params.with_overrides(result.overrides)
         return params, result.assignments
 
