@@ -86,9 +86,7 @@ class RankingServicer(pb_grpc.RankingServiceServicer):
                     client_timeout_s=context.time_remaining(),
                     limits=app.settings.stages,
                 )
-                pipeline = state.pipelines[surface]
-                result = await pipeline.execute(query, budget)
-                pipeline.spawn_side_effects(query, result)
+                result = await state.pipelines[surface].execute(query, budget)  # side effects: scheduled, not awaited
                 response = self._response(state.bundle, request_id, result, assignments, request.debug)
                 return response
         except Exception as exc:

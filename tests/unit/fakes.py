@@ -61,6 +61,9 @@ class LinearScorer:
         self._fail = fail
         self._delay_s = delay_s
 
+    def enabled(self, query: Query) -> bool:
+        return True
+
     def model_version(self, query: Query) -> str:
         return query.params.model_version or "linear-v1"
 
