@@ -10,8 +10,8 @@ import numpy as np
 
 from features.memory_store import MemoryFeatureStore
 from features.schema import USER_STATS
+from features.snapshot import UserSnapshot
 from features.store import FeatureStoreError, UserRecord
-from models.bundle import UserSnapshot
 from models.id_index import IdIndex
 from ranking.budget import Budget, StageLimits
 from ranking.components import Components
