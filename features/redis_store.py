@@ -28,8 +28,8 @@ from redis.exceptions import RedisClusterException, RedisError
 
 from features.keys import pack_f32, plays_key, skips_key, unpack_f32, user_key
 from features.schema import RECENT_PLAYS_MAX, USER_STATS
+from features.snapshot import UserSnapshot
 from features.store import FeatureStoreError, FeatureStoreTimeout, UserRecord
-from models.bundle import UserSnapshot
 
 CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
 _QUERY_PASSWORD = re.compile(r"([?&;]password=)[^&#;]*", re.IGNORECASE)

@@ -15,7 +15,7 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
-from models.bundle import UserSnapshot
+from features.snapshot import UserSnapshot
 
 
 class FeatureStoreError(Exception):

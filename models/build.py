@@ -23,8 +23,9 @@ from features.datasets import Interactions
 from features.hetrec import load_hetrec
 from features.ranker_features import F32
 from features.schema import RANKER_INPUT_NAME
+from features.snapshot import UserSnapshot
 from features.synthetic import generate_synthetic
-from models.bundle import BundleContents, UserSnapshot, write_bundle
+from models.bundle import BundleContents, write_bundle
 from models.evaluation import RERANK_DEPTH, Scorer, evaluate, format_metrics_table
 from models.runtime import session_options
 from models.training import (

@@ -44,6 +44,7 @@ from features.schema import (
     SCHEMA_VERSION,
     USER_STATS,
 )
+from features.snapshot import UserSnapshot
 from models.id_index import IdIndex
 
 T = TypeVar("T")
@@ -98,15 +99,6 @@ class Catalog:
 
     def item_id(self, row: int) -> str:
         return str(self.item_ids[row])
-
-
-@dataclass(frozen=True)
-class UserSnapshot:
-    """Offline user features to seed a feature store."""
-
-    user_ids: list[str]
-    vectors: npt.NDArray[np.float32]
-    stats: npt.NDArray[np.float32]
 
 
 @dataclass(frozen=True)
@@ -397,7 +389,6 @@ __all__ = [
     "BundleError",
     "Catalog",
     "ModelSpec",
-    "UserSnapshot",
     "load_bundle",
     "write_bundle",
 ]

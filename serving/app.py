@@ -229,7 +229,8 @@ async def _warm_up(pipelines: dict[Surface, PipelineExecutor], settings: Setting
             params=config.params,
             seed_item=int(bundle.popularity[0]) if surface is Surface.NOW_PLAYING else None,
         )
-        result = await pipeline.execute(query, Budget(surface_budget_s=30.0, client_timeout_s=None, limits=generous))
+        budget = Budget(surface_budget_s=30.0, client_timeout_s=None, limits=generous)
+        result = await pipeline.execute(query, budget, run_side_effects=False)  # no exposures, no shadow metrics
         log.info(
             "warm-up %s: %d items in %.1f ms, degraded %s",
             surface.value,

@@ -21,6 +21,7 @@ from serving.admin import admin_token, create_admin_server
 from serving.app import EncoreApp, lifespan
 from serving.config import Settings
 from serving.errors import ConfigError
+from serving.interceptors import RequestIdInterceptor
 from serving.servicer import RankingServicer
 
 log = logging.getLogger(__name__)
@@ -39,6 +40,8 @@ async def create_server(
 ) -> tuple[grpc.aio.Server, int, HealthServicer]:
     """A started-later server bound to ``host:port`` (0 picks a free port); returns it and the port.
 
+    Every unary RPC runs with its request id bound (``serving.interceptors.RequestIdInterceptor``).
+
     The health service reports NOT_SERVING until ``serving_started`` flips it.
     """
     server = grpc.aio.server(
@@ -46,7 +49,8 @@ async def create_server(
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", 4 * MAX_MESSAGE_BYTES),
             ("grpc.so_reuseport", 1 if reuse_port else 0),
-        ]
+        ],
+        interceptors=[RequestIdInterceptor()],
     )
     add_ranking_service(RankingServicer(app), server)
     health_servicer = HealthServicer()

@@ -14,7 +14,8 @@ from redis import Redis
 from redis.exceptions import RedisError
 
 from features.schema import ITEM_STATS, USER_STATS
-from models.bundle import BundleContents, UserSnapshot, write_bundle
+from features.snapshot import UserSnapshot
+from models.bundle import BundleContents, write_bundle
 from models.linear_ranker import linear_ranker
 
 REPO = Path(__file__).resolve().parents[1]

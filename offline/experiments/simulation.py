@@ -32,8 +32,9 @@ import numpy as np
 
 from encore.v1 import ranking_pb2 as pb
 from encore.v1 import ranking_pb2_grpc as pb_grpc
+from features.snapshot import UserSnapshot
 from features.synthetic import generate_synthetic
-from models.bundle import BundleContents, UserSnapshot, load_bundle, write_bundle
+from models.bundle import BundleContents, load_bundle, write_bundle
 from models.linear_ranker import linear_ranker
 from models.training import compute_tables, popularity_order, train_embeddings
 from offline.experiments.analysis import AnalysisReport, analyze

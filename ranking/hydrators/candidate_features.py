@@ -22,6 +22,9 @@ class RankerFeatureHydrator:
         self._item_norms = item_norms
         self._item_stats = item_stats
 
+    def enabled(self, query: Query) -> bool:
+        return True
+
     def hydrate(self, query: Query, user: UserFeatures, candidates: Candidates) -> F32:
         items = candidates.items
         seed = None if query.seed_item is None else np.asarray(self._item_vectors[query.seed_item], np.float32)
