@@ -19,8 +19,9 @@ from features.keys import plays_key, skips_key, user_key
 from features.redis_store import RedisFeatureStore, redacted_url
 from features.schema import RECENT_PLAYS_MAX, USER_STATS
 from features.store import FeatureStoreError, FeatureStoreTimeout
+from loadtests.harness import RedisClusterProcess
 from models.bundle import UserSnapshot
-from tests.support import RedisClusterProcess, user_snapshot
+from tests.support import user_snapshot
 
 DIM = 8
 SECRET = "s3cr3t-pa55"
