@@ -64,7 +64,7 @@ bench: $(STAMP) system-packages
 ## p99 or the error ratio exceeds its limit. Override USERS, SPAWN_RATE, DURATION, MAX_P99_MS, MAX_ERROR_RATIO.
 loadtest: $(STAMP)
 	BIN=$(BIN) BUNDLES=$(BUNDLES) USERS="$(USERS)" SPAWN_RATE="$(SPAWN_RATE)" DURATION="$(DURATION)" \
-		MAX_P99_MS="$(MAX_P99_MS)" MAX_ERROR_RATIO="$(MAX_ERROR_RATIO)" bash loadtests/run_loadtest.sh
+		MAX_P99_MS="$(MAX_P99_MS)" MAX_ERROR_RATIO="$(MAX_ERROR_RATIO)" bash loadtests/locust/run_loadtest.sh
 
 ## Fault injection with real processes (Redis killed/paused/slow, corrupt bundles, full disk, bad and
 ## fuzzed messages); -s prints each scenario's report table. Part of `make test` too. Needs root (tmpfs mount).

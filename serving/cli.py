@@ -353,11 +353,11 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["bench"]:  # the benchmark owns its arguments (and --help)
-        from loadtests.bench import main as bench_main
+        from loadtests.bench.runner import main as bench_main
 
         return bench_main(argv[1:])
     if argv[:1] == ["replay"]:  # so does the shadow replay
-        from loadtests.replay import main as replay_main
+        from loadtests.replay.run import main as replay_main
 
         return replay_main(argv[1:])
     args = parser().parse_args(argv)

@@ -15,10 +15,10 @@ import pytest
 
 from encore.v1 import ranking_pb2 as pb
 from encore.v1 import ranking_pb2_grpc as pb_grpc
+from loadtests.harness import ServerProcess, start_server, stop_server
 from offline.experiments.simulation import SimulationConfig, simulate_and_analyze
 from serving.experiments.assignment import Assigner
 from serving.experiments.config import load_experiments
-from tests.e2e.conftest import ServerProcess, start_server, stop_server
 from tests.support import REPO
 
 LAYERED = """

@@ -14,8 +14,7 @@ import pytest
 
 from encore.v1 import ranking_pb2 as pb
 from encore.v1 import ranking_pb2_grpc as pb_grpc
-from tests.e2e.conftest import ServerProcess, start_server, stop_server
-from tests.support import RedisProcess
+from loadtests.harness import RedisProcess, ServerProcess, start_server, stop_server
 
 EVERYONE = """
 experiments:

@@ -20,7 +20,8 @@ from features.redis_store import RedisFeatureStore, redacted_url
 from features.schema import RECENT_PLAYS_MAX, USER_STATS
 from features.snapshot import UserSnapshot
 from features.store import FeatureStoreError, FeatureStoreTimeout
-from tests.support import RedisClusterProcess, user_snapshot
+from loadtests.harness import RedisClusterProcess
+from tests.support import user_snapshot
 
 DIM = 8
 SECRET = "s3cr3t-pa55"
