@@ -60,6 +60,7 @@ from typing import Final, TypeGuard
 
 import yaml
 
+from common.errors import EncoreError
 from serving.experiments.hashing import Namespace
 
 __all__ = [
@@ -99,7 +100,7 @@ _VARIANT_KEYS: Final[frozenset[str]] = frozenset({"key", "weight", "params"})
 _NO_OVERRIDES: Final[Mapping[str, str]] = MappingProxyType({})
 
 
-class ExperimentError(Exception):
+class ExperimentError(EncoreError):
     """Base class of every error raised by ``serving.experiments``."""
 
 
