@@ -176,9 +176,9 @@ IDLE_PYTHON_FRAMES = (
     "_poll_wrapper (",
 )
 IDLE_NATIVE_LEAVES = ("epoll_wait", "epoll_pwait", "poll (", "pthread_cond_", "sem_wait", "sem_timedwait", "futex")
-PROJECT_PACKAGES = ("serving/", "ranking/", "features/", "models/", "loadtests/")
-#: The entry point's frames are on every main-thread sample; left out of "total".
-ENTRY_FILES = ("serving/cli.py",)
+PROJECT_PACKAGES = ("cli/", "serving/", "ranking/", "features/", "models/", "loadtests/")
+#: The entry point's frames (the ``encore`` command) are on every main-thread sample; left out of "total".
+ENTRY_FILES = ("cli/",)
 
 
 #: Threads that block inside C under ``Thread.run`` (grpc's cython poller): idle when that is the leaf.
@@ -359,7 +359,7 @@ def encore_server(
     cmd = [
         sys.executable,
         "-m",
-        "serving.cli",
+        "cli",
         "serve",
         "--bundle",
         str(bundle),
@@ -427,7 +427,7 @@ def process_memory(root: int) -> list[dict[str, Any]]:
 
 
 def _build_command(name: str, bundles_dir: Path, data_path: Path) -> list[str] | None:
-    base = [sys.executable, "-m", "serving.cli", "build", "--version", name, "--out", str(bundles_dir)]
+    base = [sys.executable, "-m", "cli", "build", "--version", name, "--out", str(bundles_dir)]
     if name == "synthetic-1m":
         return [*base, "--n-items", "1000000", "--n-users", "20000"]
     if name == "hetrec-bench":

@@ -59,7 +59,7 @@ def start_server(
     cmd = [
         sys.executable,
         "-m",
-        "serving.cli",
+        "cli",
         "serve",
         "--bundle",
         str(bundle),
