@@ -8,7 +8,7 @@ so each process is started, waited for and stopped the same way everywhere:
   once it answers ``PING``, ``stop`` SIGKILLs it (which also ends a SIGSTOPped server).
 - ``RedisClusterProcess``: a Redis Cluster of N primaries on free ports, joined with
   ``redis-cli --cluster create``; ``start`` returns once every node reports ``cluster_state:ok``.
-- ``start_server`` / ``stop_server``: ``python -m serving.cli serve`` on free ports (gRPC and
+- ``start_server`` / ``stop_server``: ``python -m cli serve`` on free ports (gRPC and
   metrics), its output in a log file; ``start_server`` returns once the gRPC health check says
   SERVING and raises ``RuntimeError`` with the whole log if the process exits or stalls first.
 
@@ -295,7 +295,7 @@ def start_server(
     cmd = [
         sys.executable,
         "-m",
-        "serving.cli",
+        "cli",
         "serve",
         "--bundle",
         str(bundle),

@@ -1,6 +1,6 @@
 """Build an artifact bundle end to end: data → split → ALS → ranker → evaluation → bundle.
 
-Run by ``encore build`` (see ``serving/cli.py``). The bundle's embeddings, statistics and rankers are the
+Run by ``encore build`` (see ``cli/build.py``). The bundle's embeddings, statistics and rankers are the
 ones evaluated: item/user vectors come from ALS on the embedding-train part of each user's
 items, and ``USER_STATS``/``ITEM_STATS``/popularity are computed from that same train part, so
 the metrics in the manifest describe exactly the artifacts being served and the ranker sees

@@ -36,6 +36,7 @@ import faiss
 import numpy as np
 import numpy.typing as npt
 
+from common.errors import EncoreError
 from features.schema import (
     ITEM_STATS,
     N_RANKER_FEATURES,
@@ -53,7 +54,7 @@ BUNDLE_FORMAT = 1
 MANIFEST = "manifest.json"
 
 
-class BundleError(Exception):
+class BundleError(EncoreError):
     """A bundle is missing, corrupt, or does not match this server's feature schema."""
 
 

@@ -31,6 +31,7 @@ import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
 
+from common.errors import EncoreError
 from features.query_vector import now_playing_query, user_query
 from features.ranker_features import F32, ranker_features
 from features.schema import N_RANKER_FEATURES, RANKER_INPUT_NAME
@@ -45,7 +46,7 @@ LITE_MODEL = "lgbm-v1-lite"
 MODEL_TREES: dict[str, int] = {DEFAULT_MODEL: 200, LITE_MODEL: 40}
 
 
-class TrainingError(Exception):
+class TrainingError(EncoreError):
     """Training produced something unusable (e.g. ONNX output differs from LightGBM)."""
 
 

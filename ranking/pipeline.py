@@ -41,6 +41,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from common.errors import InternalError
 from ranking.budget import Budget, DeadlineExceeded
 from ranking.observer import PipelineObserver
 from ranking.stages import (
@@ -70,7 +71,7 @@ log = logging.getLogger(__name__)
 DEGRADED_LOG_INTERVAL_S = 1.0
 
 
-class ConservationError(AssertionError):
+class ConservationError(InternalError):
     """A filter or selector lost or invented candidates (a programming error, fails loudly)."""
 
 

@@ -29,9 +29,9 @@ IDLE_PYTHON_FRAMES = (
     "_poll_wrapper (",
 )
 IDLE_NATIVE_LEAVES = ("epoll_wait", "epoll_pwait", "poll (", "pthread_cond_", "sem_wait", "sem_timedwait", "futex")
-PROJECT_PACKAGES = ("serving/", "ranking/", "features/", "models/", "loadtests/")
+PROJECT_PACKAGES = ("cli/", "common/", "serving/", "offline/", "ranking/", "features/", "models/", "loadtests/")
 #: The entry point's frames are on every main-thread sample; left out of "total".
-ENTRY_FILES = ("serving/cli.py",)
+ENTRY_FILES = ("cli/",)
 
 
 #: Threads that block inside C under ``Thread.run`` (grpc's cython poller): idle when that is the leaf.

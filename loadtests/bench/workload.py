@@ -11,7 +11,7 @@ from pathlib import Path
 
 
 def _build_command(name: str, bundles_dir: Path, data_path: Path) -> list[str] | None:
-    base = [sys.executable, "-m", "serving.cli", "build", "--version", name, "--out", str(bundles_dir)]
+    base = [sys.executable, "-m", "cli", "build", "--version", name, "--out", str(bundles_dir)]
     if name == "synthetic-1m":
         return [*base, "--n-items", "1000000", "--n-users", "20000"]
     if name == "hetrec-bench":

@@ -41,6 +41,7 @@ from typing import Any, TextIO
 
 import grpc
 
+from common.errors import EncoreError
 from encore.v1 import capture_pb2
 from encore.v1 import ranking_pb2 as pb
 from encore.v1 import ranking_pb2_grpc as pb_grpc
@@ -53,7 +54,7 @@ ROLES: tuple[str, ...] = ("primary", "candidate", "secondary")
 SURFACE_NAMES = {pb.SURFACE_HOME: "home", pb.SURFACE_NOW_PLAYING: "now_playing"}
 
 
-class ReplayInputError(Exception):
+class ReplayInputError(EncoreError):
     """Bad input: the message is printed as is and the command exits 2."""
 
 

@@ -61,6 +61,7 @@ from typing import Any, Final, TypeGuard
 
 import yaml
 
+from common.errors import EncoreError
 from ranking.types import TUNABLE_PARAMS, Surface
 from serving.experiments.hashing import Namespace
 
@@ -97,7 +98,7 @@ _VARIANT_KEYS: Final[frozenset[str]] = frozenset({"key", "weight", "params"})
 _NO_OVERRIDES: Final[Mapping[str, str]] = MappingProxyType({})
 
 
-class ExperimentError(Exception):
+class ExperimentError(EncoreError):
     """Base of the experiment errors bad input causes (config files, analysis logs); bad arguments
     from code (a programming error) raise ``ValueError`` instead."""
 

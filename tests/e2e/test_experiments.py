@@ -139,9 +139,7 @@ def test_the_experiments_file_reloads_without_restart_and_a_bad_one_is_refused(
 
 
 def encore(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "serving.cli", *args], cwd=REPO, capture_output=True, text=True, timeout=120
-    )
+    return subprocess.run([sys.executable, "-m", "cli", *args], cwd=REPO, capture_output=True, text=True, timeout=120)
 
 
 def test_validate_command_lists_every_problem_with_its_location(tmp_path: Path, tiny_bundle_path: Path) -> None:

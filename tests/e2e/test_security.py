@@ -208,7 +208,7 @@ def test_admin_without_a_token_refuses_to_start(tiny_bundle_path: Path, tmp_path
         [
             sys.executable,
             "-m",
-            "serving.cli",
+            "cli",
             "serve",
             "--bundle",
             str(tiny_bundle_path),

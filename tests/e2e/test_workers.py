@@ -139,7 +139,7 @@ def test_workers_without_redis_are_refused_with_the_reason(tiny_bundle_path: Pat
     from tests.support import REPO
 
     result = subprocess.run(
-        [sys.executable, "-m", "serving.cli", "serve", "--bundle", str(tiny_bundle_path), "--workers", "2"],
+        [sys.executable, "-m", "cli", "serve", "--bundle", str(tiny_bundle_path), "--workers", "2"],
         cwd=REPO,
         capture_output=True,
         text=True,

@@ -95,9 +95,9 @@ def test_top_frames_separates_idle_samples_and_attributes_busy_ones() -> None:
     collapsed = "\n".join(
         [
             # main thread: 6 busy samples in the pipeline, 4 idle in the event loop's epoll
-            "thread (1): MainThread;main (serving/cli.py:10);Rank (serving/servicer.py:5);"
+            "thread (1): MainThread;main (cli/main.py:10);Rank (serving/servicer.py:5);"
             "execute (ranking/pipeline.py:80);select (ranking/selectors/artist_diversity.py:30) 6",
-            "thread (1): MainThread;main (serving/cli.py:10);run_forever (asyncio/base_events.py:600);"
+            "thread (1): MainThread;main (cli/main.py:10);run_forever (asyncio/base_events.py:600);"
             "EpollSelector.select (selectors.py:468) 4",
             # executor threads: 2 busy in ONNX, 8 waiting for work
             "thread (2): encore-cpu_0;Thread.run (threading.py:982);_worker (concurrent/futures/thread.py:83);"
@@ -114,7 +114,7 @@ def test_top_frames_separates_idle_samples_and_attributes_busy_ones() -> None:
     assert prof["self"][0] == ("select (ranking/selectors/artist_diversity.py)", 0.75)
     total = dict(prof["total"])
     assert total["execute (ranking/pipeline.py)"] == 0.75
-    assert "main (serving/cli.py)" not in total  # the entry point is on every sample
+    assert "main (cli/main.py)" not in total  # the entry point is on every sample
     assert "Session.run (onnxruntime/capi/onnxruntime_inference_collection.py)" not in total  # not project code
     assert top_frames("") == {"samples": 0, "busy_share": 0.0, "threads": [], "self": [], "total": []}
 
