@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import ServerProcess, start_server, stop_server
-from tests.support import REPO, free_port
+from loadtests.harness import ServerProcess, free_port, start_server, stop_server
+from tests.support import REPO
 
 #: Modules ``encore serve`` must never import: offline experiment work, training, the load tools.
 OFFLINE_MODULES = (
