@@ -1,11 +1,12 @@
-# Encore: `make run` sets everything up and serves the embedded default; `make test` runs the tests.
+# Encore: `make run` sets everything up and serves the embedded default; `make test` runs the tests;
+# `make check` (what CI runs) adds ruff, ruff format --check, mypy and the layering contracts.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 BUNDLES ?= bundles
 STAMP := $(VENV)/.installed
 
-.PHONY: system-packages install run build build-real serve test check lint typecheck proto bench loadtest faults clean
+.PHONY: system-packages install run build build-real serve test check lint typecheck lint-imports proto bench loadtest faults clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -46,7 +47,12 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-check: lint typecheck test
+## The layering contracts in pyproject.toml [tool.importlinter] (import-linter): fails on a broken one.
+lint-imports: $(STAMP)
+	$(BIN)/lint-imports
+
+## Everything CI checks, cheapest first: lint, format, types, layering, then every test layer.
+check: $(STAMP) system-packages lint typecheck lint-imports test
 
 ## Benchmark (never part of the tests): component floor, server stages, open-loop rate steps, memory,
 ## on the 1M-item synthetic bundle and the real-data bundle (built first when missing). Table on
@@ -58,7 +64,7 @@ bench: $(STAMP) system-packages
 ## p99 or the error ratio exceeds its limit. Override USERS, SPAWN_RATE, DURATION, MAX_P99_MS, MAX_ERROR_RATIO.
 loadtest: $(STAMP)
 	BIN=$(BIN) BUNDLES=$(BUNDLES) USERS="$(USERS)" SPAWN_RATE="$(SPAWN_RATE)" DURATION="$(DURATION)" \
-		MAX_P99_MS="$(MAX_P99_MS)" MAX_ERROR_RATIO="$(MAX_ERROR_RATIO)" bash loadtests/run_loadtest.sh
+		MAX_P99_MS="$(MAX_P99_MS)" MAX_ERROR_RATIO="$(MAX_ERROR_RATIO)" bash loadtests/locust/run_loadtest.sh
 
 ## Fault injection with real processes (Redis killed/paused/slow, corrupt bundles, full disk, bad and
 ## fuzzed messages); -s prints each scenario's report table. Part of `make test` too. Needs root (tmpfs mount).
@@ -72,4 +78,4 @@ proto: $(STAMP)
 		--mypy_out=protos --mypy_grpc_out=protos protos/encore/v1/ranking.proto protos/encore/v1/admin.proto
 
 clean:
-	rm -rf $(VENV) $(BUNDLES) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(BUNDLES) .pytest_cache .mypy_cache .ruff_cache .import_linter_cache

@@ -13,8 +13,10 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
+from common.errors import EncoreError
 
-class DatasetError(Exception):
+
+class DatasetError(EncoreError):
     """A dataset file is missing or malformed.
 
     ``path`` and ``line`` (1-based, ``None`` for whole-file problems) say where.

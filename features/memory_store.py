@@ -9,8 +9,8 @@ import numpy as np
 import numpy.typing as npt
 
 from features.schema import RECENT_PLAYS_MAX
+from features.snapshot import UserSnapshot
 from features.store import UserRecord
-from models.bundle import UserSnapshot
 
 
 class MemoryFeatureStore:

@@ -26,15 +26,20 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisClusterException, RedisError
 
+from common.errors import EncoreError
 from features.keys import pack_f32, pack_i32, plays_key, skips_key, unpack_f32, unpack_i32, user_key
 from features.schema import RECENT_PLAYS_MAX, USER_STATS
+from features.snapshot import UserSnapshot
 from features.store import FeatureStoreError, FeatureStoreTimeout, UserRecord
-from models.bundle import UserSnapshot
 
 CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
 _QUERY_PASSWORD = re.compile(r"([?&;]password=)[^&#;]*", re.IGNORECASE)
 _HOST_PART = re.compile(r"\[[^\]]*\]|:[^,/?#]*")  # an [IPv6] literal or a ":port"
 _SCHEMES = ("redis", "rediss", "unix", *CLUSTER_SCHEMES)
+
+
+class RedisURLError(EncoreError, ValueError):
+    """A Redis URL that cannot be parsed; the message shows it with the password redacted."""
 
 
 def is_cluster_url(url: str) -> bool:
@@ -108,7 +113,8 @@ class RedisFeatureStore:
           ``max_connections`` is per node.
 
         Query-string options are passed to the connections (they win over these defaults), as in
-        ``redis.asyncio.Redis.from_url``. A malformed URL raises ``ValueError`` with the URL redacted.
+        ``redis.asyncio.Redis.from_url``. A malformed URL raises ``RedisURLError`` (a ``ValueError``)
+        with the URL redacted.
         """
         options: dict[str, Any] = {
             "max_connections": max_connections,
@@ -119,14 +125,16 @@ class RedisFeatureStore:
         }
         scheme = url.partition("://")[0].lower()
         if scheme not in _SCHEMES:
-            raise ValueError(f"invalid redis url {redacted_url(url)}: the scheme must be one of {', '.join(_SCHEMES)}")
+            raise RedisURLError(
+                f"invalid redis url {redacted_url(url)}: the scheme must be one of {', '.join(_SCHEMES)}"
+            )
         try:
             client = _cluster_client(url, options) if is_cluster_url(url) else Redis.from_url(url, **options)
         except (ValueError, TypeError, RedisError, RedisClusterException) as exc:
             message = str(exc)
             for secret in _secrets_in(url):
                 message = message.replace(secret, "***")
-            raise ValueError(f"invalid redis url {redacted_url(url)}: {message}") from None
+            raise RedisURLError(f"invalid redis url {redacted_url(url)}: {message}") from None
         return cls(client, dim, where=redacted_url(url))
 
     async def get_user(self, user_id: str, timeout_s: float) -> UserRecord:

@@ -15,10 +15,11 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
-from models.bundle import UserSnapshot
+from common.errors import EncoreError
+from features.snapshot import UserSnapshot
 
 
-class FeatureStoreError(Exception):
+class FeatureStoreError(EncoreError):
     """The feature store failed (connection refused, protocol error, corrupt value)."""
 
 

@@ -5,7 +5,7 @@ The evaluation runs on the staged bundle, loaded as the server loads it, through
 pipeline (``models.evaluation``); the bundle is published (one rename) with that evaluation in
 its manifest, so the manifest's numbers describe exactly what a client calling Rank receives.
 
-Run by ``encore build`` (see ``serving/cli.py``). Training (``models.training``) is two-staged:
+Run by ``encore build`` (see ``cli/build.py``). Training (``models.training``) is two-staged:
 the rankers learn on candidate models fit on the train part with labels from the label part; the
 bundle serves candidate models refit on train + label (ALS vectors, statistics, popularity, the
 item-neighbour table) with those rankers on top, and the user snapshot's known items are the
@@ -31,12 +31,12 @@ import numpy as np
 
 from features.datasets import Interactions
 from features.hetrec import load_hetrec
+from features.snapshot import UserSnapshot
 from features.synthetic import generate_synthetic
 from models.als import AlsConfig
 from models.baselines import fit_baselines
 from models.bundle import (
     BundleContents,
-    UserSnapshot,
     discard_bundle,
     finalize_bundle,
     known_from_csr,

@@ -46,7 +46,8 @@ import numpy.typing as npt
 import scipy.sparse as sp
 
 from features.memory_store import MemoryFeatureStore
-from models.bundle import Bundle, UserSnapshot
+from features.snapshot import UserSnapshot
+from models.bundle import Bundle
 from models.metrics import (
     NDCG_K,
     OVERLAP_K,

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from common.errors import EncoreError
 from features.schema import N_RANKER_FEATURES, RANKER_INPUT_NAME
 
 F32 = npt.NDArray[np.float32]
@@ -35,7 +36,7 @@ MODEL_TREES: dict[str, int] = {DEFAULT_MODEL: 300, LITE_MODEL: 60}
 ONNX_TOLERANCE = 1e-4
 
 
-class TrainingError(Exception):
+class TrainingError(EncoreError):
     """Training produced something unusable (no labelled query, ONNX output differs from LightGBM)."""
 
 

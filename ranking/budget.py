@@ -6,8 +6,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from common.errors import EncoreError
 
-class DeadlineExceeded(Exception):
+
+class DeadlineExceeded(EncoreError):
     """Not even the fallback path fits in what is left of the budget."""
 
 

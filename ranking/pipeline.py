@@ -1,8 +1,12 @@
 """The pipeline declaration and the one executor that runs every surface.
 
-Ordering, concurrency, per-stage timeouts, fail-open policy and per-stage observations live here
-and nowhere else. Stage order: user features → retrieval (all sources concurrently) → filters →
-candidate features → scoring (one batch) → selection; side effects run after the response.
+Ordering, concurrency, per-stage timeouts, fail-open policy, per-stage observations and the side
+effects live here and nowhere else. Stage order: user features → retrieval (all sources
+concurrently) → filters → candidate features → scoring (one batch) → selection; then the executor
+itself schedules the side effects (``execute`` returns without waiting for them; callers never
+start them). At most ``max_side_effect_tasks`` run at once per executor; past that a side effect
+is dropped and counted in ``side_effects_dropped``. ``drain_side_effects`` waits for them
+(shutdown, bundle swap, tests).
 
 Fail-open policy (each fallback is listed in ``RankResult.degraded`` and reported to the observer):
 
@@ -11,10 +15,21 @@ Fail-open policy (each fallback is listed in ``RankResult.degraded`` and reporte
   in-process and always present).
 - ``scoring``: the scorer failed or timed out → retrieval order.
 
+Disabled components (``enabled(query)`` is False) are skipped by design, never marked degraded:
+
+- user hydrator → its ``fallback`` (cold-start) features, without a store round trip.
+- source / filter → not run (no candidates from it / nothing removed).
+- candidate hydrator → no features, so scoring is skipped too: retrieval order, model version "".
+- scorer → retrieval order, model version "".
+- selector → the top ``query.limit`` rows by score (ties: retrieval order), the rest held back.
+- side effect → not scheduled.
+
+``RankResult.scoring_inputs`` (for shadow scoring) is set only when the scorer really scored.
+
 Errors: ``DeadlineExceeded`` when the budget is spent before the pipeline starts, or when the
-client's own deadline has passed by the time the answer is ready (nobody is waiting for it).
-Untimed (in-process) sources run even when the retrieval slice is zero, so a tight deadline
-still gets the popularity fallback.
+client's own deadline has passed by the time the answer is ready (nobody is waiting for it; no
+side effect runs). Untimed (in-process) sources run even when the retrieval slice is zero, so a
+tight deadline still gets the popularity fallback.
 """
 
 from __future__ import annotations
@@ -26,6 +41,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from common.errors import InternalError
 from ranking.budget import Budget, DeadlineExceeded
 from ranking.observer import PipelineObserver
 from ranking.stages import (
@@ -37,7 +53,17 @@ from ranking.stages import (
     SideEffect,
     UserHydrator,
 )
-from ranking.types import F32, Candidates, Query, RankResult, ScoredItem, ScoringInputs, Surface, UserFeatures
+from ranking.types import (
+    F32,
+    Candidates,
+    Query,
+    RankResult,
+    ScoredItem,
+    ScoringInputs,
+    Selection,
+    Surface,
+    UserFeatures,
+)
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +71,7 @@ log = logging.getLogger(__name__)
 DEGRADED_LOG_INTERVAL_S = 1.0
 
 
-class ConservationError(AssertionError):
+class ConservationError(InternalError):
     """A filter or selector lost or invented candidates (a programming error, fails loudly)."""
 
 
@@ -79,8 +105,10 @@ class PipelineExecutor:
         self._last_degraded_log: dict[str, float] = {}
         self._suppressed: dict[str, int] = {}
 
-    async def execute(self, query: Query, budget: Budget) -> RankResult:
-        """Rank for ``query``. Raises ``DeadlineExceeded`` only when no time is left at all."""
+    async def execute(self, query: Query, budget: Budget, *, run_side_effects: bool = True) -> RankResult:
+        """Rank for ``query``, then schedule the side effects (not awaited; ``run_side_effects=False``
+        skips them, e.g. for the start-up warm-up). Raises ``DeadlineExceeded`` only when no time is
+        left at all or the client's deadline has passed."""
         budget.require("ranking")
         d = self.declaration
         timings: dict[str, float] = {}
@@ -109,13 +137,26 @@ class PipelineExecutor:
             candidates = result.kept
         clock = self._timed("filters", clock, timings)
 
-        features = d.candidate_hydrator.hydrate(query, user, candidates)
+        hydrated = d.candidate_hydrator.enabled(query)
+        features = (
+            d.candidate_hydrator.hydrate(query, user, candidates)
+            if hydrated
+            else np.empty((len(candidates), 0), dtype=np.float32)
+        )
         clock = self._timed("candidate_features", clock, timings)
 
-        scores, model_version = await self._score(query, candidates, features, budget, degraded)
+        if hydrated and d.scorer.enabled(query):
+            scores, model_version = await self._score(query, candidates, features, budget, degraded)
+            scored = "scoring" not in degraded
+        else:  # skipped by design: retrieval order, not a degradation
+            scores, model_version, scored = _retrieval_order(len(candidates)), "", False
         clock = self._timed("scoring", clock, timings)
 
-        selection = d.selector.select(query, candidates, scores)
+        selection = (
+            d.selector.select(query, candidates, scores)
+            if d.selector.enabled(query)
+            else _top_by_score(scores, query.limit)
+        )
         if len(selection.selected) + len(selection.held_back) != len(candidates):
             raise ConservationError(f"selector {d.selector.name} did not account for every candidate")
         self._timed("selection", clock, timings)
@@ -132,18 +173,19 @@ class PipelineExecutor:
             raise DeadlineExceeded(f"answer not ready within the client's {budget.total_s * 1000:.1f} ms deadline")
         timings["total"] = (time.perf_counter() - started) * 1000.0
         self._observer.stage_latency(self._surface, "total", timings["total"] / 1000.0)
-        return RankResult(
+        ranked = RankResult(
             items=items,
             model_version=model_version,
             degraded=tuple(degraded),
             timings_ms=timings,
             removed_by_filter=removed_by_filter,
-            scoring_inputs=(
-                ScoringInputs(candidates, features) if query.params.shadow_model and "scoring" not in degraded else None
-            ),
+            scoring_inputs=ScoringInputs(candidates, features) if query.params.shadow_model and scored else None,
         )
+        if run_side_effects:
+            self._spawn_side_effects(query, ranked)
+        return ranked
 
-    def spawn_side_effects(self, query: Query, result: RankResult) -> None:
+    def _spawn_side_effects(self, query: Query, result: RankResult) -> None:
         """Schedule side effects to run after the response; never awaited, never raising."""
         for effect in self.declaration.side_effects:
             try:
@@ -197,6 +239,8 @@ class PipelineExecutor:
 
     async def _hydrate_user(self, query: Query, budget: Budget, degraded: list[str]) -> UserFeatures:
         hydrator = self.declaration.user_hydrator
+        if not hydrator.enabled(query):
+            return hydrator.fallback(query)
         timeout = budget.for_stage("user_features")
         try:
             async with asyncio.timeout(timeout):
@@ -244,4 +288,15 @@ class PipelineExecutor:
             return scores, scorer.model_version(query)
         except Exception as exc:
             self._degrade("scoring", degraded, query, exc)
-            return np.linspace(1.0, 0.0, num=n, endpoint=False, dtype=np.float32), ""  # retrieval order
+            return _retrieval_order(n), ""
+
+
+def _retrieval_order(n: int) -> F32:
+    """Scores that keep the candidates in retrieval order (descending, distinct)."""
+    return np.linspace(1.0, 0.0, num=n, endpoint=False, dtype=np.float32)
+
+
+def _top_by_score(scores: F32, limit: int) -> Selection:
+    """The selection of a disabled selector: the best ``limit`` rows by score (ties: input order)."""
+    order = np.argsort(-scores, kind="stable")
+    return Selection(selected=order[:limit].astype(np.int64), held_back=np.sort(order[limit:]).astype(np.int64))

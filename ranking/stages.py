@@ -1,7 +1,9 @@
 """One small typed interface per pipeline stage.
 
 Components are stateless per request (resources are injected at construction) and never mutate
-their inputs. ``enabled(query)`` lets a component opt out for a query; the executor skips it.
+their inputs. Every stage has ``enabled(query)``: a component opts out for a query and the executor
+skips it (what skipping means per stage is in ``ranking.pipeline``'s docstring). ``enabled`` is cheap
+and must not fail.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ class UserHydrator(Protocol):
     """Fetches query-time user features. May raise on dependency failure; the executor falls back."""
 
     name: str
+
+    def enabled(self, query: Query) -> bool: ...
 
     async def hydrate(self, query: Query, timeout_s: float) -> UserFeatures: ...
 
@@ -53,6 +57,8 @@ class CandidateHydrator(Protocol):
 
     name: str
 
+    def enabled(self, query: Query) -> bool: ...
+
     def hydrate(self, query: Query, user: UserFeatures, candidates: Candidates) -> F32: ...
 
 
@@ -60,6 +66,8 @@ class Scorer(Protocol):
     """Returns one score per candidate row, in input order, and the model version used."""
 
     name: str
+
+    def enabled(self, query: Query) -> bool: ...
 
     def model_version(self, query: Query) -> str: ...
 
@@ -70,6 +78,8 @@ class Selector(Protocol):
     """Chooses up to ``query.limit`` rows, best first; every other row is held back."""
 
     name: str
+
+    def enabled(self, query: Query) -> bool: ...
 
     def select(self, query: Query, candidates: Candidates, scores: F32) -> Selection: ...
 

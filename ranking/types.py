@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from enum import StrEnum
-from typing import Any, Literal
+from types import MappingProxyType
+from typing import Any, Final, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -26,29 +27,60 @@ KnownItemsPolicy = Literal["exclude", "keep"]
 KNOWN_ITEMS_POLICIES: tuple[KnownItemsPolicy, ...] = ("exclude", "keep")
 
 
+@dataclass(frozen=True, slots=True)
+class Tunable:
+    """Marks a ``RankingParams`` field an experiment variant may override, and the values it may take:
+    ``kind="model"`` a model version (non-empty; checked against the bundle's models when known),
+    ``"int"`` an int in ``lo..hi``, ``"fraction"`` a number in 0..1."""
+
+    kind: Literal["model", "int", "fraction"]
+    lo: int = 0
+    hi: int = 1
+
+
+MODEL_VERSION: Final[Tunable] = Tunable("model")
+FRACTION: Final[Tunable] = Tunable("fraction")
+_TUNABLE: Final[str] = "tunable"
+
+
+def _tunable(spec: Tunable) -> Mapping[str, Tunable]:
+    """Field metadata that makes a ``RankingParams`` field settable by experiment variants."""
+    return {_TUNABLE: spec}
+
+
 @dataclass(frozen=True)
 class RankingParams:
-    """Knobs of one ranking; surface defaults, overridden per experiment variant.
+    """Knobs of one ranking: surface defaults (settings file), overridden per experiment variant.
+
+    The fields marked ``_tunable(...)`` are the params a variant may set (``TUNABLE_PARAMS``); the
+    experiments config validates and names them from here, so a new knob is declared once.
 
     ``known_items``: ``"exclude"`` removes the user's known items (``KnownItemsFilter``),
     ``"keep"`` lets them be recommended. ``seed_neighbors_size`` / ``co_listen_size``: candidates
     from the seed's neighbour row (Now Playing) and from the history co-listen source; 0 disables.
     """
 
-    model_version: str | None = None  # None: the bundle's default model
-    retrieval_size: int = 300
+    model_version: str | None = field(default=None, metadata=_tunable(MODEL_VERSION))  # None: the bundle's default
+    retrieval_size: int = field(default=300, metadata=_tunable(Tunable("int", 10, 5000)))  # candidates retrieved
     popularity_size: int = 100
-    seed_neighbors_size: int = 100
-    co_listen_size: int = 150
+    seed_neighbors_size: int = field(default=100, metadata=_tunable(Tunable("int", 0, 1000)))
+    co_listen_size: int = field(default=150, metadata=_tunable(Tunable("int", 0, 1000)))
     known_items: KnownItemsPolicy = "exclude"
-    seed_weight: float = 0.7
-    recent_weight: float = 0.3
-    diversity_cap: int = 2
-    shadow_model: str | None = None  # validated by the experiments config; not acted on yet (shadow scoring)
+    seed_weight: float = field(default=0.7, metadata=_tunable(FRACTION))  # Now Playing: seed item vs user signal
+    recent_weight: float = field(default=0.3, metadata=_tunable(FRACTION))  # blend weight of the recent plays
+    diversity_cap: int = field(default=2, metadata=_tunable(Tunable("int", 1, 100)))  # max items per artist
+    shadow_model: str | None = field(default=None, metadata=_tunable(MODEL_VERSION))
+    """Scored after the response on the same candidates, never served (``ranking.side_effects.shadow_scoring``)."""
 
     def with_overrides(self, overrides: Mapping[str, Any]) -> RankingParams:
         """Return a copy with ``overrides`` applied (names are validated by the experiments config)."""
         return replace(self, **overrides) if overrides else self
+
+
+TUNABLE_PARAMS: Final[Mapping[str, Tunable]] = MappingProxyType(
+    {f.name: f.metadata[_TUNABLE] for f in fields(RankingParams) if _TUNABLE in f.metadata}
+)
+"""The ``RankingParams`` an experiment variant may set, in declaration order, with their valid values."""
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from encore.v1 import admin_pb2_grpc as apb_grpc
 from serving.app import EncoreApp
 from serving.config import Settings
 from serving.errors import ConfigError
+from serving.listen import add_port
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +102,4 @@ async def create_admin_server(app: EncoreApp, token: str) -> tuple[grpc.aio.Serv
     settings = app.settings
     server = grpc.aio.server(options=[("grpc.max_receive_message_length", 64 << 10)])
     apb_grpc.add_AdminServiceServicer_to_server(AdminServicer(app, token), server)
-    port = server.add_insecure_port(f"{settings.admin_host}:{settings.admin_port or 0}")
-    if port == 0:
-        raise OSError(f"cannot bind the admin listener to {settings.admin_host}:{settings.admin_port}")
-    return server, port
+    return server, add_port(server, settings.admin_host, settings.admin_port or 0, setting="admin_port")

@@ -117,7 +117,7 @@ class EncoreApp:
 
     def params_for(self, user_id: str, surface: Surface) -> tuple[RankingParams, tuple[Assignment, ...]]:
         """Surface defaults with the user's experiment overrides applied, and the assignments."""
-        result = self.assigner.assign(user_id, surface.value)
+        result = self.assigner.assign(user_id, surface)
         params = self.settings.surfaces[surface].params.with_overrides(result.overrides)
         return params, result.assignments
 
@@ -212,7 +212,8 @@ async def _warm_up(pipelines: dict[Surface, PipelineExecutor], settings: Setting
             params=config.params,
             seed_item=int(bundle.popularity[0]) if surface is Surface.NOW_PLAYING else None,
         )
-        result = await pipeline.execute(query, Budget(surface_budget_s=30.0, client_timeout_s=None, limits=generous))
+        budget = Budget(surface_budget_s=30.0, client_timeout_s=None, limits=generous)
+        result = await pipeline.execute(query, budget, run_side_effects=False)  # no exposures, no shadow metrics
         log.info(
             "warm-up %s: %d items in %.1f ms, degraded %s",
             surface.value,

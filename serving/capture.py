@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from common.errors import EncoreError
 from encore.v1 import capture_pb2
 from serving.experiments.hashing import gb_hash
 from serving.logsink import RotatingFileWriter
@@ -22,7 +23,7 @@ CAPTURE_SEED = "capture"
 SUFFIX = ".binpb"
 
 
-class CaptureFormatError(Exception):
+class CaptureFormatError(EncoreError):
     """A capture file is truncated or corrupt; the message names the file and byte offset."""
 
 

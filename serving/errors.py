@@ -1,15 +1,15 @@
-"""Encore's error tree and its one mapping to gRPC status codes (used only at the edge).
+"""The server's errors and the one mapping of errors to gRPC status codes (used only at the edge).
 
-Error tree::
+The whole tree of Encore's exceptions is in ``common.errors``. This module's part of it::
 
-    EncoreError
+    EncoreError (common.errors)
     ├── InvalidRequest        the client sent bad input            → INVALID_ARGUMENT (names the field)
     ├── Overloaded            shed early instead of queueing       → RESOURCE_EXHAUSTED
-    └── ConfigError           bad settings or files; fail loudly at start-up (never mapped)
-    ranking.budget.DeadlineExceeded   not even the fallback fits   → DEADLINE_EXCEEDED
+    ├── ConfigError           bad settings or files; fail loudly at start-up (never mapped)
+    └── ListenError           a listener cannot bind its address; fails start-up (never mapped)
 
-    features.store.FeatureStoreError  a write could not be stored  → UNAVAILABLE (client retries)
-
+``status_for`` also maps ``ranking.budget.DeadlineExceeded`` → DEADLINE_EXCEEDED and
+``features.store.FeatureStoreError`` (a write could not be stored) → UNAVAILABLE (client retries).
 On the read path dependency failures (Redis, FAISS, ONNX) never reach the edge: the pipeline fails
 open and marks the answer degraded. Anything else is a programming error → INTERNAL, logged with
 its traceback.
@@ -19,12 +19,11 @@ from __future__ import annotations
 
 import grpc
 
+from common.errors import EncoreError
 from features.store import FeatureStoreError
 from ranking.budget import DeadlineExceeded
 
-
-class EncoreError(Exception):
-    """Base of Encore's own errors."""
+__all__ = ["ConfigError", "EncoreError", "InvalidRequest", "ListenError", "Overloaded", "status_for"]
 
 
 class InvalidRequest(EncoreError):
@@ -42,6 +41,10 @@ class Overloaded(EncoreError):
 
 class ConfigError(EncoreError):
     """Settings or a file they name are invalid; the message names the key or file."""
+
+
+class ListenError(EncoreError):
+    """A listener could not bind its address (port in use, not a local address); names setting and reason."""
 
 
 def status_for(exc: BaseException) -> tuple[grpc.StatusCode, str]:

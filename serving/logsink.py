@@ -22,12 +22,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO, Generic, TypeVar
 
+from common.errors import EncoreError
+
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
 
-class WriteError(OSError):
+class WriteError(EncoreError, OSError):
     """A write failed after ``written`` of the records had reached a file (the rest did not)."""
 
     def __init__(self, written: int, cause: OSError) -> None:

@@ -13,7 +13,6 @@ import grpc
 from google.protobuf.message import DecodeError, Message
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
-from prometheus_client import start_http_server
 
 from encore.v1 import ranking_pb2 as pb
 from models.bundle import Bundle
@@ -21,6 +20,8 @@ from serving.admin import admin_token, create_admin_server
 from serving.app import EncoreApp, lifespan
 from serving.config import Settings
 from serving.errors import ConfigError
+from serving.interceptors import RequestIdInterceptor
+from serving.listen import add_port, start_metrics_http
 from serving.servicer import RankingServicer
 
 log = logging.getLogger(__name__)
@@ -39,6 +40,8 @@ async def create_server(
 ) -> tuple[grpc.aio.Server, int, HealthServicer]:
     """A started-later server bound to ``host:port`` (0 picks a free port); returns it and the port.
 
+    Every unary RPC runs with its request id bound (``serving.interceptors.RequestIdInterceptor``).
+
     The health service reports NOT_SERVING until ``serving_started`` flips it.
     """
     server = grpc.aio.server(
@@ -46,17 +49,15 @@ async def create_server(
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", 4 * MAX_MESSAGE_BYTES),
             ("grpc.so_reuseport", 1 if reuse_port else 0),
-        ]
+        ],
+        interceptors=[RequestIdInterceptor()],
     )
     add_ranking_service(RankingServicer(app), server)
     health_servicer = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
     credentials = server_credentials(app.settings)
-    address = f"{host}:{port}"
-    bound = server.add_insecure_port(address) if credentials is None else server.add_secure_port(address, credentials)
-    if bound == 0:
-        raise OSError(f"cannot bind gRPC server to {host}:{port}")
+    bound = add_port(server, host, port, setting="port", credentials=credentials, reuse_port=reuse_port)
     for service in ("", SERVICE_NAME):
         await health_servicer.set(service, health_pb2.HealthCheckResponse.NOT_SERVING)
     return server, bound, health_servicer
@@ -130,8 +131,8 @@ async def serve(
     token = admin_token(settings) if settings.admin_port is not None else None  # fail before serving
     async with lifespan(settings, bundle) as app:
         if settings.metrics_port is not None and worker is None:
-            httpd, _ = start_http_server(settings.metrics_port, addr=settings.host, registry=app.metrics.registry)
-            log.info("metrics on http://%s:%d/metrics", settings.host, httpd.server_port)
+            metrics_port = start_metrics_http(settings.metrics_port, settings.host, app.metrics.registry)
+            log.info("metrics on http://%s:%d/metrics", settings.host, metrics_port)
         server, port, health_servicer = await create_server(
             app, settings.host, settings.port, reuse_port=worker is not None
         )

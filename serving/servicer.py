@@ -1,4 +1,8 @@
-"""The gRPC servicer: thin translation between protos and the domain; errors mapped at the edge."""
+"""The gRPC servicer: thin translation between protos and the domain; errors mapped at the edge.
+
+The request id is bound before a handler runs (``serving.interceptors.RequestIdInterceptor``);
+handlers read it with ``current_request_id``.
+"""
 
 from __future__ import annotations
 
@@ -22,8 +26,8 @@ from serving.app import EncoreApp
 from serving.capture import in_capture_sample
 from serving.errors import Overloaded, status_for
 from serving.experiments.assignment import Assignment
-from serving.request_context import request_id_var
-from serving.requests import parse_events, parse_rank_request, request_id_of, surface_of
+from serving.request_context import current_request_id
+from serving.requests import parse_events, parse_rank_request, surface_of
 
 log = logging.getLogger(__name__)
 
@@ -73,8 +77,7 @@ class RankingServicer(pb_grpc.RankingServiceServicer):
         response: pb.RankResponse | None = None
         try:
             with self._admitted("Rank"):
-                request_id = request_id_of(request.request_id)
-                request_id_var.set(request_id)
+                request_id = current_request_id()  # bound by RequestIdInterceptor
                 surface_label = surface_of(request.surface).value
                 state = app.state  # one bundle for the whole request, even across a reload
                 query = parse_rank_request(request, app.settings, state.bundle.catalog.index_of, request_id)
@@ -86,9 +89,7 @@ class RankingServicer(pb_grpc.RankingServiceServicer):
                     client_timeout_s=context.time_remaining(),
                     limits=app.settings.stages,
                 )
-                pipeline = state.pipelines[surface]
-                result = await pipeline.execute(query, budget)
-                pipeline.spawn_side_effects(query, result)
+                result = await state.pipelines[surface].execute(query, budget)  # side effects: scheduled, not awaited
                 response = self._response(state.bundle, request_id, result, assignments, request.debug)
                 return response
         except Exception as exc:
@@ -117,7 +118,7 @@ class RankingServicer(pb_grpc.RankingServiceServicer):
         outcome = "OK"
         try:
             with self._admitted("RecordEvents"):
-                request_id_var.set(request_id_of(request.request_id))
+                current_request_id()  # refuses an over-long request id first, as Rank does
                 events = parse_events(request, app.settings, app.bundle.catalog.index_of)
                 remaining = context.time_remaining()
                 timeout = app.store_timeout_s if remaining is None else min(app.store_timeout_s, remaining)

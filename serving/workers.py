@@ -27,6 +27,7 @@ from pathlib import Path
 
 from serving.config import Settings
 from serving.errors import ConfigError
+from serving.listen import check_can_listen, start_metrics_http
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +82,11 @@ def serve_workers(settings: Settings, workers: int) -> int:
         )
     if MULTIPROC_ENV not in os.environ:
         raise ConfigError("--workers: call prepare_multiprocess_metrics() before importing the server")
+    asyncio.run(_check_redis_url(settings.redis_url))  # a malformed URL fails here, not in every worker
+    port = settings.port or _free_port(settings.host)
+    check_can_listen(settings.host, port, setting="port", reuse_port=True)  # here, not in every worker
+    if settings.metrics_port:
+        check_can_listen(settings.host, settings.metrics_port, setting="metrics_port")
     import faiss
 
     from models.bundle import load_bundle
@@ -89,7 +95,6 @@ def serve_workers(settings: Settings, workers: int) -> int:
     bundle = load_bundle(settings.bundle)
     if settings.load_features:
         asyncio.run(_load_features_once(settings, bundle))
-    port = settings.port or _free_port(settings.host)
     worker_settings = replace(settings, port=port, load_features=False)
     context = multiprocessing.get_context("fork")
 
@@ -146,6 +151,12 @@ def serve_workers(settings: Settings, workers: int) -> int:
     return exit_code
 
 
+async def _check_redis_url(url: str) -> None:
+    from features.redis_store import RedisFeatureStore
+
+    await RedisFeatureStore.from_url(url, 1).close()  # parses the URL; connects to nothing
+
+
 async def _load_features_once(settings: Settings, bundle: object) -> None:
     from features.redis_store import RedisFeatureStore
     from models.bundle import Bundle
@@ -162,13 +173,13 @@ async def _load_features_once(settings: Settings, bundle: object) -> None:
 def _start_metrics_endpoint(settings: Settings) -> None:
     if settings.metrics_port is None:
         return
-    from prometheus_client import CollectorRegistry, start_http_server
+    from prometheus_client import CollectorRegistry
     from prometheus_client.multiprocess import MultiProcessCollector
 
     registry = CollectorRegistry()
     MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
-    httpd, _ = start_http_server(settings.metrics_port, addr=settings.host, registry=registry)
-    log.info("metrics (all workers) on http://%s:%d/metrics", settings.host, httpd.server_port)
+    port = start_metrics_http(settings.metrics_port, settings.host, registry)
+    log.info("metrics (all workers) on http://%s:%d/metrics", settings.host, port)
 
 
 def _mark_dead(process: BaseProcess) -> None:

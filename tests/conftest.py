@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from loadtests.harness import RedisProcess
 from models.build import BuildConfig, build_bundle
-from tests.support import REAL_DATA, RedisProcess, tiny_bundle
+from tests.support import REAL_DATA, tiny_bundle
 
 
 @pytest.fixture(scope="session")

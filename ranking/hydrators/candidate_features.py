@@ -28,6 +28,9 @@ class RankerFeatureHydrator:
         self._neighbors = neighbors
         self._neighbor_weights = neighbor_weights
 
+    def enabled(self, query: Query) -> bool:
+        return True
+
     def hydrate(self, query: Query, user: UserFeatures, candidates: Candidates) -> F32:
         items = candidates.items
         seed = None if query.seed_item is None else np.asarray(self._item_vectors[query.seed_item], np.float32)

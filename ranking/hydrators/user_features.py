@@ -35,6 +35,9 @@ class UserFeatureHydrator:
         self._zeros = np.zeros(self._dim, dtype=np.float32)
         self._no_items = np.empty(0, dtype=np.int64)
 
+    def enabled(self, query: Query) -> bool:
+        return True
+
     async def hydrate(self, query: Query, timeout_s: float) -> UserFeatures:
         record = await self._store.get_user(query.user_id, timeout_s)
         recent = self._indices(record.recent_plays)

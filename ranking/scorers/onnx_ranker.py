@@ -29,6 +29,9 @@ class OnnxRankerScorer:
         self._default = default_version
         self._executor = executor
 
+    def enabled(self, query: Query) -> bool:
+        return True
+
     @property
     def versions(self) -> frozenset[str]:
         return frozenset(self._sessions)

@@ -19,6 +19,9 @@ class ArtistDiversitySelector:
     def __init__(self, artist_ids: I64) -> None:
         self._artist_ids = artist_ids
 
+    def enabled(self, query: Query) -> bool:
+        return True
+
     def select(self, query: Query, candidates: Candidates, scores: F32) -> Selection:
         n = len(candidates)
         order = np.argsort(-scores, kind="stable")

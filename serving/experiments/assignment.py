@@ -47,8 +47,8 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Final
 
-from ranking.types import Assignment  # re-exported: the pipeline's Query carries assignments
-from serving.experiments.config import SURFACES, Experiment, ExperimentsConfig, ExperimentStatus
+from ranking.types import Assignment, Surface  # Assignment re-exported: the pipeline's Query carries assignments
+from serving.experiments.config import Experiment, ExperimentsConfig, ExperimentStatus
 from serving.experiments.hashing import BucketRange, fnv1a32, get_bucket_ranges
 
 __all__ = [
@@ -80,7 +80,7 @@ class AssignmentResult:
 class ParamConflict:
     """Running experiments ``winner`` and ``shadowed`` (a later slot) can both set ``param``."""
 
-    surface: str
+    surface: Surface
     param: str
     winner: str
     shadowed: str
@@ -152,7 +152,7 @@ def _compile(exp: Experiment) -> _Compiled:
     )
 
 
-def _plan(surface: str, config: ExperimentsConfig) -> tuple[_Plan, list[ParamConflict]]:
+def _plan(surface: Surface, config: ExperimentsConfig) -> tuple[_Plan, list[ParamConflict]]:
     groups: list[tuple[str | None, tuple[Experiment, ...]]] = [
         (layer.key, layer.experiments) for layer in config.layers_on(surface)
     ]
@@ -204,12 +204,12 @@ class Assigner:
     __slots__ = ("_clock", "_general", "_held", "_holdout", "_plans", "conflicts")
 
     def __init__(self, config: ExperimentsConfig, clock: Callable[[], dt.datetime] = utc_now) -> None:
-        plans: dict[str, _Plan] = {}
+        plans: dict[Surface, _Plan] = {}
         conflicts: list[ParamConflict] = []
-        for surface in sorted(SURFACES):
+        for surface in Surface:
             plans[surface], found = _plan(surface, config)
             conflicts.extend(found)
-        self._plans: Mapping[str, _Plan] = MappingProxyType(plans)
+        self._plans: Mapping[Surface, _Plan] = MappingProxyType(plans)
         self._clock = clock
         holdout = config.holdout
         self._holdout: tuple[int, float] | None = None  # (fnv1a32(seed), coverage)
@@ -221,7 +221,7 @@ class Assigner:
         self.conflicts: tuple[ParamConflict, ...] = tuple(conflicts)
         """Params that running experiments in different slots of a surface can both set."""
 
-    def assign(self, user_id: str, surface: str) -> AssignmentResult:
+    def assign(self, user_id: str, surface: Surface) -> AssignmentResult:
         """Return the user's assignments on ``surface`` and the param overrides they imply.
 
         A pure function of (config, user_id, surface, clock()). An empty ``user_id`` is in
@@ -231,7 +231,8 @@ class Assigner:
         try:
             plan = self._plans[surface]
         except KeyError:
-            raise ValueError(f"unknown surface {surface!r} (known: {', '.join(sorted(SURFACES))})") from None
+            known = ", ".join(sorted(s.value for s in Surface))
+            raise ValueError(f"unknown surface {surface!r} (known: {known})") from None
         if not user_id:
             return EMPTY_RESULT
         # Hashes are gb_hash / namespace_hash with FNV states precomputed: v2 hashes

@@ -26,7 +26,7 @@ YAML format (``load_experiments``); every top-level key is optional::
         variants:                     # required, >= 2, weights sum to 1 (within 1e-6)
           - key: control              # required, unique within the experiment, [a-z0-9-_.]+
             weight: 0.5               # required, 0..1
-            params: {}                # optional, see VariantParams
+            params: {}                # optional, see VariantParams (ranking.types.TUNABLE_PARAMS)
           - key: lite
             weight: 0.5
             params: {model_version: lgbm-v1-lite, retrieval_size: 200}
@@ -42,8 +42,9 @@ variants that do not exist, a user forced into two experiments of one layer, sto
 
 Exceptions::
 
-    ExperimentError                 base of every error raised by serving.experiments
-    └── ExperimentConfigError       invalid experiment config; .problems lists each problem
+    ExperimentError                 base of every experiment error caused by bad input
+    ├── ExperimentConfigError       invalid experiment config; .problems lists each problem
+    └── AnalysisInputError          bad analysis input (offline.experiments.outcome_logs)
 """
 
 from __future__ import annotations
@@ -53,18 +54,19 @@ import enum
 import math
 import re
 from collections.abc import Collection, Iterator, Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import FrozenInstanceError, dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Final, TypeGuard
+from typing import Any, Final, TypeGuard
 
 import yaml
 
+from common.errors import EncoreError
+from ranking.types import TUNABLE_PARAMS, Surface
 from serving.experiments.hashing import Namespace
 
 __all__ = [
     "DEFAULT_HOLDOUT_KEY",
-    "SURFACES",
     "Experiment",
     "ExperimentConfigError",
     "ExperimentError",
@@ -78,9 +80,6 @@ __all__ = [
     "parse_experiments",
     "validate_file",
 ]
-
-SURFACES: Final[frozenset[str]] = frozenset({"home", "now_playing"})
-"""Surfaces an experiment can run on."""
 
 HASH_VERSIONS: Final[frozenset[int]] = frozenset({1, 2})
 WEIGHT_SUM_TOLERANCE: Final[float] = 1e-6
@@ -99,8 +98,9 @@ _VARIANT_KEYS: Final[frozenset[str]] = frozenset({"key", "weight", "params"})
 _NO_OVERRIDES: Final[Mapping[str, str]] = MappingProxyType({})
 
 
-class ExperimentError(Exception):
-    """Base class of every error raised by ``serving.experiments``."""
+class ExperimentError(EncoreError):
+    """Base of the experiment errors bad input causes (config files, analysis logs); bad arguments
+    from code (a programming error) raise ``ValueError`` instead."""
 
 
 class ExperimentConfigError(ExperimentError):
@@ -121,37 +121,66 @@ class ExperimentStatus(enum.StrEnum):
     STOPPED = "stopped"
 
 
-@dataclass(frozen=True, slots=True)
 class VariantParams:
-    """Ranking parameters a variant overrides; ``None`` means "leave the default alone".
+    """The ranking params a variant overrides: a partial ``ranking.types.RankingParams``.
 
-    - ``model_version``: ranker bundle version; must be a known model when the loader is
-      given ``known_models``.
-    - ``retrieval_size``: candidates retrieved, int in 10..5000.
-    - ``seed_weight``: Now Playing blend of seed-item vs user signal, float in 0..1.
-    - ``recent_weight``: blend weight of the user's recent plays, float in 0..1.
-    - ``diversity_cap``: max items per artist in a response, int in 1..100.
-    - ``shadow_model``: a model version scored in the shadow of the served one (a side
-      effect, never served); checked against ``known_models`` like ``model_version``.
+    Any of ``ranking.types.TUNABLE_PARAMS`` (their valid values are declared there) may be set;
+    an unset one reads as ``None``, "leave the surface default alone". Immutable and hashable::
+
+        VariantParams(retrieval_size=200).retrieval_size == 200
+        VariantParams(retrieval_size=200).model_version is None
+
+    ``model_version`` and ``shadow_model`` must be models of the bundle when the loader is given
+    ``known_models``; ``shadow_model`` is scored in the shadow of the served model, never served.
     """
 
-    model_version: str | None = None
-    retrieval_size: int | None = None
-    seed_weight: float | None = None
-    diversity_cap: int | None = None
-    recent_weight: float | None = None
-    shadow_model: str | None = None
+    __slots__ = ("_values",)
+    _values: tuple[tuple[str, object], ...]
+
+    def __init__(self, **values: object) -> None:
+        unknown = sorted(name for name in values if name not in TUNABLE_PARAMS)
+        if unknown:
+            raise TypeError(f"not a tunable ranking param: {', '.join(unknown)}")
+        pairs = tuple((name, values[name]) for name in TUNABLE_PARAMS if values.get(name) is not None)
+        object.__setattr__(self, "_values", pairs)
+
+    def __getattr__(self, name: str) -> Any:  # called only for names that are not attributes
+        if name in TUNABLE_PARAMS:
+            return dict(self._values).get(name)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise FrozenInstanceError(f"cannot assign to field {name!r}")
+
+    def __delattr__(self, name: str) -> None:
+        raise FrozenInstanceError(f"cannot delete field {name!r}")
+
+    def __eq__(self, other: object) -> bool:
+        return self._values == other._values if isinstance(other, VariantParams) else NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self._values)
+
+    def __repr__(self) -> str:
+        return f"VariantParams({', '.join(f'{name}={value!r}' for name, value in self._values)})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_variant_params, (dict(self._values),))
 
     def items(self) -> Iterator[tuple[str, object]]:
-        """Yield ``(name, value)`` for each parameter that is set, in declaration order."""
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if value is not None:
-                yield f.name, value
+        """Yield ``(name, value)`` for each parameter that is set, in ``RankingParams`` order."""
+        return iter(self._values)
+
+
+def _variant_params(values: dict[str, object]) -> VariantParams:
+    return VariantParams(**values)
+
+
+_NO_PARAMS: Final[VariantParams] = VariantParams()
 
 
 _STATUSES: Final[frozenset[str]] = frozenset(s.value for s in ExperimentStatus)
-PARAM_NAMES: Final[frozenset[str]] = frozenset(f.name for f in fields(VariantParams))
+_SURFACES: Final[frozenset[str]] = frozenset(s.value for s in Surface)
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,7 +189,7 @@ class Variant:
 
     key: str
     weight: float
-    params: VariantParams = VariantParams()
+    params: VariantParams = _NO_PARAMS
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,7 +202,7 @@ class Experiment:
     """
 
     key: str
-    surface: str
+    surface: Surface
     seed: str
     hash_version: int
     coverage: float
@@ -223,7 +252,7 @@ class Layer:
     """Mutually exclusive experiments on one surface: disjoint ranges of namespace ``key``."""
 
     key: str
-    surface: str
+    surface: Surface
     experiments: tuple[Experiment, ...] = ()
 
 
@@ -254,11 +283,11 @@ class ExperimentsConfig:
         """Every experiment: layered ones (layer by layer, in file order), then independent ones."""
         return tuple(e for layer in self.layers for e in layer.experiments) + self.experiments
 
-    def on_surface(self, surface: str) -> tuple[Experiment, ...]:
+    def on_surface(self, surface: Surface) -> tuple[Experiment, ...]:
         """Independent experiments (of any status) on ``surface``, in file order."""
         return tuple(e for e in self.experiments if e.surface == surface)
 
-    def layers_on(self, surface: str) -> tuple[Layer, ...]:
+    def layers_on(self, surface: Surface) -> tuple[Layer, ...]:
         """Layers on ``surface``, in file order."""
         return tuple(layer for layer in self.layers if layer.surface == surface)
 
@@ -555,15 +584,17 @@ class _Parser:
         assert key is not None and surface is not None
         return Layer(key=key, surface=surface, experiments=tuple(experiments))
 
-    def _surface(self, where: str, raw: Mapping[object, object]) -> str | None:
+    def _surface(self, where: str, raw: Mapping[object, object]) -> Surface | None:
         value = raw["surface"]
-        if isinstance(value, str) and value in SURFACES:
-            return value
-        allowed = ", ".join(sorted(SURFACES))
+        if isinstance(value, str) and value in _SURFACES:
+            return Surface(value)
+        allowed = ", ".join(sorted(_SURFACES))
         self._problem(f"{where}.surface", f"unknown surface {_show(value)} (allowed: {allowed})")
         return None
 
-    def _experiment(self, where: str, raw: object, layer: tuple[str | None, str | None] | None) -> Experiment | None:
+    def _experiment(
+        self, where: str, raw: object, layer: tuple[str | None, Surface | None] | None
+    ) -> Experiment | None:
         """Parse one experiment; ``layer`` is ``(key, surface)`` of its layer (None if invalid)."""
         if not isinstance(raw, Mapping):
             self._problem(where, f"must be a mapping, got {_type_name(raw)}")
@@ -574,7 +605,7 @@ class _Parser:
         key_raw = self._required(where, raw, "key")
         key = self._key(f"{where}.key", key_raw, "key") if "key" in raw else None
 
-        surface: str | None = None
+        surface: Surface | None = None
         if layer is None:
             self._required(where, raw, "surface")
             if "surface" in raw:
@@ -583,7 +614,7 @@ class _Parser:
             surface = layer[1]
             if "surface" in raw and raw["surface"] != layer[1] and layer[1] is not None:
                 self._problem(
-                    f"{where}.surface", f"{_show(raw['surface'])} does not match its layer's surface {layer[1]!r}"
+                    f"{where}.surface", f"{_show(raw['surface'])} does not match its layer's surface {layer[1].value!r}"
                 )
 
         seed = self._seed(where, raw, key)
@@ -718,7 +749,7 @@ class _Parser:
 
     def _params(self, where: str, raw: object) -> VariantParams | None:
         if raw is None:
-            return VariantParams()
+            return _NO_PARAMS
         if not isinstance(raw, Mapping):
             self._problem(where, f"must be a mapping, got {_type_name(raw)}")
             return None
@@ -726,20 +757,19 @@ class _Parser:
         values: dict[str, object] = {}
         for name, value in raw.items():
             pwhere = f"{where}.{name}"
-            if name in ("model_version", "shadow_model"):
-                values[name] = self._model_version(pwhere, value)
-            elif name == "retrieval_size":
-                values[name] = self._int_in(pwhere, value, 10, 5000)
-            elif name in ("seed_weight", "recent_weight"):
-                values[name] = self._fraction(pwhere, value)
-            elif name == "diversity_cap":
-                values[name] = self._int_in(pwhere, value, 1, 100)
-            else:
-                allowed = ", ".join(sorted(PARAM_NAMES))
+            spec = TUNABLE_PARAMS.get(name) if isinstance(name, str) else None
+            if spec is None:
+                allowed = ", ".join(sorted(TUNABLE_PARAMS))
                 self._problem(where, f"unknown param {name!r} (allowed: {allowed})")
+            elif spec.kind == "model":
+                values[name] = self._model_version(pwhere, value)
+            elif spec.kind == "int":
+                values[name] = self._int_in(pwhere, value, spec.lo, spec.hi)
+            else:
+                values[name] = self._fraction(pwhere, value)
         if len(self._problems) > before:
             return None
-        return VariantParams(**values)  # type: ignore[arg-type]
+        return VariantParams(**values)
 
     def _model_version(self, where: str, value: object) -> str | None:
         if not isinstance(value, str) or not value:

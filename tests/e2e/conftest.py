@@ -1,21 +1,15 @@
-"""A real `encore serve` process on free loopback ports, talking to a real Redis."""
+"""A real `encore serve` process (``loadtests.harness.start_server``) on a real Redis, shared per module."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from encore.v1 import ranking_pb2_grpc as pb_grpc
-from tests.support import REPO, RedisProcess, free_port
+from loadtests.harness import RedisProcess, ServerProcess, start_server, stop_server
 
 EXPERIMENTS = """
 experiments:
@@ -27,77 +21,6 @@ experiments:
       - {key: control, weight: 0.5, params: {}}
       - {key: v2, weight: 0.5, params: {model_version: linear-v2}}
 """
-
-
-@dataclass
-class ServerProcess:
-    process: subprocess.Popen[bytes]
-    port: int
-    metrics_port: int
-    log_path: Path
-
-    @property
-    def workdir(self) -> Path:
-        return self.log_path.parent
-
-    @property
-    def target(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-
-def start_server(
-    bundle: Path, tmp: Path, *extra: str, channel: Callable[[str], grpc.Channel] = grpc.insecure_channel
-) -> ServerProcess:
-    """``encore serve`` on free ports, returned once its health check says SERVING over ``channel``
-    (pass a TLS channel factory for a TLS server); RuntimeError with the log if it exits or stalls."""
-    port, metrics_port = free_port(), free_port()
-    log_path = tmp / f"server-{port}.log"
-    extra = extra if "--exposure-log-dir" in extra else (*extra, "--exposure-log-dir", str(tmp / "exposures"))
-    cmd = [
-        sys.executable,
-        "-m",
-        "serving.cli",
-        "serve",
-        "--bundle",
-        str(bundle),
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--metrics-port",
-        str(metrics_port),
-        *extra,
-    ]
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ))
-    server = ServerProcess(process, port, metrics_port, log_path)
-    deadline = time.monotonic() + 60
-    with channel(server.target) as health_channel:
-        stub = health_pb2_grpc.HealthStub(health_channel)
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                raise RuntimeError(f"server exited with {process.returncode}:\n{server.log()}")
-            try:
-                status = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=0.5).status
-                if status == health_pb2.HealthCheckResponse.SERVING:
-                    return server
-            except grpc.RpcError:
-                pass
-            time.sleep(0.1)
-    process.kill()
-    raise RuntimeError(f"server did not become SERVING:\n{server.log()}")
-
-
-def stop_server(server: ServerProcess) -> None:
-    server.process.terminate()
-    try:
-        server.process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        server.process.kill()
-        server.process.wait()
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ import grpc
 
 from encore.v1 import ranking_pb2 as pb
 from encore.v1 import ranking_pb2_grpc as pb_grpc
-from tests.e2e.conftest import ServerProcess, start_server, stop_server
+from loadtests.harness import ServerProcess, start_server, stop_server
 from tests.support import tiny_bundle
 
 

@@ -10,8 +10,8 @@ import grpc
 
 from encore.v1 import ranking_pb2 as pb
 from encore.v1 import ranking_pb2_grpc as pb_grpc
+from loadtests.harness import start_server, stop_server
 from serving.capture import in_capture_sample, read_captures
-from tests.e2e.conftest import start_server, stop_server
 
 
 def metrics_text(port: int) -> str:

@@ -15,10 +15,10 @@ import pytest
 
 from encore.v1 import ranking_pb2 as pb
 from encore.v1 import ranking_pb2_grpc as pb_grpc
+from loadtests.harness import ServerProcess, start_server, stop_server
+from offline.experiments.simulation import SimulationConfig, simulate_and_analyze
 from serving.experiments.assignment import Assigner
 from serving.experiments.config import load_experiments
-from serving.experiments.simulation import SimulationConfig, simulate_and_analyze
-from tests.e2e.conftest import ServerProcess, start_server, stop_server
 from tests.support import REPO
 
 LAYERED = """
@@ -139,9 +139,7 @@ def test_the_experiments_file_reloads_without_restart_and_a_bad_one_is_refused(
 
 
 def encore(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "serving.cli", *args], cwd=REPO, capture_output=True, text=True, timeout=120
-    )
+    return subprocess.run([sys.executable, "-m", "cli", *args], cwd=REPO, capture_output=True, text=True, timeout=120)
 
 
 def test_validate_command_lists_every_problem_with_its_location(tmp_path: Path, tiny_bundle_path: Path) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import ServerProcess, start_server, stop_server
+from loadtests.harness import ServerProcess, start_server, stop_server
 from tests.support import REPO
 
 pytestmark = pytest.mark.e2e
@@ -33,7 +33,7 @@ def run_locust(
         "-m",
         "locust",
         "-f",
-        str(REPO / "loadtests" / "locustfile.py"),
+        str(REPO / "loadtests" / "locust" / "locustfile.py"),
         "--headless",
         "--users",
         "8",

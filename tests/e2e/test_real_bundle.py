@@ -11,9 +11,8 @@ import pytest
 
 from encore.v1 import ranking_pb2 as pb
 from encore.v1 import ranking_pb2_grpc as pb_grpc
+from loadtests.harness import RedisProcess, ServerProcess, start_server, stop_server
 from models.bundle import Bundle, load_bundle
-from tests.e2e.conftest import ServerProcess, start_server, stop_server
-from tests.support import RedisProcess
 
 
 @pytest.fixture(scope="module")

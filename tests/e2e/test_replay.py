@@ -14,10 +14,9 @@ import pytest
 
 from encore.v1 import capture_pb2
 from encore.v1 import ranking_pb2 as pb
-from loadtests.replay import main
+from loadtests.harness import ServerProcess, free_port, start_server, stop_server
+from loadtests.replay.run import main
 from serving.capture import encode_delimited
-from tests.e2e.conftest import ServerProcess, start_server, stop_server
-from tests.support import free_port
 
 pytestmark = pytest.mark.e2e
 

@@ -14,8 +14,8 @@ from encore.v1 import admin_pb2 as apb
 from encore.v1 import admin_pb2_grpc as apb_grpc
 from encore.v1 import ranking_pb2 as pb
 from encore.v1 import ranking_pb2_grpc as pb_grpc
-from tests.e2e.conftest import ServerProcess, start_server, stop_server
-from tests.support import free_port, tiny_bundle
+from loadtests.harness import ServerProcess, free_port, start_server, stop_server
+from tests.support import tiny_bundle
 
 TOKEN = "s3cret-admin-token-0123456789"
 
@@ -208,7 +208,7 @@ def test_admin_without_a_token_refuses_to_start(tiny_bundle_path: Path, tmp_path
         [
             sys.executable,
             "-m",
-            "serving.cli",
+            "cli",
             "serve",
             "--bundle",
             str(tiny_bundle_path),

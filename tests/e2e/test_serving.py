@@ -13,11 +13,11 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from encore.v1 import ranking_pb2 as pb
 from encore.v1 import ranking_pb2_grpc as pb_grpc
+from loadtests.harness import RedisProcess, ServerProcess, start_server, stop_server
 from models.bundle import load_bundle
 from serving.experiments.assignment import Assigner
 from serving.experiments.config import parse_experiments
-from tests.e2e.conftest import EXPERIMENTS, ServerProcess, start_server, stop_server
-from tests.support import RedisProcess
+from tests.e2e.conftest import EXPERIMENTS
 
 
 def rank(stub: pb_grpc.RankingServiceStub, **fields: object) -> pb.RankResponse:

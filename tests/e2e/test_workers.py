@@ -14,8 +14,7 @@ import pytest
 
 from encore.v1 import ranking_pb2 as pb
 from encore.v1 import ranking_pb2_grpc as pb_grpc
-from tests.e2e.conftest import ServerProcess, start_server, stop_server
-from tests.support import RedisProcess
+from loadtests.harness import RedisProcess, ServerProcess, start_server, stop_server
 
 EVERYONE = """
 experiments:
@@ -140,7 +139,7 @@ def test_workers_without_redis_are_refused_with_the_reason(tiny_bundle_path: Pat
     from tests.support import REPO
 
     result = subprocess.run(
-        [sys.executable, "-m", "serving.cli", "serve", "--bundle", str(tiny_bundle_path), "--workers", "2"],
+        [sys.executable, "-m", "cli", "serve", "--bundle", str(tiny_bundle_path), "--workers", "2"],
         cwd=REPO,
         capture_output=True,
         text=True,

@@ -12,10 +12,9 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from prometheus_client.parser import text_string_to_metric_families
 
-from loadtests.fault_report import FaultReport, format_table
-from tests.e2e.conftest import ServerProcess, start_server, stop_server
+from loadtests.harness import RedisProcess, ServerProcess, start_server, stop_server
 from tests.fault.proxy import LatencyProxy
-from tests.support import RedisProcess
+from tests.fault.report import FaultReport, format_table
 
 REPORTS: list[FaultReport] = []
 TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2},\d{3} ")

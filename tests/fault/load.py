@@ -15,7 +15,7 @@ import grpc
 
 from encore.v1 import ranking_pb2 as pb
 from encore.v1 import ranking_pb2_grpc as pb_grpc
-from loadtests.fault_report import Sample, recovery_time
+from tests.fault.report import Sample, recovery_time
 
 N_USERS = 40  # u0..u39 are in the tiny bundle's user snapshot
 N_ITEMS = 400  # i00000..i00399

@@ -21,11 +21,11 @@ from hypothesis import strategies as st
 
 from encore.v1 import ranking_pb2 as pb
 from encore.v1 import ranking_pb2_grpc as pb_grpc
-from loadtests.fault_report import FaultReport, summarise
-from tests.e2e.conftest import EXPERIMENTS, ServerProcess, start_server
+from loadtests.harness import RedisProcess, ServerProcess, start_server
+from tests.e2e.conftest import EXPERIMENTS
 from tests.fault.conftest import Reporter, finish, health
 from tests.fault.load import Load
-from tests.support import RedisProcess
+from tests.fault.report import FaultReport, summarise
 
 RANK = "/encore.v1.RankingService/Rank"
 RECORD_EVENTS = "/encore.v1.RankingService/RecordEvents"

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from loadtests.fault_report import FaultReport, summarise
-from tests.e2e.conftest import ServerProcess, start_server
+from loadtests.harness import ServerProcess, start_server
 from tests.fault.conftest import Reporter, finish, metric
 from tests.fault.load import Load, wait_until
+from tests.fault.report import FaultReport, summarise
 
 Serve = Callable[..., ServerProcess]
 

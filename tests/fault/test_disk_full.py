@@ -20,11 +20,12 @@ import pytest
 
 from encore.v1 import ranking_pb2 as pb
 from encore.v1 import ranking_pb2_grpc as pb_grpc
-from loadtests.fault_report import summarise
+from loadtests.harness import ServerProcess
 from serving.capture import read_captures
-from tests.e2e.conftest import EXPERIMENTS, ServerProcess
+from tests.e2e.conftest import EXPERIMENTS
 from tests.fault.conftest import Reporter, finish, metric
 from tests.fault.load import Load, wait_until
+from tests.fault.report import summarise
 
 Serve = Callable[..., ServerProcess]
 

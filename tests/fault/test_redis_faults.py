@@ -19,12 +19,11 @@ from redis import Redis
 from encore.v1 import ranking_pb2 as pb
 from encore.v1 import ranking_pb2_grpc as pb_grpc
 from features.keys import plays_key
-from loadtests.fault_report import FaultReport, Sample, summarise
-from tests.e2e.conftest import ServerProcess
+from loadtests.harness import RedisProcess, ServerProcess
 from tests.fault.conftest import Reporter, finish
 from tests.fault.load import Load
 from tests.fault.proxy import LatencyProxy
-from tests.support import RedisProcess
+from tests.fault.report import FaultReport, Sample, summarise
 
 Serve = Callable[..., ServerProcess]
 RECOVERY_BOUND_S = 10.0  # a sanity bound, not a latency target

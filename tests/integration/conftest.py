@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.support import RedisClusterProcess
+from loadtests.harness import RedisClusterProcess
 
 
 @pytest.fixture(scope="module")

@@ -18,9 +18,10 @@ from redis.asyncio.connection import SSLConnection
 from features.keys import plays_key, skips_key, user_key
 from features.redis_store import RedisFeatureStore, redacted_url
 from features.schema import RECENT_PLAYS_MAX, USER_STATS
+from features.snapshot import UserSnapshot
 from features.store import FeatureStoreError, FeatureStoreTimeout
-from models.bundle import UserSnapshot
-from tests.support import RedisClusterProcess, user_snapshot
+from loadtests.harness import RedisClusterProcess
+from tests.support import user_snapshot
 
 DIM = 8
 SECRET = "s3cr3t-pa55"

@@ -11,7 +11,8 @@ from features.memory_store import MemoryFeatureStore
 from features.redis_store import RedisFeatureStore
 from features.schema import RECENT_PLAYS_MAX
 from features.store import FeatureStore, FeatureStoreError
-from tests.support import RedisClusterProcess, RedisProcess, user_snapshot
+from loadtests.harness import RedisClusterProcess, RedisProcess
+from tests.support import user_snapshot
 
 DIM = 8
 

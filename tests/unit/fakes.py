@@ -10,8 +10,8 @@ import numpy as np
 
 from features.memory_store import MemoryFeatureStore
 from features.schema import USER_STATS
+from features.snapshot import UserSnapshot
 from features.store import FeatureStoreError, UserRecord
-from models.bundle import UserSnapshot
 from models.id_index import IdIndex
 from ranking.budget import Budget, StageLimits
 from ranking.components import Components
@@ -67,6 +67,9 @@ class LinearScorer:
         self._weights = weights
         self._fail = fail
         self._delay_s = delay_s
+
+    def enabled(self, query: Query) -> bool:
+        return True
 
     def model_version(self, query: Query) -> str:
         return query.params.model_version or "linear-v1"

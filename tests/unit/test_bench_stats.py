@@ -1,66 +1,13 @@
-"""The benchmark's pure helpers: percentiles, the rate-stepping decision, /proc parsing, profiles."""
+"""The benchmark's pure helpers: the rate-stepping decision, /proc parsing, profiles, the settings file."""
 
 from __future__ import annotations
 
-import itertools
 import math
 
-import pytest
-
-from loadtests.bench import (
-    descendants,
-    judge_step,
-    memory_mib,
-    parse_ppid,
-    parse_smaps_rollup,
-    settings_yaml,
-    should_continue,
-    steady_rate,
-    sustained_rate,
-    top_frames,
-)
-from loadtests.openloop import percentile, summarize, zipf_probabilities
-
-
-def test_percentile_is_nearest_rank_and_never_interpolates() -> None:
-    values = [float(v) for v in range(1, 101)]  # 1..100
-    assert percentile(values, 50) == 50.0
-    assert percentile(values, 99) == 99.0
-    assert percentile(values, 100) == 100.0
-    assert percentile(values, 0) == 1.0
-    assert percentile([3.0, 1.0, 2.0], 50) == 2.0  # unsorted input
-    assert percentile([1.0, 10.0], 75) == 10.0  # a value some request saw, not 7.75
-    assert math.isnan(percentile([], 50))
-    with pytest.raises(ValueError):
-        percentile([1.0], 101)
-
-
-def test_p99_of_a_small_sample_is_its_worst_tail_value() -> None:
-    values = [1.0] * 98 + [50.0, 60.0]
-    assert percentile(values, 99) == 50.0
-    assert percentile(values, 99.9) == 60.0
-
-
-def test_summarize_reports_count_mean_percentiles_and_max() -> None:
-    s = summarize([4.0, 1.0, 3.0, 2.0])
-    assert s["n"] == 4
-    assert s["mean"] == 2.5
-    assert s["p50"] == 2.0
-    assert s["p99"] == 4.0
-    assert s["p999"] == 4.0
-    assert s["max"] == 4.0
-    empty = summarize([])
-    assert empty["n"] == 0 and math.isnan(empty["p99"]) and math.isnan(empty["mean"])
-
-
-def test_zipf_probabilities_are_normalised_and_decreasing() -> None:
-    p = zipf_probabilities(1000, 1.0)
-    assert math.isclose(sum(p), 1.0)
-    assert all(a > b for a, b in itertools.pairwise(p))
-    assert math.isclose(p[0] / p[9], 10.0)
-    assert zipf_probabilities(4, 0.0) == [0.25] * 4
-    with pytest.raises(ValueError):
-        zipf_probabilities(0, 1.0)
+from loadtests.bench.memory import descendants, memory_mib, parse_ppid, parse_smaps_rollup
+from loadtests.bench.profiling import top_frames
+from loadtests.bench.verdict import judge_step, should_continue, steady_rate, sustained_rate
+from loadtests.bench.workload import settings_yaml
 
 
 def _step(p99: float, errors: float = 0.0, degraded: float = 0.0) -> dict[str, object]:
@@ -148,9 +95,9 @@ def test_top_frames_separates_idle_samples_and_attributes_busy_ones() -> None:
     collapsed = "\n".join(
         [
             # main thread: 6 busy samples in the pipeline, 4 idle in the event loop's epoll
-            "thread (1): MainThread;main (serving/cli.py:10);Rank (serving/servicer.py:5);"
+            "thread (1): MainThread;main (cli/main.py:10);Rank (serving/servicer.py:5);"
             "execute (ranking/pipeline.py:80);select (ranking/selectors/artist_diversity.py:30) 6",
-            "thread (1): MainThread;main (serving/cli.py:10);run_forever (asyncio/base_events.py:600);"
+            "thread (1): MainThread;main (cli/main.py:10);run_forever (asyncio/base_events.py:600);"
             "EpollSelector.select (selectors.py:468) 4",
             # executor threads: 2 busy in ONNX, 8 waiting for work
             "thread (2): encore-cpu_0;Thread.run (threading.py:982);_worker (concurrent/futures/thread.py:83);"
@@ -167,7 +114,7 @@ def test_top_frames_separates_idle_samples_and_attributes_busy_ones() -> None:
     assert prof["self"][0] == ("select (ranking/selectors/artist_diversity.py)", 0.75)
     total = dict(prof["total"])
     assert total["execute (ranking/pipeline.py)"] == 0.75
-    assert "main (serving/cli.py)" not in total  # the entry point is on every sample
+    assert "main (cli/main.py)" not in total  # the entry point is on every sample
     assert "Session.run (onnxruntime/capi/onnxruntime_inference_collection.py)" not in total  # not project code
     assert top_frames("") == {"samples": 0, "busy_share": 0.0, "threads": [], "self": [], "total": []}
 

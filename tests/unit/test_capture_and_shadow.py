@@ -89,8 +89,7 @@ async def shadow_run(shadow: str) -> RecordingShadowObserver:
     query = fakes.query(params=params)
     result = await executor.execute(query, fakes.budget())
     assert result.model_version == "primary"  # the shadow never serves
-    executor.spawn_side_effects(query, result)
-    await executor.drain_side_effects()
+    await executor.drain_side_effects()  # the executor scheduled the shadow scoring itself
     return observer
 
 

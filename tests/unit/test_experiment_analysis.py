@@ -13,21 +13,16 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from serving.experiments.analysis import (
-    AnalysisInputError,
+from offline.experiments.analysis import (
     AnalysisReport,
     Comparison,
     ExperimentResult,
-    Exposures,
     MetricResult,
-    Outcomes,
     adjust_p_values,
     analyze,
-    format_report,
-    load_exposures,
-    load_outcomes,
-    report_to_json,
 )
+from offline.experiments.outcome_logs import AnalysisInputError, Exposures, Outcomes, load_exposures, load_outcomes
+from offline.experiments.report import format_report, report_to_json
 
 EXP = "home-ranker-lite"
 

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from scipy import stats
 
+from ranking.types import Surface
 from serving.experiments.assignment import (
     EMPTY_RESULT,
     Assigner,
@@ -180,6 +181,15 @@ def test_overrides_are_read_only() -> None:
 
 def test_empty_user_id_is_in_no_experiment() -> None:
     assert Assigner(_config(_exp("a"))).assign("", "home") is EMPTY_RESULT
+
+
+def test_surfaces_are_the_ranking_surface_enum() -> None:
+    both = ({"retrieval_size": 100}, {"retrieval_size": 200})
+    assigner = Assigner(_config(_exp("a", params=both), _exp("b", params=both)))
+    for uid in USER_IDS[:50]:
+        assert assigner.assign(uid, Surface.HOME) == assigner.assign(uid, "home")
+    (conflict,) = assigner.conflicts
+    assert conflict.surface is Surface.HOME
 
 
 def test_unknown_surface_is_a_programming_error() -> None:

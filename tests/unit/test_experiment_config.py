@@ -5,11 +5,13 @@ from __future__ import annotations
 import copy
 import dataclasses
 import datetime as dt
+import pickle
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from ranking.types import TUNABLE_PARAMS, RankingParams, Surface
 from serving.experiments.config import (
     Experiment,
     ExperimentConfigError,
@@ -581,8 +583,8 @@ def test_new_params_are_validated() -> None:
         "experiments.yaml: experiments[0].variants[0].params.recent_weight: must be a number in 0..1, got 1.5",
         "experiments.yaml: experiments[0].variants[0].params.shadow_model: unknown model version 'lgbm-v9' "
         "(known: lgbm-v1)",
-        "experiments.yaml: experiments[0].variants[1].params: unknown param 'boost' (allowed: diversity_cap, "
-        "model_version, recent_weight, retrieval_size, seed_weight, shadow_model)",
+        "experiments.yaml: experiments[0].variants[1].params: unknown param 'boost' (allowed: co_listen_size, "
+        "diversity_cap, model_version, recent_weight, retrieval_size, seed_neighbors_size, seed_weight, shadow_model)",
     ]
 
 
@@ -624,3 +626,79 @@ def test_validate_file_reports_unreadable_and_invalid_yaml(tmp_path: Path) -> No
     path.write_text("layers: []\nlayers: []\n", encoding="utf-8")
     (problem,) = validate_file(path)
     assert "found duplicate key 'layers'" in problem
+
+
+# --- surfaces and params come from ranking.types ------------------------------------------
+
+
+def test_surfaces_parse_into_the_ranking_surface_enum() -> None:
+    config = parse_experiments(
+        {
+            "layers": [{"key": "np-ranking", "surface": "now_playing", "experiments": []}],
+            "experiments": [_experiment()],
+        },
+        "experiments.yaml",
+    )
+    assert config.experiments[0].surface is Surface.HOME
+    assert config.layers[0].surface is Surface.NOW_PLAYING
+    assert config.on_surface(Surface.HOME) == config.experiments
+    assert config.layers_on(Surface.NOW_PLAYING) == config.layers
+    (problem,) = _problems({"experiments": [_experiment(surface="search")]})
+    allowed = ", ".join(sorted(s.value for s in Surface))
+    assert problem == f"experiments.yaml: experiments[0].surface: unknown surface 'search' (allowed: {allowed})"
+
+
+def test_variant_params_are_the_tunable_fields_of_ranking_params() -> None:
+    ranking_fields = {f.name for f in dataclasses.fields(RankingParams)}
+    assert set(TUNABLE_PARAMS) <= ranking_fields
+    assert set(TUNABLE_PARAMS) == {
+        "model_version",
+        "retrieval_size",
+        "seed_weight",
+        "recent_weight",
+        "diversity_cap",
+        "shadow_model",
+        "seed_neighbors_size",
+        "co_listen_size",
+    }
+    assert "popularity_size" not in TUNABLE_PARAMS  # a surface setting only
+    for name, spec in TUNABLE_PARAMS.items():
+        value = {"model": "lgbm-v1", "int": spec.hi, "fraction": 0.25}[spec.kind]
+        exp = _experiment(variants=[_variant("control"), _variant("treatment", **{name: value})])
+        (parsed,) = parse_experiments({"experiments": [exp]}, "experiments.yaml", ["lgbm-v1"]).experiments
+        params = parsed.variants[1].params
+        assert getattr(params, name) == value and list(params.items()) == [(name, value)]
+        assert getattr(RankingParams().with_overrides(dict(params.items())), name) == value
+        bad = {"model": "", "int": spec.hi + 1, "fraction": 1.5}[spec.kind]
+        expected = {
+            "model": "must be a non-empty string, got ''",
+            "int": f"must be an int in {spec.lo}..{spec.hi}, got {spec.hi + 1}",
+            "fraction": "must be a number in 0..1, got 1.5",
+        }[spec.kind]
+        exp = _experiment(variants=[_variant("control"), _variant("treatment", **{name: bad})])
+        assert _problems({"experiments": [exp]}) == [
+            f"experiments.yaml: experiments[0].variants[1].params.{name}: {expected}"
+        ]
+    exp = _experiment(variants=[_variant("control"), _variant("treatment", popularity_size=50)])
+    assert _problems({"experiments": [exp]}) == [
+        "experiments.yaml: experiments[0].variants[1].params: unknown param 'popularity_size' (allowed: "
+        + ", ".join(sorted(TUNABLE_PARAMS))
+        + ")"
+    ]
+
+
+def test_variant_params_are_an_immutable_hashable_partial_ranking_params() -> None:
+    params = VariantParams(diversity_cap=3, seed_weight=0.8)
+    assert params == VariantParams(seed_weight=0.8, diversity_cap=3) != VariantParams(seed_weight=0.8)
+    assert hash(params) == hash(VariantParams(seed_weight=0.8, diversity_cap=3))
+    assert list(params.items()) == [("seed_weight", 0.8), ("diversity_cap", 3)]  # RankingParams order
+    assert params.model_version is None and params.diversity_cap == 3
+    assert VariantParams(model_version=None) == VariantParams()
+    assert repr(params) == "VariantParams(seed_weight=0.8, diversity_cap=3)"
+    assert pickle.loads(pickle.dumps(params)) == params == copy.deepcopy(params)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        params.diversity_cap = 4
+    with pytest.raises(AttributeError, match="popularity_size"):
+        _ = params.popularity_size
+    with pytest.raises(TypeError, match="not a tunable ranking param: popularity_size"):
+        VariantParams(popularity_size=50)

@@ -8,8 +8,8 @@ import numpy as np
 
 from features.memory_store import MemoryFeatureStore
 from features.schema import N_RANKER_FEATURES, RANKER_FEATURES
+from features.snapshot import UserSnapshot
 from features.store import UserRecord
-from models.bundle import UserSnapshot
 from ranking.filters.known_items import KnownItemsFilter
 from ranking.hydrators.user_features import UserFeatureHydrator
 from ranking.observer import NullObserver

@@ -198,8 +198,7 @@ async def test_side_effects_run_after_the_result_and_their_failures_are_containe
     declaration = replace(home.declare(fakes.components(store)), side_effects=(Exploder(), Recorder()))
     executor = PipelineExecutor(declaration, NullObserver())
     q = fakes.query()
-    result = await executor.execute(q, fakes.budget())
-    executor.spawn_side_effects(q, result)
+    await executor.execute(q, fakes.budget())  # the executor schedules them itself
     assert ran == []  # not run inline
     await executor.drain_side_effects()
     assert ran == ["test"]
@@ -232,3 +231,154 @@ async def test_an_answer_ready_after_the_clients_deadline_is_deadline_exceeded()
     # the same overrun against the surface's own budget (no client deadline) still answers, degraded
     result = await executor.execute(fakes.query(), Budget(surface_budget_s=0.05, client_timeout_s=None, limits=limits))
     assert result.degraded == ("scoring",)
+
+
+class Disabled:
+    """Wraps a stage component and opts it out of every query (``enabled`` False)."""
+
+    def __init__(self, inner: object) -> None:
+        self._inner = inner
+        self.name = getattr(inner, "name", "disabled")
+
+    def enabled(self, query: Query) -> bool:
+        return False
+
+    def __getattr__(self, attr: str) -> object:
+        return getattr(self._inner, attr)
+
+
+class Recorder:
+    """A side effect that records the request ids it ran for."""
+
+    name = "recorder"
+
+    def __init__(self) -> None:
+        self.ran: list[str] = []
+
+    def enabled(self, query: Query) -> bool:
+        return True
+
+    async def run(self, query: Query, result: RankResult) -> None:
+        self.ran.append(query.request_id)
+
+
+def wide_query(limit: int = 10) -> Query:
+    """A Home query whose diversity cap never binds (the selection is the top ``limit`` by score)."""
+    return fakes.query(limit=limit, params=RankingParams(retrieval_size=100, popularity_size=50, diversity_cap=100))
+
+
+async def test_a_disabled_user_hydrator_serves_cold_start_without_reading_the_store_or_degrading() -> None:
+    from dataclasses import replace
+
+    observer = RecordingObserver()
+    c = fakes.components(fakes.FailingStore())  # a read would fail and mark user_features degraded
+    declaration = replace(home.declare(c), user_hydrator=Disabled(c.user_hydrator))
+    result = await PipelineExecutor(declaration, observer).execute(fakes.query(), fakes.budget())
+    assert result.degraded == () and observer.degradations == []
+    assert len(result.items) == 20 and {i.source for i in result.items} == {"popularity"}  # cold start
+
+
+async def test_a_disabled_scorer_serves_retrieval_order_without_degrading() -> None:
+    from dataclasses import replace
+
+    store = await fakes.seeded_store()
+    observer = RecordingObserver()
+    c = fakes.components(store, scorer=fakes.LinearScorer(fail=True))  # would degrade if called
+    declaration = replace(home.declare(c), scorer=Disabled(c.scorer))
+    q = replace(wide_query(), params=replace(wide_query().params, shadow_model="other"))
+    result = await PipelineExecutor(declaration, observer).execute(q, fakes.budget())
+    assert result.degraded == () and observer.degradations == []
+    assert result.model_version == ""
+    assert result.scoring_inputs is None  # nothing was scored: nothing for a shadow to compare with
+    user = await c.user_hydrator.hydrate(q, 1.0)
+    ann = await c.ann.fetch(q, user, 0)
+    assert [i.item for i in result.items] == ann.items[:10].tolist()
+
+
+async def test_a_disabled_candidate_hydrator_skips_scoring_too() -> None:
+    from dataclasses import replace
+
+    class Exploding:
+        name = "exploding"
+
+        def enabled(self, query: Query) -> bool:
+            return True
+
+        def hydrate(self, query: Query, user: UserFeatures, candidates: Candidates) -> np.ndarray:
+            raise AssertionError("a disabled hydrator must not be called")
+
+    store = await fakes.seeded_store()
+    observer = RecordingObserver()
+    c = fakes.components(store, scorer=fakes.LinearScorer(fail=True))  # would degrade if called
+    declaration = replace(home.declare(c), candidate_hydrator=Disabled(Exploding()))
+    q = wide_query()
+    result = await PipelineExecutor(declaration, observer).execute(q, fakes.budget())
+    assert result.degraded == () and observer.degradations == []
+    assert result.model_version == ""
+    user = await c.user_hydrator.hydrate(q, 1.0)
+    ann = await c.ann.fetch(q, user, 0)
+    assert [i.item for i in result.items] == ann.items[:10].tolist()
+
+
+async def test_a_disabled_selector_takes_the_top_limit_by_score() -> None:
+    from dataclasses import replace
+
+    store = await fakes.seeded_store()
+    c = fakes.components(store)
+    one_per_artist = fakes.query(
+        limit=60, params=RankingParams(retrieval_size=100, popularity_size=50, diversity_cap=1)
+    )
+    executor = PipelineExecutor(replace(home.declare(c), selector=Disabled(c.selector)), NullObserver())
+    result = await executor.execute(one_per_artist, fakes.budget())
+    # the same as the diversity selector whose cap never binds: pure top-60 by score
+    uncapped = await PipelineExecutor(home.declare(c), NullObserver()).execute(wide_query(60), fakes.budget())
+    assert [i.item for i in result.items] == [i.item for i in uncapped.items]
+    assert np.bincount(fakes.ARTISTS[[i.item for i in result.items]]).max() > 1  # the cap of 1 was not applied
+    scores = [i.score for i in result.items]
+    assert len(scores) == 60 and scores == sorted(scores, reverse=True)
+    assert result.degraded == ()
+
+
+async def test_side_effects_are_skipped_on_request_and_after_a_missed_client_deadline() -> None:
+    from dataclasses import replace
+
+    from ranking.budget import Budget, StageLimits
+
+    store = await fakes.seeded_store()
+    recorder = Recorder()
+    slow = fakes.LinearScorer(delay_s=0.2)
+    declaration = replace(home.declare(fakes.components(store, scorer=slow)), side_effects=(recorder,))
+    executor = PipelineExecutor(declaration, NullObserver())
+    await executor.execute(fakes.query(), fakes.budget(), run_side_effects=False)
+    limits = StageLimits(user_features=1.0, retrieval=1.0, scoring=1.0, reserve=-0.1)
+    with pytest.raises(DeadlineExceeded):
+        await executor.execute(fakes.query(), Budget(surface_budget_s=1.0, client_timeout_s=0.05, limits=limits))
+    await executor.drain_side_effects()
+    assert recorder.ran == []
+    await executor.execute(fakes.query(), fakes.budget())
+    await executor.drain_side_effects()
+    assert recorder.ran == ["test"]
+
+
+async def test_side_effects_in_flight_are_bounded_and_the_excess_is_dropped_and_counted() -> None:
+    from dataclasses import replace
+
+    release = asyncio.Event()
+
+    class Blocking(Recorder):
+        async def run(self, query: Query, result: RankResult) -> None:
+            await release.wait()
+            await super().run(query, result)
+
+    store = await fakes.seeded_store()
+    blocking = Blocking()
+    declaration = replace(home.declare(fakes.components(store)), side_effects=(blocking,))
+    executor = PipelineExecutor(declaration, NullObserver(), max_side_effect_tasks=1)
+    await executor.execute(fakes.query(), fakes.budget())
+    await executor.execute(fakes.query(), fakes.budget())  # the first still runs: no slot, dropped
+    release.set()
+    await executor.drain_side_effects()
+    assert blocking.ran == ["test"] and executor.side_effects_dropped == 1
+    await executor.execute(fakes.query(), fakes.budget())  # the slot is free again
+    await executor.drain_side_effects()
+    assert blocking.ran == ["test", "test"] and executor.side_effects_dropped == 1

@@ -14,7 +14,7 @@ At most ``--concurrency`` requests are in flight per target: when the bound is r
 waits (the send lag is reported). Every call carries a ``--deadline-ms`` gRPC deadline. Requests
 whose captured status was an error are replayed too (the error comparison covers them).
 
-The diff, the noise floor and the thresholds are ``loadtests.shadow_diff``'s (see its docstring).
+The diff, the noise floor and the thresholds are ``loadtests.replay.shadow_diff``'s (see its docstring).
 A progress line goes to stderr (rewritten in place on a terminal, every few seconds otherwise).
 
 Exit status: 0 every threshold passed (or no candidate to gate), 1 a threshold was crossed,
@@ -41,11 +41,12 @@ from typing import Any, TextIO
 
 import grpc
 
+from common.errors import EncoreError
 from encore.v1 import capture_pb2
 from encore.v1 import ranking_pb2 as pb
 from encore.v1 import ranking_pb2_grpc as pb_grpc
-from loadtests.openloop import percentile
-from loadtests.shadow_diff import Outcome, Thresholds, build_report, format_report, jsonable
+from loadtests.replay.shadow_diff import Outcome, Thresholds, build_report, format_report
+from loadtests.stats import jsonable, percentile
 from serving.capture import CaptureFormatError, read_captures
 from serving.requests import MAX_REQUEST_ID_LENGTH
 
@@ -53,7 +54,7 @@ ROLES: tuple[str, ...] = ("primary", "candidate", "secondary")
 SURFACE_NAMES = {pb.SURFACE_HOME: "home", pb.SURFACE_NOW_PLAYING: "now_playing"}
 
 
-class ReplayInputError(Exception):
+class ReplayInputError(EncoreError):
     """Bad input: the message is printed as is and the command exits 2."""
 
 

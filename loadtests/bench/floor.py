@@ -1,6 +1,6 @@
 """The component floor: each dependency of a ``Rank`` call timed alone, in this process.
 
-    python -m loadtests.floor --bundle bundles/synthetic-1m --redis-url redis://127.0.0.1:6379/0
+    python -m loadtests.bench.floor --bundle bundles/synthetic-1m --redis-url redis://127.0.0.1:6379/0
 
 - FAISS: ``index.search(q, retrieval_size)`` on the bundle's index with one OpenMP thread (as the
   server runs it), ``q`` built as the server builds it (``features.query_vector.query_for``) from
@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from loadtests.openloop import summarize, zipf_probabilities
+from loadtests.stats import summarize, zipf_probabilities
 
 Progress = Callable[[str], None]
 
@@ -199,7 +199,7 @@ def measure_floor(
 
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(
-        prog="loadtests.floor", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="loadtests.bench.floor", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument("--bundle", type=Path, required=True)
     p.add_argument("--redis-url", required=True)

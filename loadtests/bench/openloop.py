@@ -1,6 +1,6 @@
 """Open-loop load generator for ``Rank``: a constant arrival rate, run as its own process.
 
-    python -m loadtests.openloop --target 127.0.0.1:50051 --workload workload.json --rate 200 \
+    python -m loadtests.bench.openloop --target 127.0.0.1:50051 --workload workload.json --rate 200 \
         --duration 10 [--warmup 2] [--deadline-ms 100] [--channels 4] [--out result.json]
 
 Request *i* is scheduled at ``start + i / rate`` (absolute time) and sent then whether or not
@@ -13,75 +13,35 @@ run on the asyncio event loop over ``--channels`` channels. ``send_lag``
 
 Users are drawn Zipfian (bounded, exponent ``--zipf``) over the workload's users, surfaces
 Home/Now Playing by ``--home-share``, Now Playing seeds uniformly from the workload's popular items.
-The workload file is JSON ``{"users": [...], "seeds": [...]}`` (written by ``loadtests.bench``).
+The workload file is JSON ``{"users": [...], "seeds": [...]}`` (``loadtests.bench.workload`` writes it).
 
 Output (stdout or ``--out``): JSON with sent, ok, degraded, errors by status code, latency
 percentiles over every measured request (failed ones at their elapsed time) and over successful
 ones, send-lag percentiles and the generator's own CPU use. Requests scheduled during the warm-up
 are sent but not counted.
 
-The pure statistics helpers (``percentile``, ``summarize``, ``zipf_probabilities``) are shared
-with the rest of ``loadtests``.
+``run_openloop`` and ``background_openloop`` run this module as that separate process (the benchmark
+calls them).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
-import math
 import resource
+import subprocess
 import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-#: Percentiles reported everywhere in the benchmark.
-QUANTILES: tuple[float, ...] = (50.0, 90.0, 99.0, 99.9)
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    """Nearest-rank percentile (the smallest value with at least ``q`` % of values at or below it).
-
-    Never interpolates, so a p99 is always a latency some request really saw. ``nan`` for no values.
-    """
-    if not 0.0 <= q <= 100.0:
-        raise ValueError(f"percentile q must be in 0..100, got {q}")
-    if not values:
-        return math.nan
-    ordered = sorted(values)
-    rank = max(1, math.ceil(q / 100.0 * len(ordered)))
-    return float(ordered[rank - 1])
-
-
-def _label(q: float) -> str:
-    return f"p{q:g}".replace(".", "")
-
-
-def summarize(values: Sequence[float], quantiles: Sequence[float] = QUANTILES) -> dict[str, float]:
-    """``{"n", "mean", "p50", "p90", "p99", "p999", "max"}`` of ``values`` (``nan`` when empty)."""
-    ordered = sorted(values)
-    out: dict[str, float] = {"n": float(len(ordered))}
-    out["mean"] = math.fsum(ordered) / len(ordered) if ordered else math.nan
-    for q in quantiles:
-        out[_label(q)] = percentile(ordered, q)
-    out["max"] = float(ordered[-1]) if ordered else math.nan
-    return out
-
-
-def zipf_probabilities(n: int, exponent: float) -> list[float]:
-    """Bounded Zipf over ranks 1..n: p(k) ∝ k^-exponent (exponent 0 is uniform)."""
-    if n <= 0:
-        raise ValueError("zipf_probabilities: n must be positive")
-    if exponent < 0:
-        raise ValueError("zipf_probabilities: exponent must be >= 0")
-    weights = [k**-exponent for k in range(1, n + 1)]
-    total = math.fsum(weights)
-    return [w / total for w in weights]
+from loadtests.stats import summarize, zipf_probabilities
 
 
 @dataclass
@@ -245,7 +205,7 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="loadtests.openloop", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="loadtests.bench.openloop", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument("--target", action="append", required=True, help="HOST:PORT (repeat for several servers)")
     p.add_argument("--workload", type=Path, required=True, help='JSON {"users": [...], "seeds": [...]}')
@@ -278,6 +238,68 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         print(text)
     return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# Driving this module as a separate process (from the benchmark)
+
+
+def run_openloop(
+    targets: Sequence[str],
+    workload: Path,
+    rate: float,
+    duration: float,
+    warmup: float,
+    deadline_ms: float,
+    channels: int,
+    out: Path,
+    seed: int,
+) -> dict[str, Any]:
+    """One open-loop step in a separate process; its JSON result."""
+    cmd = [sys.executable, "-m", "loadtests.bench.openloop", "--workload", str(workload), "--rate", f"{rate:g}"]
+    for t in targets:
+        cmd += ["--target", t]
+    cmd += [
+        "--duration",
+        f"{duration:g}",
+        "--warmup",
+        f"{warmup:g}",
+        "--deadline-ms",
+        f"{deadline_ms:g}",
+        "--channels",
+        str(channels),
+        "--seed",
+        str(seed),
+        "--out",
+        str(out),
+    ]
+    completed = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + warmup + 120)
+    if completed.returncode != 0:
+        raise RuntimeError(f"openloop at {rate:g}/s failed ({completed.returncode}):\n{completed.stderr[-2000:]}")
+    result: dict[str, Any] = json.loads(out.read_text(encoding="utf-8"))
+    return result
+
+
+@contextlib.contextmanager
+def background_openloop(
+    targets: Sequence[str], workload: Path, rate: float, seconds: float, deadline_ms: float, channels: int, out: Path
+) -> Iterator[subprocess.Popen[bytes]]:
+    """An open loop running in a separate process for the ``with`` block (waited for at its end)."""
+    cmd = [sys.executable, "-m", "loadtests.bench.openloop", "--workload", str(workload), "--rate", f"{rate:g}"]
+    for t in targets:
+        cmd += ["--target", t]
+    cmd += ["--duration", f"{seconds:g}", "--warmup", "1", "--deadline-ms", f"{deadline_ms:g}"]
+    cmd += ["--channels", str(channels), "--out", str(out)]
+    process = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        yield process
+    finally:
+        try:
+            process.wait(timeout=seconds + 60)
+        except subprocess.TimeoutExpired:
+            from loadtests.harness import stop_process  # here: the generator process never needs it
+
+            stop_process(process)
 
 
 if __name__ == "__main__":

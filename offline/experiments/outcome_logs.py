@@ -20,11 +20,12 @@ corrupt gzip) always raise.
 
 Exceptions::
 
-    Exception
+    serving.experiments.config.ExperimentError
     └── AnalysisInputError     bad analysis input; .path and .line locate it (either may be None)
 
-(Deliberately not under ``config.ExperimentError``: analysis must not depend on the config
-loader, so it keeps working while the config format changes.)
+``AnalysisInputError`` derives from ``ExperimentError`` (the only thing this module takes from the
+config module), so ``encore experiments analyze`` reports a bad log and a bad config through the
+same handler.
 """
 
 from __future__ import annotations

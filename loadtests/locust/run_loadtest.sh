@@ -6,7 +6,7 @@
 # Overridable: USERS (20), SPAWN_RATE (10), DURATION (30s), MAX_P99_MS (25), MAX_ERROR_RATIO (0.01),
 # BUNDLE (newest under bundles/), OUT (loadtest-results), BIN (.venv/bin), LOCUST_ARGS (extra flags).
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 BIN=${BIN:-.venv/bin}
 BUNDLES=${BUNDLES:-bundles}
 OUT=${OUT:-loadtest-results}
@@ -35,7 +35,7 @@ fi
 
 mkdir -p "$OUT"
 work=$(mktemp -d)
-port=$("$BIN/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+port=$("$BIN/python" -c 'from loadtests.harness import free_port; print(free_port())')
 server_pid=""
 cleanup() {
   if [ -n "$server_pid" ] && kill -0 "$server_pid" 2>/dev/null; then
@@ -67,7 +67,7 @@ echo "loadtest: $USERS users for $DURATION against bundle $bundle on 127.0.0.1:$
   "(limits: p99 $MAX_P99_MS ms, error ratio $MAX_ERROR_RATIO)"
 status=0
 # shellcheck disable=SC2086  # LOCUST_ARGS is a list of extra flags
-"$BIN/locust" -f loadtests/locustfile.py --headless -u "$USERS" -r "$SPAWN_RATE" -t "$DURATION" \
+"$BIN/locust" -f loadtests/locust/locustfile.py --headless -u "$USERS" -r "$SPAWN_RATE" -t "$DURATION" \
   --host "127.0.0.1:$port" --bundle "$bundle" --max-p99-ms "$MAX_P99_MS" --max-error-ratio "$MAX_ERROR_RATIO" \
   --csv "$OUT/encore" --html "$OUT/encore.html" --only-summary ${LOCUST_ARGS:-} || status=$?
 echo "loadtest: results in $OUT/ (encore_stats.csv, encore.html, server.log); exit code $status"

@@ -11,7 +11,7 @@ behind an experiment, with simulated listeners instead of real ones:
 3. simulated users call ``Rank`` over gRPC and stream each shown item with probability
    ``position_bias(p) × appeal(taste · item)`` — their hidden taste is their ALS vector plus noise —
    skip it otherwise (top 5 only), and report what they did with ``RecordEvents``;
-4. analyses exposures × outcomes with ``serving.experiments.analysis`` and reports whether the
+4. analyses exposures × outcomes with ``offline.experiments.analysis`` and reports whether the
    better arm (treatment) won significantly with no sample ratio mismatch.
 
 All randomness is seeded: the same config gives the same users, sessions and decisions.
@@ -32,12 +32,15 @@ import numpy as np
 
 from encore.v1 import ranking_pb2 as pb
 from encore.v1 import ranking_pb2_grpc as pb_grpc
+from features.snapshot import UserSnapshot
 from features.synthetic import generate_synthetic
-from models.bundle import BundleContents, UserSnapshot, load_bundle, write_bundle
+from models.bundle import BundleContents, load_bundle, write_bundle
 from models.linear_ranker import linear_ranker
 from models.training import compute_tables, popularity_order, train_embeddings
+from offline.experiments.analysis import AnalysisReport, analyze
+from offline.experiments.outcome_logs import load_exposures, load_outcomes
+from offline.experiments.report import format_report
 from serving.config import load_settings
-from serving.experiments.analysis import AnalysisReport, analyze, format_report, load_exposures, load_outcomes
 from serving.experiments.config import load_experiments
 from serving.server import create_server, mark_serving
 

@@ -1,6 +1,6 @@
 """Load test of Encore's gRPC API with a realistic traffic mix (`make loadtest` runs it headless).
 
-    locust -f loadtests/locustfile.py --headless -u 20 -r 10 -t 30s --host 127.0.0.1:50051 \
+    locust -f loadtests/locust/locustfile.py --headless -u 20 -r 10 -t 30s --host 127.0.0.1:50051 \
         --bundle bundles/<version> [--max-p99-ms 25] [--max-error-ratio 0.01]
 
 Each locust user stands for a client backend serving many listeners. Listeners are the bundle's
@@ -39,7 +39,7 @@ from locust.env import Environment
 
 from encore.v1 import ranking_pb2 as pb
 from encore.v1 import ranking_pb2_grpc as pb_grpc
-from loadtests.grpc_user import GrpcUser, method_name
+from loadtests.locust.grpc_user import GrpcUser, method_name
 
 log = logging.getLogger("encore.loadtest")
 

@@ -1,6 +1,6 @@
 """Shadow diff: compare a primary's answers with a candidate's, above the noise floor a secondary shows.
 
-Pure functions over what ``loadtests.replay`` collected; no I/O except ``format_report``'s string.
+Pure functions over what ``loadtests.replay.run`` collected; no I/O except ``format_report``'s string.
 
 Per request (``diff_request``), between a base answer B and another answer O of the same request:
 overlap@K, rank-biased overlap (p = 0.9), Kendall tau over the items in both lists (``None`` with
@@ -51,7 +51,7 @@ from typing import Any
 
 from scipy.stats import kendalltau
 
-from loadtests.openloop import percentile
+from loadtests.stats import percentile
 from ranking.agreement import overlap_at_k, rank_biased_overlap
 
 RBO_P = 0.9
@@ -448,17 +448,6 @@ def build_report(
         "passed": True if result is None else bool(result["passed"]),
         "significant": [] if floor is None else [m for m, v in floor["metrics"].items() if v["significant"]],
     }
-
-
-def jsonable(value: Any) -> Any:
-    """``value`` with NaN/inf floats as ``None`` (strict JSON)."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, Mapping):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [jsonable(v) for v in value]
-    return value
 
 
 def _num(value: Any, digits: int = 3) -> str:

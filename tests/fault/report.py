@@ -13,6 +13,8 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+from loadtests.stats import percentile
+
 
 @dataclass(frozen=True)
 class Sample:
@@ -55,15 +57,6 @@ class FaultReport:
     @property
     def error_count(self) -> int:
         return sum(self.errors.values())
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    """Nearest-rank percentile (0 for no values)."""
-    if not values:
-        return 0.0
-    ordered = sorted(values)
-    rank = max(0, min(len(ordered) - 1, round(q / 100.0 * len(ordered) + 0.5) - 1))
-    return ordered[rank]
 
 
 def recovery_time(samples: Iterable[Sample], fault_end: float) -> float | None:

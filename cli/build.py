@@ -1,0 +1,47 @@
+"""``encore build``: train models on a dataset and write an artifact bundle."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from cli.exit_codes import OK, UsageError
+
+DEFAULT_BUNDLES = Path("bundles")
+
+
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    b = sub.add_parser("build", help="train models on a dataset and write an artifact bundle")
+    b.add_argument("--dataset", choices=["synthetic", "hetrec"], default="synthetic")
+    b.add_argument("--data-path", type=Path, help="dataset directory (hetrec: holds user_artists.dat)")
+    b.add_argument("--n-items", type=int, default=20_000, help="synthetic catalog size")
+    b.add_argument("--n-users", type=int, default=5_000, help="synthetic user count")
+    b.add_argument("--out", type=Path, default=DEFAULT_BUNDLES, help="parent directory for bundles")
+    b.add_argument("--version", help="bundle version (default: dataset name + UTC timestamp)")
+    b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--factors", type=int, default=64, help="embedding dimension")
+    b.add_argument("--ranker-users", type=int, default=3000, help="users sampled to train the ranker")
+    b.add_argument("--eval-users", type=int, default=2000, help="held-out users sampled for offline evaluation")
+    b.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.dataset == "hetrec" and args.data_path is None:
+        raise UsageError("--data-path is required with --dataset hetrec")
+    from models.build import BuildConfig, build_bundle
+
+    config = BuildConfig(
+        dataset=args.dataset,
+        data_path=args.data_path,
+        n_items=args.n_items,
+        n_users=args.n_users,
+        out_dir=args.out,
+        version=args.version,
+        seed=args.seed,
+        factors=args.factors,
+        ranker_users=args.ranker_users,
+        eval_users=args.eval_users,
+    )
+    path = build_bundle(config, log=lambda line: print(line, flush=True))
+    print(f"bundle written: {path}")
+    return OK

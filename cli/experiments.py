@@ -1,0 +1,102 @@
+"""``encore experiments validate | analyze | simulate``: check, analyse and simulate experiments.
+
+``analyze`` and ``simulate`` are offline work; their modules are imported only when they run.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from cli.exit_codes import FAILED, OK, SRM
+
+
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    e = sub.add_parser("experiments", help="validate, analyse and simulate experiments")
+    esub = e.add_subparsers(dest="experiments_command", required=True)
+    ev = esub.add_parser("validate", help="report every problem in an experiments file, with its location")
+    ev.add_argument("file", type=Path)
+    ev.add_argument("--bundle", type=Path, help="check model versions against this bundle's models")
+    ev.add_argument("--models", help="comma-separated known model versions (instead of --bundle)")
+    ev.set_defaults(func=validate)
+    ea = esub.add_parser("analyze", help="join exposures with outcomes: lifts, CIs, p-values, SRM (exit 3 on SRM)")
+    ea.add_argument("--exposures", nargs="+", required=True, help="exposure JSONL files or directories")
+    ea.add_argument("--outcomes", nargs="+", required=True, help="outcome JSONL files or directories")
+    ea.add_argument("--experiments", type=Path, help="experiments YAML: expected weights for the SRM check")
+    ea.add_argument("--correction", choices=["holm", "bh"], default="holm", help="multiple-testing correction")
+    ea.add_argument("--alpha", type=_open_unit_interval, default=0.05, help="significance level, in (0, 1)")
+    ea.add_argument("--lenient", action="store_true", help="skip malformed lines (counted) instead of failing")
+    ea.add_argument("--json", action="store_true", help="machine-readable output")
+    ea.set_defaults(func=analyze)
+    es = esub.add_parser("simulate", help="run a synthetic experiment through a real server and analyse it")
+    es.add_argument("--out", type=Path, default=Path("simulation"), help="where bundle, logs and outcomes go")
+    es.add_argument("--users", type=int, default=1000)
+    es.add_argument("--sessions", type=int, default=2, help="Home sessions per simulated user")
+    es.add_argument("--seed", type=int, default=0)
+    es.set_defaults(func=simulate)
+
+
+def _open_unit_interval(text: str) -> float:
+    value = float(text)
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1), got {text}")
+    return value
+
+
+def validate(args: argparse.Namespace) -> int:
+    from serving.experiments.config import validate_file
+
+    args.file.open("rb").close()  # an unreadable file is bad input (exit 2), not a problem in it
+    known: set[str] | None = None
+    if args.bundle is not None:
+        from models.bundle import read_manifest
+
+        known = {m["version"] for m in read_manifest(args.bundle)["models"]}
+    elif args.models:
+        known = set(args.models.split(","))
+    problems = validate_file(args.file, known)
+    if problems:
+        print(f"{args.file}: {len(problems)} problem(s)")
+        for problem in problems:
+            print(f"  {problem}")
+        return FAILED
+    print(f"{args.file}: valid" + ("" if known is not None else " (model versions not checked: pass --bundle)"))
+    return OK
+
+
+def analyze(args: argparse.Namespace) -> int:
+    import json
+
+    from offline.experiments.analysis import analyze
+    from offline.experiments.outcome_logs import load_exposures, load_outcomes
+    from offline.experiments.report import format_report, report_to_json
+    from serving.experiments.config import load_experiments
+
+    weights = None
+    if args.experiments is not None:
+        config = load_experiments(args.experiments)
+        weights = {e.key: dict(e.weights_by_variant) for e in config.all_experiments}
+        if config.holdout is not None:
+            c = config.holdout.coverage
+            weights[config.holdout.key] = {"holdout": c, "general": 1.0 - c}
+    report = analyze(
+        load_exposures(args.exposures, strict=not args.lenient),
+        load_outcomes(args.outcomes, strict=not args.lenient),
+        expected_weights=weights,
+        correction=args.correction,
+        alpha=args.alpha,
+    )
+    print(json.dumps(report_to_json(report), indent=2, allow_nan=False) if args.json else format_report(report))
+    return SRM if report.srm_flagged else OK
+
+
+def simulate(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from offline.experiments.simulation import SimulationConfig, simulate_and_analyze
+
+    config = SimulationConfig(out_dir=args.out, n_users=args.users, sessions_per_user=args.sessions, seed=args.seed)
+    outcome = asyncio.run(simulate_and_analyze(config, progress=lambda line: print(line, flush=True)))
+    print(outcome.report_text)
+    print(outcome.verdict)
+    return OK if outcome.detected else FAILED

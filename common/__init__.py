@@ -1,0 +1,1 @@
+"""What every Encore package may import: the exception root (``common.errors``); it imports nothing of Encore."""
