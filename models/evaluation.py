@@ -41,6 +41,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
+import faiss
 import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
@@ -140,6 +141,7 @@ class ServedRanker:
 
     @classmethod
     async def open(cls, bundle: Bundle, snapshot: UserSnapshot, threads: int = 1) -> ServedRanker:
+        faiss.omp_set_num_threads(1)  # as the server does: one query at a time, no OpenMP spin
         store = MemoryFeatureStore()
         await store.load_snapshot(snapshot)
         sessions = await asyncio.to_thread(load_sessions, bundle, 1)

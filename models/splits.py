@@ -96,16 +96,19 @@ def split_interactions(
     return Split(train=part(is_train), label=part(is_label), test=part(is_test))
 
 
-def resplit_known(split: Split, *, seed: int, min_items: int = 5) -> tuple[sp.csr_matrix, sp.csr_matrix]:
-    """Another (train, label) pair drawn from ``split.known`` with the original label share.
+def resplit_known(
+    split: Split, *, seed: int, label_share: float | None = None, min_items: int = 5
+) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+    """Another (train, label) pair drawn from ``split.known``.
 
-    The label part of a user is ``label_items / (train_items + label_items)`` of their known items
-    (15 / 85 for the default split), so a replica's train part has the size of ``split.train``.
+    ``label_share`` is the share of each user's known items that becomes labels (``None``: the
+    original split's, ``label / (train + label)`` = 15 / 85 by default). A smaller share leaves
+    candidate models fit on more of the known items, closer to the stage-B models they stand for.
     """
     known = split.known
-    n_known = max(int(known.nnz), 1)
-    share = float(split.label.nnz) / n_known
-    again = split_interactions(known, seed=seed, label_share=0.0, test_share=share, min_items=min_items)
+    if label_share is None:
+        label_share = float(split.label.nnz) / max(int(known.nnz), 1)
+    again = split_interactions(known, seed=seed, label_share=0.0, test_share=label_share, min_items=min_items)
     return again.train, again.test
 
 

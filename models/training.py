@@ -6,8 +6,10 @@
   (``models.item_neighbors``), statistics and popularity (``models.tables``) — are fit on
   ``train``; ranker queries are simulated for sampled users exactly as the served pipeline builds
   them and labelled from ``label`` (``models.ranker_data``). With ``replicas > 1`` the same is
-  repeated on re-splits of ``train + label`` (``models.splits.resplit_known``: new 70/15 parts,
-  candidate models refit), giving the ranker more labelled queries (cross-fitting).
+  repeated on re-splits of ``train + label`` (``models.splits.resplit_known``: a share
+  ``replica_label_share`` of each user's known items held out as labels, candidate models refit on
+  the rest), giving the ranker more labelled queries from candidate models closer to the stage-B
+  ones (cross-fitting).
 - **Stage B** (what is served): the candidate models are refit on ``train + label`` with the same
   settings; the stage-A rankers (LightGBM ``lambdarank``, deterministic, thresholds snapped to
   float32, exported to ONNX and checked — ``models.ranker``) are applied on top of them.
@@ -62,6 +64,8 @@ class TrainingConfig:
     models: tuple[tuple[str, int], ...] = tuple(MODEL_TREES.items())
     ranker_users: int | None = 3000
     replicas: int = 3
+    #: Share of each user's known items held out as labels in replicas 1.. (None: the label part's).
+    replica_label_share: float | None = None
     negatives: int | None = 150
     recent_share: float = 0.5
     seed: int = 0
@@ -77,6 +81,7 @@ class TrainingConfig:
                 "models": dict(self.models),
                 "users_per_replica": self.ranker_users,
                 "replicas": self.replicas,
+                "replica_label_share": self.replica_label_share,
                 "negatives_per_query": self.negatives,
                 "recent_share": self.recent_share,
                 "now_playing_labels": self.labels.summary(),
@@ -133,7 +138,9 @@ def train_models(
         if replica == 0:
             train, label = split.train, split.label
         else:
-            train, label = resplit_known(split, seed=config.seed + 1000 + replica)
+            train, label = resplit_known(
+                split, seed=config.seed + 1000 + replica, label_share=config.replica_label_share
+            )
         stage = fit_stage(train, config.als, config.neighbors, stage_a_embeddings if replica == 0 else None)
         users = subsample_users(users_with(label), config.ranker_users, rng)
         try:
