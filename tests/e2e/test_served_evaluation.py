@@ -17,10 +17,9 @@ import scipy.sparse as sp
 
 from encore.v1 import ranking_pb2 as pb
 from encore.v1 import ranking_pb2_grpc as pb_grpc
-from loadtests.harness import ServerProcess, start_server, stop_server
+from loadtests.harness import RedisProcess, ServerProcess, start_server, stop_server
 from models.bundle import Bundle, load_bundle
 from models.evaluation import SERVED, evaluate_bundle
-from tests.support import RedisProcess
 
 LIMIT = 100
 N_USERS = 12
