@@ -14,8 +14,9 @@ train + label too; the tuned ALS configuration is the one the served embeddings 
 
 Scale: on catalogues above ``LARGE_CATALOG`` items the build skips what does not scale or would
 take long on two cores (EASE and ItemKNN baselines, ALS tuning, extra ranker replicas) and keeps
-a shorter neighbour table; ``BuildConfig`` fields override each choice, and the manifest records
-what was done.
+a shorter neighbour table; the neighbour table is EASE-based while at most ``ease_max_items``
+items have two listeners and co-occurrence-based beyond. ``BuildConfig`` fields override each
+choice, and the manifest records what was done (``dataset.build_plan``).
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ from models.bundle import (
     stage_bundle,
 )
 from models.evaluation import LIMIT, Baseline, evaluate_bundle, format_metrics_table
-from models.item_neighbors import NeighborConfig
+from models.item_neighbors import NeighborConfig, effective_method
 from models.ranker import MODEL_TREES, RankerConfig
 from models.ranker_data import CandidateSizes, LabelConfig
 from models.splits import split_interactions, subsample_users
@@ -120,7 +121,7 @@ class _Plan:
 def _plan(config: BuildConfig, n_items: int) -> _Plan:
     large = n_items > LARGE_CATALOG
     return _Plan(
-        replicas=config.ranker_replicas if config.ranker_replicas is not None else (1 if large else 3),
+        replicas=config.ranker_replicas if config.ranker_replicas is not None else (1 if large else 8),
         neighbors_k=config.neighbors_k if config.neighbors_k is not None else (32 if large else 100),
         tune_als=config.tune_als if config.tune_als is not None else not large,
         baselines=config.baselines
@@ -171,7 +172,7 @@ def build_bundle(config: BuildConfig, log: Callable[[str], None] = print) -> Pat
             "now_playing": candidate_sizes(DEFAULT_PARAMS[Surface.NOW_PLAYING]),
         },
         als=fitted.als_config,
-        neighbors=NeighborConfig(k=plan.neighbors_k),
+        neighbors=NeighborConfig(k=plan.neighbors_k, method="ease"),
         ranker=RankerConfig(seed=config.seed, threads=config.threads),
         labels=LabelConfig(),
         models=config.models,
@@ -198,6 +199,7 @@ def build_bundle(config: BuildConfig, log: Callable[[str], None] = print) -> Pat
         "baselines": fitted.info,
         "build_plan": {
             "large_catalog": data.n_items > LARGE_CATALOG,
+            "neighbor_method": effective_method(split.known, training.neighbors),
             "ranker_replicas": plan.replicas,
             "neighbors_k": plan.neighbors_k,
             "tune_als": plan.tune_als,

@@ -33,24 +33,36 @@ Weighting = Literal["binary", "log1p"]
 
 @dataclass(frozen=True)
 class NeighborConfig:
-    """How the table is built (recorded in the bundle manifest)."""
+    """How the table is built (recorded in the bundle manifest).
+
+    ``method``: ``"cooccurrence"`` (the similarity in the module docstring) or ``"ease"`` (the
+    positive EASE weights, ``build_ease_neighbors``); ``"ease"`` falls back to co-occurrence when
+    more than ``ease_max_items`` items have ``min_listeners`` listeners (the dense inverse would
+    not fit).
+    """
 
     k: int = 50
-    beta: float = 0.5
+    method: Literal["cooccurrence", "ease"] = "cooccurrence"
+    beta: float = 0.35
     shrink: float = 10.0
     weighting: Weighting = "binary"
     min_listeners: int = 2
     min_common: int = 1
+    ease_regularization: float = 100.0
+    ease_max_items: int = 7_000
     #: Upper bound on nonzeros of one chunk's co-listen product (memory knob, not a result knob).
     chunk_pairs: int = 20_000_000
 
     def summary(self) -> dict[str, object]:
+        common = {"k": self.k, "min_listeners": self.min_listeners}
+        if self.method == "ease":
+            return {**common, "method": "ease", "lambda": self.ease_regularization, "max_items": self.ease_max_items}
         return {
-            "k": self.k,
+            **common,
+            "method": "cooccurrence",
             "beta": self.beta,
             "shrink": self.shrink,
             "weighting": self.weighting,
-            "min_listeners": self.min_listeners,
             "min_common": self.min_common,
         }
 
@@ -120,6 +132,54 @@ def build_item_neighbors(plays: sp.csr_matrix, config: NeighborConfig | None = N
     config = config or NeighborConfig()
     if config.k < 1:
         raise ValueError("NeighborConfig.k must be >= 1")
+    if config.method == "ease":
+        listeners = np.diff(sp.csc_matrix(plays).indptr)
+        if int(np.sum(listeners >= config.min_listeners)) <= config.ease_max_items:
+            return build_ease_neighbors(plays, config)
+    return _build_cooccurrence(plays, config)
+
+
+def effective_method(plays: sp.csr_matrix, config: NeighborConfig) -> str:
+    """The method ``build_item_neighbors`` uses for ``plays`` (EASE may fall back)."""
+    if config.method != "ease":
+        return config.method
+    listeners = np.diff(sp.csc_matrix(plays).indptr)
+    return "ease" if int(np.sum(listeners >= config.min_listeners)) <= config.ease_max_items else "cooccurrence"
+
+
+def ease_weights(plays: sp.csr_matrix, regularization: float, items: I64) -> F32:
+    """EASE item–item weights ``B = I - P / diag(P)``, ``P = (XᵀX + λI)⁻¹`` (zero diagonal) over
+    the columns ``items`` of the binarised ``plays``; float32 [len(items), len(items)], row ``i``
+    holds item ``items[i]``'s weights towards the others (a user's score is ``x_u B``)."""
+    x = sp.csc_matrix(plays, dtype=np.float32, copy=True)[:, items]
+    x.data[:] = 1.0
+    gram = np.asarray((x.T @ x).toarray(), dtype=np.float32)
+    gram[np.diag_indices_from(gram)] += np.float32(regularization)
+    inverse = np.linalg.inv(gram)  # float32: half the memory and time; λ keeps it well conditioned
+    weights = np.asarray(-inverse / np.diag(inverse), dtype=np.float32)
+    np.fill_diagonal(weights, 0.0)
+    return weights
+
+
+def build_ease_neighbors(plays: sp.csr_matrix, config: NeighborConfig) -> NeighborTable:
+    """Row ``i`` = the ``k`` largest positive EASE weights ``B[i, j]`` (what item ``i`` in a history
+    adds to item ``j``'s EASE score), over items with ``min_listeners`` listeners; ties by index."""
+    n_items = plays.shape[1]
+    listeners = np.diff(sp.csc_matrix(plays).indptr)
+    items = np.flatnonzero(listeners >= config.min_listeners).astype(np.int64)
+    neighbors = np.full((n_items, config.k), -1, dtype=np.int32)
+    weights = np.zeros((n_items, config.k), dtype=np.float32)
+    if items.size < 2:
+        return NeighborTable(neighbors=neighbors, weights=weights)
+    dense = ease_weights(plays, config.ease_regularization, items)
+    positive = sp.csr_matrix(np.where(dense > 0, dense, 0.0).astype(np.float32))
+    rows, rank, cols, vals = _top_k_rows(positive, config.k)
+    neighbors[items[rows], rank] = items[cols].astype(np.int32)
+    weights[items[rows], rank] = vals
+    return NeighborTable(neighbors=neighbors, weights=weights)
+
+
+def _build_cooccurrence(plays: sp.csr_matrix, config: NeighborConfig) -> NeighborTable:
     n_items = plays.shape[1]
     x = _weighted(plays, config.weighting)
     listeners = np.diff(x.tocsc().indptr)
@@ -170,4 +230,11 @@ def _zero_diagonal(block: sp.csr_matrix, start: int) -> None:
     block.data[block.indices == start + r] = 0.0
 
 
-__all__ = ["NeighborConfig", "NeighborTable", "build_item_neighbors"]
+__all__ = [
+    "NeighborConfig",
+    "NeighborTable",
+    "build_ease_neighbors",
+    "build_item_neighbors",
+    "ease_weights",
+    "effective_method",
+]

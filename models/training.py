@@ -2,14 +2,16 @@
 
 ``train_models`` runs, for a ``Split`` (train / label / test per user, ``models.splits``):
 
-- **Stage A** (fit the ranker): candidate models — ALS (``models.als``), the item-neighbour table
-  (``models.item_neighbors``), statistics and popularity (``models.tables``) — are fit on
-  ``train``; ranker queries are simulated for sampled users exactly as the served pipeline builds
-  them and labelled from ``label`` (``models.ranker_data``). With ``replicas > 1`` the same is
-  repeated on re-splits of ``train + label`` (``models.splits.resplit_known``: a share
-  ``replica_label_share`` of each user's known items held out as labels, candidate models refit on
-  the rest), giving the ranker more labelled queries from candidate models closer to the stage-B
-  ones (cross-fitting).
+- **Stage A** (fit the ranker, cross-fitted): ``replicas`` times, a small share
+  (``replica_label_share``, default 4 % of all interactions) of each user's known items
+  (``train + label``) is held out as labels (``models.splits.resplit_known``) and the candidate
+  models — ALS (``models.als``), the item-neighbour table (``models.item_neighbors``), statistics
+  and popularity (``models.tables``) — are fit on the rest; ranker queries are simulated for
+  sampled users exactly as the served pipeline builds them and labelled from the held-out items
+  (``models.ranker_data``). ``label_part_replica`` adds the classic replica (fit on ``train``,
+  labels from ``label``). Holding out little keeps the replicas' candidate models close to the
+  stage-B ones, so the features the ranker learns from look like the ones it is served: on HetRec
+  the EASE-table co-listen features only helped the ranker that way (see the build's manifest).
 - **Stage B** (what is served): the candidate models are refit on ``train + label`` with the same
   settings; the stage-A rankers (LightGBM ``lambdarank``, deterministic, thresholds snapped to
   float32, exported to ONNX and checked — ``models.ranker``) are applied on top of them.
@@ -63,10 +65,11 @@ class TrainingConfig:
     labels: LabelConfig = field(default_factory=LabelConfig)
     models: tuple[tuple[str, int], ...] = tuple(MODEL_TREES.items())
     ranker_users: int | None = 3000
-    replicas: int = 3
-    #: Share of each user's known items held out as labels in replicas 1.. (None: the label part's).
-    replica_label_share: float | None = None
-    negatives: int | None = 150
+    replicas: int = 8
+    #: Share of each user's known items held out as labels per replica (None: the label part's).
+    replica_label_share: float | None = 0.04 / 0.85
+    label_part_replica: bool = False
+    negatives: int | None = 100
     recent_share: float = 0.5
     seed: int = 0
 
@@ -82,6 +85,7 @@ class TrainingConfig:
                 "users_per_replica": self.ranker_users,
                 "replicas": self.replicas,
                 "replica_label_share": self.replica_label_share,
+                "label_part_replica": self.label_part_replica,
                 "negatives_per_query": self.negatives,
                 "recent_share": self.recent_share,
                 "now_playing_labels": self.labels.summary(),
@@ -134,14 +138,16 @@ def train_models(
     rng = np.random.default_rng(config.seed + 1)
     parts: list[RankerDataset] = []
     replica_info: list[dict[str, int]] = []
-    for replica in range(max(1, config.replicas)):
-        if replica == 0:
+    plan: list[tuple[str, int]] = [("label part", 0)] if config.label_part_replica else []
+    plan += [("re-split", replica) for replica in range(1, max(1, config.replicas) + 1)]
+    for kind, replica in plan:
+        if kind == "label part":
             train, label = split.train, split.label
         else:
             train, label = resplit_known(
                 split, seed=config.seed + 1000 + replica, label_share=config.replica_label_share
             )
-        stage = fit_stage(train, config.als, config.neighbors, stage_a_embeddings if replica == 0 else None)
+        stage = fit_stage(train, config.als, config.neighbors, stage_a_embeddings if kind == "label part" else None)
         users = subsample_users(users_with(label), config.ranker_users, rng)
         try:
             data = build_ranker_dataset(
@@ -155,12 +161,12 @@ def train_models(
                 negatives=config.negatives,
             )
         except TrainingError:
-            log(f"ranker replica {replica}: no labelled query, skipped")
+            log(f"ranker replica {replica} ({kind}): no labelled query, skipped")
             continue
         parts.append(data)
         replica_info.append({"users": int(users.size), "queries": data.n_queries, "rows": int(data.labels.size)})
         log(
-            f"ranker replica {replica}: {users.size} users, {data.n_queries} queries, "
+            f"ranker replica {replica} ({kind}): {users.size} users, {data.n_queries} queries, "
             f"{data.labels.size} rows, {int(np.sum(data.labels > 0))} positives"
         )
     dataset = RankerDataset.concat(parts)
@@ -179,7 +185,7 @@ def train_models(
     info["ranker"]["queries"] = dataset.n_queries
     info["ranker"]["rows"] = int(dataset.labels.size)
     info["stages"] = {
-        "A": "candidate models on train, ranker labels from label (replicas: re-splits of train+label)",
+        "A": "per replica: candidate models on train+label minus a held-out share, ranker labels = that share",
         "B": "candidate models refit on train+label (served), the stage-A rankers on top",
     }
     return TrainedModels(

@@ -14,6 +14,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from models.baselines.base import F64, I64, ScoringBaseline
+from models.item_neighbors import ease_weights
 
 
 @dataclass(frozen=True)
@@ -44,13 +45,8 @@ class EaseBaseline(ScoringBaseline):
             order = np.lexsort((eligible, -listeners[eligible]))
             eligible = np.sort(eligible[order[: config.max_items]])
         self.items = eligible.astype(np.int64)
+        self._weights = ease_weights(self.history, config.regularization, self.items)
         x = sp.csc_matrix(binary[:, self.items])
-        gram = np.asarray((x.T @ x).toarray(), dtype=np.float64)
-        gram[np.diag_indices_from(gram)] += config.regularization
-        inverse = np.linalg.inv(gram)
-        weights = -inverse / np.diag(inverse)
-        np.fill_diagonal(weights, 0.0)
-        self._weights = weights.astype(np.float32)
         self._x = sp.csr_matrix(x)
         self._column = np.full(self.n_items, -1, dtype=np.int64)
         self._column[self.items] = np.arange(self.items.size)

@@ -96,3 +96,27 @@ def test_an_empty_matrix_gives_an_all_padding_table() -> None:
     table = build_item_neighbors(sp.csr_matrix((3, 4), dtype=np.float32), NeighborConfig(k=2))
     assert table.neighbors.tolist() == [[-1, -1]] * 4
     assert table.coverage() == 0.0
+
+
+def test_ease_table_holds_each_rows_largest_positive_ease_weights() -> None:
+    plays = _plays(seed=5)
+    config = NeighborConfig(k=6, method="ease", ease_regularization=5.0)
+    table = build_item_neighbors(plays, config)
+    x = (plays.toarray() > 0).astype(np.float64)
+    items = np.flatnonzero(x.sum(axis=0) >= 2)
+    p = np.linalg.inv(x[:, items].T @ x[:, items] + 5.0 * np.eye(items.size))
+    b = -p / np.diag(p)
+    np.fill_diagonal(b, 0.0)
+    for row, item in enumerate(items.tolist()):
+        order = np.lexsort((items, -b[row]))
+        order = order[b[row][order] > 0][:6]
+        np.testing.assert_array_equal(table.neighbors[item][: order.size], items[order])
+        np.testing.assert_allclose(table.weights[item][: order.size], b[row][order], rtol=1e-4, atol=1e-6)
+    assert np.all(table.neighbors[np.setdiff1d(np.arange(plays.shape[1]), items)] == -1)
+
+
+def test_ease_falls_back_to_cooccurrence_when_too_many_items_qualify() -> None:
+    plays = _plays()
+    fallback = build_item_neighbors(plays, NeighborConfig(k=4, method="ease", ease_max_items=3))
+    cooccurrence = build_item_neighbors(plays, NeighborConfig(k=4))
+    np.testing.assert_array_equal(fallback.neighbors, cooccurrence.neighbors)
