@@ -42,6 +42,7 @@ def small_build_config(out_dir: Path) -> BuildConfig:
             ranker_users=1200,
             eval_users=400,  # each is 3 served-pipeline queries per model
             models=models,
+            ranker_replicas=2,  # the real build uses 8; 2 keep the suite quick with the same code path
         )
     return BuildConfig(
         dataset="synthetic",
