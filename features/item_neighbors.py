@@ -79,11 +79,13 @@ def candidate_colisten(candidates: I64, history: I64, neighbors: I32, weights: F
     if n == 0 or history.size == 0:
         return np.zeros(n, dtype=np.float32)
     inside = (candidates >= 0) & (candidates < neighbors.shape[0])
-    rows = neighbors[np.where(inside, candidates, 0)].astype(np.int64)
-    found, _ = _matches(rows, history)
-    found &= rows >= 0
-    found &= inside[:, None]
-    totals: F32 = np.where(found, weights[np.where(inside, candidates, 0)], 0.0).sum(axis=1).astype(np.float32)
+    safe = np.where(inside, candidates, 0)
+    rows = neighbors[safe]
+    # A lookup table over the history's value range (at most n_items booleans), not a binary
+    # search per entry: n x K entries (50,000 at 500 candidates, K = 100) against the history.
+    found = np.isin(rows, history, kind="table") & inside[:, None]
+    hit_rows, hit_columns = np.nonzero(found)
+    totals: F32 = np.bincount(hit_rows, weights=weights[safe[hit_rows], hit_columns], minlength=n).astype(np.float32)
     return totals
 
 

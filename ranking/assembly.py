@@ -26,6 +26,7 @@ from ranking.observer import PipelineObserver
 from ranking.pipeline import PipelineExecutor
 from ranking.scorers.onnx_ranker import OnnxRankerScorer
 from ranking.selectors.artist_diversity import ArtistDiversitySelector
+from ranking.selectors.seed_slots import SeedSlots
 from ranking.sources.ann import AnnSource
 from ranking.sources.co_listen import CoListenSource
 from ranking.sources.popularity import PopularitySource
@@ -37,7 +38,7 @@ from ranking.types import RankingParams, Surface
 #: Per-surface defaults of the ranking knobs (``serving.config`` starts from these).
 DEFAULT_PARAMS: Mapping[Surface, RankingParams] = {
     Surface.HOME: RankingParams(retrieval_size=300, diversity_cap=2),
-    Surface.NOW_PLAYING: RankingParams(retrieval_size=200, diversity_cap=2),
+    Surface.NOW_PLAYING: RankingParams(retrieval_size=200, diversity_cap=2, open_slots=2),
 }
 
 #: Builds the side effects from the scorer and selector (the server's shadow scoring needs both).
@@ -75,7 +76,7 @@ def assemble(
     scorer = OnnxRankerScorer(
         sessions, {v: s.input_name for v, s in bundle.models.items()}, bundle.default_model, executor
     )
-    selector = ArtistDiversitySelector(bundle.catalog.artist_ids)
+    selector = ArtistDiversitySelector(bundle.catalog.artist_ids, SeedSlots(bundle.item_neighbors))
     neighbors, weights = bundle.item_neighbors, bundle.item_neighbor_weights
     components = Components(
         user_hydrator=UserFeatureHydrator(store, bundle.catalog.index_of, bundle.item_vectors),

@@ -41,6 +41,8 @@ class Tunable:
 MODEL_VERSION: Final[Tunable] = Tunable("model")
 FRACTION: Final[Tunable] = Tunable("fraction")
 _TUNABLE: Final[str] = "tunable"
+#: ``RankingParams.open_slots`` at or above every list limit: score order only.
+OPEN_SLOTS_OFF: Final[int] = 1000
 
 
 def _tunable(spec: Tunable) -> Mapping[str, Tunable]:
@@ -58,6 +60,9 @@ class RankingParams:
     ``known_items``: ``"exclude"`` removes the user's known items (``KnownItemsFilter``),
     ``"keep"`` lets them be recommended. ``seed_neighbors_size`` / ``co_listen_size``: candidates
     from the seed's neighbour row (Now Playing) and from the history co-listen source; 0 disables.
+    ``open_slots`` (Now Playing only): the first ``open_slots`` positions go by score alone, the
+    following ones to the seed's nearest neighbours first (``ranking.selectors.seed_slots``); 0 puts
+    the neighbours from the top, ``OPEN_SLOTS_OFF`` (the default, longer than any list) turns it off.
     """
 
     model_version: str | None = field(default=None, metadata=_tunable(MODEL_VERSION))  # None: the bundle's default
@@ -69,6 +74,8 @@ class RankingParams:
     seed_weight: float = field(default=0.7, metadata=_tunable(FRACTION))  # Now Playing: seed item vs user signal
     recent_weight: float = field(default=0.3, metadata=_tunable(FRACTION))  # blend weight of the recent plays
     diversity_cap: int = field(default=2, metadata=_tunable(Tunable("int", 1, 100)))  # max items per artist
+    #: Now Playing: after this many positions, the seed's nearest neighbours come first (``SeedSlots``).
+    open_slots: int = field(default=OPEN_SLOTS_OFF, metadata=_tunable(Tunable("int", 0, OPEN_SLOTS_OFF)))
     shadow_model: str | None = field(default=None, metadata=_tunable(MODEL_VERSION))
     """Scored after the response on the same candidates, never served (``ranking.side_effects.shadow_scoring``)."""
 

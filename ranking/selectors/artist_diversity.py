@@ -1,9 +1,10 @@
-"""Top-K selection with at most N items per artist."""
+"""Top-K selection with at most N items per artist (after Now Playing's seed slots)."""
 
 from __future__ import annotations
 
 import numpy as np
 
+from ranking.selectors.seed_slots import SeedSlots
 from ranking.types import F32, I64, Candidates, Query, Selection
 
 
@@ -11,13 +12,15 @@ class ArtistDiversitySelector:
     """Takes rows by descending score (ties: input order), skipping an artist's item once that
     artist has ``params.diversity_cap`` items in the list. If that leaves the list short of
     ``query.limit``, the skipped rows are appended in score order. All other rows are held back.
+    With ``seed_slots`` (Now Playing), the score order is first reordered by ``SeedSlots``.
     Vectorised: no Python loop over candidates.
     """
 
     name = "artist_diversity"
 
-    def __init__(self, artist_ids: I64) -> None:
+    def __init__(self, artist_ids: I64, seed_slots: SeedSlots | None = None) -> None:
         self._artist_ids = artist_ids
+        self._seed_slots = seed_slots
 
     def enabled(self, query: Query) -> bool:
         return True
@@ -25,6 +28,8 @@ class ArtistDiversitySelector:
     def select(self, query: Query, candidates: Candidates, scores: F32) -> Selection:
         n = len(candidates)
         order = np.argsort(-scores, kind="stable")
+        if self._seed_slots is not None:
+            order = self._seed_slots.reorder(query, candidates.items, order)
         artists = self._artist_ids[candidates.items[order]]
         # occurrence[k] = how many better-scored rows share row order[k]'s artist
         by_artist = np.argsort(artists, kind="stable")

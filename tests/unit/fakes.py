@@ -18,6 +18,7 @@ from ranking.components import Components
 from ranking.hydrators.candidate_features import RankerFeatureHydrator
 from ranking.hydrators.user_features import UserFeatureHydrator
 from ranking.selectors.artist_diversity import ArtistDiversitySelector
+from ranking.selectors.seed_slots import SeedSlots
 from ranking.sources.ann import AnnSource
 from ranking.sources.co_listen import CoListenSource
 from ranking.sources.popularity import PopularitySource
@@ -129,7 +130,7 @@ def components(
         co_listen=CoListenSource(NEIGHBORS, NEIGHBOR_WEIGHTS),
         candidate_hydrator=RankerFeatureHydrator(ITEM_VECTORS, ITEM_NORMS, ITEM_STATS, NEIGHBORS, NEIGHBOR_WEIGHTS),
         scorer=scorer or LinearScorer(),
-        selector=ArtistDiversitySelector(ARTISTS),
+        selector=ArtistDiversitySelector(ARTISTS, SeedSlots(NEIGHBORS)),
     )
 
 

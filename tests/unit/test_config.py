@@ -31,6 +31,14 @@ def test_known_items_are_excluded_on_both_surfaces_unless_a_surface_keeps_them(t
     assert (now_playing.known_items, now_playing.seed_neighbors_size) == ("exclude", 40)
 
 
+def test_now_playing_opens_two_slots_before_the_seed_neighbours_and_a_file_may_change_it(tmp_path: Path) -> None:
+    defaults = load_settings(Path("b"))
+    assert defaults.surfaces[Surface.NOW_PLAYING].params.open_slots == 2
+    config = tmp_path / "s.yaml"
+    config.write_text("surfaces:\n  now_playing: {open_slots: 0}\n")
+    assert load_settings(Path("b"), config).surfaces[Surface.NOW_PLAYING].params.open_slots == 0
+
+
 def test_yaml_then_flags_override_defaults(tmp_path: Path) -> None:
     config = tmp_path / "s.yaml"
     config.write_text(
@@ -52,6 +60,7 @@ def test_yaml_then_flags_override_defaults(tmp_path: Path) -> None:
         ("surfaces: {radio: {}}\n", "surfaces.radio: unknown surface"),
         ("surfaces: {home: {known_items: hide}}\n", "surfaces.home.known_items: must be one of exclude, keep"),
         ("surfaces: {now_playing: {co_listen_size: -1}}\n", "surfaces.now_playing.co_listen_size: must be an integer"),
+        ("surfaces: {now_playing: {open_slots: -2}}\n", "surfaces.now_playing.open_slots: must be an integer >= 0"),
         ("surfaces: {home: {budget_ms: -1}}\n", "surfaces.home.budget_ms: must be a number >= 1"),
         ("surfaces: {home: {default_limit: 500}}\n", "surfaces.home.default_limit: exceeds max_limit"),
         ("surfaces: {now_playing: {seed_weight: 2}}\n", "surfaces.now_playing.seed_weight: must be in 0..1"),
