@@ -1,7 +1,9 @@
 """Ranker feature construction, shared verbatim by training and serving (no train/serve skew).
 
-``ranker_features`` is a pure function of arrays; it never mutates its inputs. It reads only the
-rows of the candidates, the history and the seed (no dense per-catalog scratch arrays), so it
+``ranker_features`` is a pure function of arrays; it never mutates its inputs. Five columns rank a
+score among the request's candidates (``rank_log``), so the features of a candidate depend on the
+whole candidate set: training computes them over every served candidate before subsampling. It
+reads only the rows of the candidates, the history and the seed (no dense per-catalog scratch arrays), so it
 stays cheap at ~500 candidates on a 1,000,000-item catalog.
 """
 
@@ -11,12 +13,23 @@ import numpy as np
 import numpy.typing as npt
 
 from features.item_neighbors import candidate_colisten, history_colisten, seed_colisten
-from features.schema import N_RANKER_FEATURES
+from features.schema import N_RANKER_FEATURES, RANKER_FEATURES
 
 F32 = npt.NDArray[np.float32]
 I32 = npt.NDArray[np.int32]
 I64 = npt.NDArray[np.int64]
 _EPS = np.float32(1e-6)
+#: (rank column, the column it ranks) for the query-relative ``*_rank_log`` features.
+_RANKED = tuple(
+    (RANKER_FEATURES.index(f"{name}_rank_log"), RANKER_FEATURES.index(name))
+    for name in (
+        "retrieval_score",
+        "user_item_dot",
+        "history_colisten_sum",
+        "item_colisten_history",
+        "history_ease_score",
+    )
+)
 
 
 def unit(vector: F32) -> F32:
@@ -25,6 +38,17 @@ def unit(vector: F32) -> F32:
     if norm < _EPS:
         return np.zeros_like(vector)
     return (vector / norm).astype(np.float32)
+
+
+def rank_log(values: F32) -> F32:
+    """``log1p`` of each value's rank among ``values`` (0 = the largest; ties by position).
+
+    Query-relative: the same raw score means little across users, its place among the
+    request's candidates does (the ranker sees both)."""
+    order = np.argsort(-values, kind="stable")
+    ranks = np.empty(values.size, dtype=np.float32)
+    ranks[order] = np.arange(values.size, dtype=np.float32)
+    return np.log1p(ranks)
 
 
 def ranker_features(
@@ -42,6 +66,8 @@ def ranker_features(
     history_items: I64,
     neighbors: I32,
     neighbor_weights: F32,
+    negatives: I32,
+    negative_weights: F32,
 ) -> F32:
     """Build the ranker input matrix in ``RANKER_FEATURES`` order.
 
@@ -60,6 +86,8 @@ def ranker_features(
             plays; any order, duplicates allowed, may be empty).
         neighbors: int32 [n_items, K] the bundle's item-neighbour table (-1 padded).
         neighbor_weights: float32 [n_items, K] its weights (0 where padded).
+        negatives: int32 [n_items, K'] the bundle's negative EASE table (-1 padded; K' may be 0).
+        negative_weights: float32 [n_items, K'] its weights (<= 0, 0 where padded).
 
     Returns:
         float32 [n, N_RANKER_FEATURES].
@@ -91,4 +119,8 @@ def ranker_features(
     out[:, 17] = inverse_rank
     out[:, 18] = reverse
     out[:, 19] = np.log1p(history.size)
+    negative, _ = history_colisten(item_indices, history, negatives, negative_weights)
+    out[:, 20] = score + negative
+    for column, source in _RANKED:
+        out[:, column] = rank_log(out[:, source])
     return out

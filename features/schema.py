@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Final
 
-SCHEMA_VERSION: Final = 2
+SCHEMA_VERSION: Final = 3
 
 #: Per-user scalar statistics, stored packed as float32 in this order.
 USER_STATS: Final[tuple[str, ...]] = (
@@ -50,6 +50,13 @@ RANKER_FEATURES: Final[tuple[str, ...]] = (
     "seed_neighbor_inverse_rank",  # 1 / (1 + rank) in the seed's neighbour row; 0 on Home / absent
     "seed_reverse_weight",  # the seed's weight in the item's neighbour row; 0 on Home / absent
     "history_size_log",  # log1p(number of history items)
+    "history_ease_score",  # history_colisten_sum + the negative table's sum: the row-truncated EASE score
+    # Query-relative ranks: log1p(rank among this request's candidates, 0 = the largest value).
+    "retrieval_score_rank_log",
+    "user_item_dot_rank_log",
+    "history_colisten_sum_rank_log",
+    "item_colisten_history_rank_log",
+    "history_ease_score_rank_log",
 )
 RANKER_INPUT_NAME: Final = "features"
 N_RANKER_FEATURES: Final = len(RANKER_FEATURES)

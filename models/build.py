@@ -230,6 +230,8 @@ def build_bundle(config: BuildConfig, log: Callable[[str], None] = print) -> Pat
         ),
         item_neighbors=trained.neighbors.neighbors,
         item_neighbor_weights=trained.neighbors.weights,
+        item_negative_neighbors=trained.neighbors.negatives,
+        item_negative_weights=trained.neighbors.negative_weights,
         dataset=dataset_info,
     )
     _stage_evaluate_publish(contents, out, split.test, eval_users, baselines, config.seed + 3, step, log)

@@ -10,6 +10,9 @@ Layout (all paths relative to the bundle directory)::
     popularity.npy              int64 item indices, most popular first
     item_neighbors.npy          int32 [n_items, K] co-listen neighbours per item, best first, -1 padded
     item_neighbor_weights.npy   float32 [n_items, K] their weights (>= 0, 0 where padded)
+    item_negative_neighbors.npy int32 [n_items, K'] EASE's most negative weights per item, most
+                                negative first, -1 padded (K' = 0 for a co-occurrence table)
+    item_negative_weights.npy   float32 [n_items, K'] those weights (<= 0, 0 where padded)
     models/<version>.onnx       ranker(s): input RANKER_INPUT_NAME [N, N_RANKER_FEATURES] -> [N] or [N, 1]
     user_features/user_ids.txt  one user id per line (row i is user i)
     user_features/vectors.npy   float32 [n_users, dim] long-term user vectors
@@ -21,7 +24,7 @@ Layout (all paths relative to the bundle directory)::
 ``stage_bundle`` + ``finalize_bundle`` split that in two so a build can load and evaluate the
 staged bundle exactly as the server would, then publish it with the evaluation in its manifest
 (the manifest is not among the checksummed files, so finalizing does not touch a checksum).
-Item arrays, the neighbour table and the known-items arrays are memory-mapped.
+Item arrays, the neighbour tables and the known-items arrays are memory-mapped.
 ``load_bundle`` validates it (format, schema version, checksums, shapes) and raises
 ``BundleError`` naming the file and the problem; it never returns a half-valid bundle.
 """
@@ -143,20 +146,28 @@ def check_known(indptr: npt.NDArray[Any], items: npt.NDArray[Any], n_users: int,
     return []
 
 
-def check_neighbors(neighbors: npt.NDArray[Any], weights: npt.NDArray[Any], n_items: int) -> list[str]:
-    """Problems with an item-neighbour table (empty list when valid)."""
+def check_neighbors(
+    neighbors: npt.NDArray[Any], weights: npt.NDArray[Any], n_items: int, *, negative: bool = False
+) -> list[str]:
+    """Problems with an item-neighbour table (empty list when valid); ``negative``: the negative
+    table, whose weights are <= 0."""
+    name, weight_name = (
+        ("item_negative_neighbors", "item_negative_weights")
+        if negative
+        else ("item_neighbors", "item_neighbor_weights")
+    )
     if neighbors.dtype != np.int32 or neighbors.ndim != 2 or neighbors.shape[0] != n_items:
-        return [f"item_neighbors is {neighbors.dtype}{neighbors.shape}, expected int32({n_items}, K)"]
+        return [f"{name} is {neighbors.dtype}{neighbors.shape}, expected int32({n_items}, K)"]
     if weights.dtype != np.float32 or weights.shape != neighbors.shape:
-        return [f"item_neighbor_weights is {weights.dtype}{weights.shape}, expected float32{neighbors.shape}"]
+        return [f"{weight_name} is {weights.dtype}{weights.shape}, expected float32{neighbors.shape}"]
     if neighbors.size == 0:
         return []
     problems = []
     if int(neighbors.min()) < -1 or int(neighbors.max()) >= n_items:
-        problems.append(f"item_neighbors holds indices outside -1..{n_items - 1}")
+        problems.append(f"{name} holds indices outside -1..{n_items - 1}")
     low, high = float(weights.min()), float(weights.max())
-    if not (np.isfinite(low) and np.isfinite(high)) or low < 0:
-        problems.append("item_neighbor_weights must be finite and >= 0")
+    if not (np.isfinite(low) and np.isfinite(high)) or (high > 0 if negative else low < 0):
+        problems.append(f"{weight_name} must be finite and {'<= 0' if negative else '>= 0'}")
     return problems
 
 
@@ -177,6 +188,9 @@ class BundleContents:
     #: int32 / float32 [n_items, K]; ``None``: no neighbour table (K = 0, co-listen sources empty).
     item_neighbors: I32 | None = None
     item_neighbor_weights: npt.NDArray[np.float32] | None = None
+    #: int32 / float32 [n_items, K']; ``None``: no negative table (K' = 0).
+    item_negative_neighbors: I32 | None = None
+    item_negative_weights: npt.NDArray[np.float32] | None = None
     dataset: dict[str, Any] = field(default_factory=dict)
     evaluation: dict[str, Any] = field(default_factory=dict)
 
@@ -197,6 +211,8 @@ class Bundle:
     default_model: str
     item_neighbors: I32  # [n_items, K], memory-mapped
     item_neighbor_weights: npt.NDArray[np.float32]  # [n_items, K], memory-mapped
+    item_negative_neighbors: I32  # [n_items, K'], memory-mapped
+    item_negative_weights: npt.NDArray[np.float32]  # [n_items, K'], memory-mapped
 
     @property
     def version(self) -> str:
@@ -313,6 +329,8 @@ def stage_bundle(contents: BundleContents, out_dir: Path) -> StagedBundle:
         "users.stats": contents.users.stats.shape == (len(contents.users.user_ids), len(USER_STATS)),
         "default_model": contents.default_model in contents.models,
         "item_neighbors": (contents.item_neighbors is None) == (contents.item_neighbor_weights is None),
+        "item_negative_neighbors": (contents.item_negative_neighbors is None)
+        == (contents.item_negative_weights is None),
     }
     bad = [name for name, ok in checks.items() if not ok]
     if bad:
@@ -323,12 +341,18 @@ def stage_bundle(contents: BundleContents, out_dir: Path) -> StagedBundle:
     else:
         neighbors = np.ascontiguousarray(contents.item_neighbors, dtype=np.int32)
         weights = np.ascontiguousarray(contents.item_neighbor_weights, dtype=np.float32)
+    if contents.item_negative_neighbors is None or contents.item_negative_weights is None:
+        negatives: I32 = np.full((n, 0), -1, dtype=np.int32)
+        negative_weights: npt.NDArray[np.float32] = np.zeros((n, 0), dtype=np.float32)
+    else:
+        negatives = np.ascontiguousarray(contents.item_negative_neighbors, dtype=np.int32)
+        negative_weights = np.ascontiguousarray(contents.item_negative_weights, dtype=np.float32)
     known_indptr, known_items = contents.users.known_arrays()
     known_indptr = np.asarray(known_indptr, dtype=np.int64)
     known_items = np.asarray(known_items, dtype=np.int32)
-    problems = check_neighbors(neighbors, weights, n) + check_known(
-        known_indptr, known_items, len(contents.users.user_ids), n
-    )
+    problems = check_neighbors(neighbors, weights, n)
+    problems += check_neighbors(negatives, negative_weights, n, negative=True)
+    problems += check_known(known_indptr, known_items, len(contents.users.user_ids), n)
     if problems:
         raise BundleError("bundle contents are inconsistent: " + "; ".join(problems))
     if out_dir.exists():
@@ -346,6 +370,8 @@ def stage_bundle(contents: BundleContents, out_dir: Path) -> StagedBundle:
         np.save(tmp / "popularity.npy", np.asarray(contents.popularity, dtype=np.int64))
         np.save(tmp / "item_neighbors.npy", neighbors)
         np.save(tmp / "item_neighbor_weights.npy", weights)
+        np.save(tmp / "item_negative_neighbors.npy", negatives)
+        np.save(tmp / "item_negative_weights.npy", negative_weights)
         faiss.write_index(_build_index(vectors), str(tmp / "index.faiss"))
         (tmp / "models").mkdir()
         models = []
@@ -377,6 +403,7 @@ def stage_bundle(contents: BundleContents, out_dir: Path) -> StagedBundle:
             "embedding_dim": int(dim),
             "item_stats": list(ITEM_STATS),
             "item_neighbors_k": int(neighbors.shape[1]),
+            "item_negative_neighbors_k": int(negatives.shape[1]),
             "known_items": int(known_items.size),
             "user_stats": list(USER_STATS),
             "models": models,
@@ -473,6 +500,8 @@ def load_bundle(path: Path, *, verify_checksums: bool = True) -> Bundle:
     popularity = _read(path / "popularity.npy", np.load)
     neighbors = _read(path / "item_neighbors.npy", lambda f: np.load(f, mmap_mode="r").view(np.ndarray))
     neighbor_weights = _read(path / "item_neighbor_weights.npy", lambda f: np.load(f, mmap_mode="r").view(np.ndarray))
+    negatives = _read(path / "item_negative_neighbors.npy", lambda f: np.load(f, mmap_mode="r").view(np.ndarray))
+    negative_weights = _read(path / "item_negative_weights.npy", lambda f: np.load(f, mmap_mode="r").view(np.ndarray))
     index = _read(path / "index.faiss", lambda f: faiss.read_index(str(f)))
     n, dim = manifest["n_items"], manifest["embedding_dim"]
     problems = []
@@ -487,6 +516,7 @@ def load_bundle(path: Path, *, verify_checksums: bool = True) -> Bundle:
     if popularity.size == 0 or popularity.min() < 0 or popularity.max() >= n:
         problems.append("popularity.npy is empty or holds item indices out of range")
     problems += check_neighbors(neighbors, neighbor_weights, n)
+    problems += check_neighbors(negatives, negative_weights, n, negative=True)
     models: dict[str, ModelSpec] = {}
     for entry in manifest["models"]:
         try:
@@ -519,6 +549,8 @@ def load_bundle(path: Path, *, verify_checksums: bool = True) -> Bundle:
         default_model=str(manifest["default_model"]),
         item_neighbors=neighbors,
         item_neighbor_weights=neighbor_weights,
+        item_negative_neighbors=negatives,
+        item_negative_weights=negative_weights,
     )
 
 

@@ -50,13 +50,21 @@ class NeighborConfig:
     min_common: int = 1
     ease_regularization: float = 100.0
     ease_max_items: int = 7_000
+    #: EASE method: the most negative weights kept per row (``NeighborTable.negatives``); 0: none.
+    negative_k: int = 100
     #: Upper bound on nonzeros of one chunk's co-listen product (memory knob, not a result knob).
     chunk_pairs: int = 20_000_000
 
     def summary(self) -> dict[str, object]:
         common = {"k": self.k, "min_listeners": self.min_listeners}
         if self.method == "ease":
-            return {**common, "method": "ease", "lambda": self.ease_regularization, "max_items": self.ease_max_items}
+            return {
+                **common,
+                "method": "ease",
+                "lambda": self.ease_regularization,
+                "max_items": self.ease_max_items,
+                "negative_k": self.negative_k,
+            }
         return {
             **common,
             "method": "cooccurrence",
@@ -69,10 +77,17 @@ class NeighborConfig:
 
 @dataclass(frozen=True)
 class NeighborTable:
-    """``neighbors`` int32 [n_items, k] best first, -1 padded; ``weights`` float32, 0 where padded."""
+    """``neighbors`` int32 [n_items, k] best first, -1 padded; ``weights`` float32, 0 where padded.
+
+    ``negatives`` / ``negative_weights`` [n_items, k_neg]: the EASE method's most negative weights
+    per row (most negative first, -1 / 0 padded), so that positive + negative sums over a history
+    give the (row-truncated) EASE score; ``k_neg`` is 0 for the co-occurrence method.
+    """
 
     neighbors: I32
     weights: F32
+    negatives: I32
+    negative_weights: F32
 
     @property
     def k(self) -> int:
@@ -163,20 +178,28 @@ def ease_weights(plays: sp.csr_matrix, regularization: float, items: I64) -> F32
 
 def build_ease_neighbors(plays: sp.csr_matrix, config: NeighborConfig) -> NeighborTable:
     """Row ``i`` = the ``k`` largest positive EASE weights ``B[i, j]`` (what item ``i`` in a history
-    adds to item ``j``'s EASE score), over items with ``min_listeners`` listeners; ties by index."""
+    adds to item ``j``'s EASE score), over items with ``min_listeners`` listeners; ties by index.
+    The negative table holds the ``negative_k`` most negative ``B[i, j]`` the same way."""
     n_items = plays.shape[1]
     listeners = np.diff(sp.csc_matrix(plays).indptr)
     items = np.flatnonzero(listeners >= config.min_listeners).astype(np.int64)
     neighbors = np.full((n_items, config.k), -1, dtype=np.int32)
     weights = np.zeros((n_items, config.k), dtype=np.float32)
-    if items.size < 2:
-        return NeighborTable(neighbors=neighbors, weights=weights)
-    dense = ease_weights(plays, config.ease_regularization, items)
-    positive = sp.csr_matrix(np.where(dense > 0, dense, 0.0).astype(np.float32))
-    rows, rank, cols, vals = _top_k_rows(positive, config.k)
-    neighbors[items[rows], rank] = items[cols].astype(np.int32)
-    weights[items[rows], rank] = vals
-    return NeighborTable(neighbors=neighbors, weights=weights)
+    negatives = np.full((n_items, config.negative_k), -1, dtype=np.int32)
+    negative_weights = np.zeros((n_items, config.negative_k), dtype=np.float32)
+    if items.size >= 2:
+        dense = ease_weights(plays, config.ease_regularization, items)
+        positive = sp.csr_matrix(np.where(dense > 0, dense, 0.0).astype(np.float32))
+        rows, rank, cols, vals = _top_k_rows(positive, config.k)
+        neighbors[items[rows], rank] = items[cols].astype(np.int32)
+        weights[items[rows], rank] = vals
+        if config.negative_k > 0:
+            # most negative first: the top-k of -B over its negative entries
+            negative = sp.csr_matrix(np.where(dense < 0, -dense, 0.0).astype(np.float32))
+            rows, rank, cols, vals = _top_k_rows(negative, config.negative_k)
+            negatives[items[rows], rank] = items[cols].astype(np.int32)
+            negative_weights[items[rows], rank] = -vals
+    return NeighborTable(neighbors, weights, negatives, negative_weights)
 
 
 def _build_cooccurrence(plays: sp.csr_matrix, config: NeighborConfig) -> NeighborTable:
@@ -221,7 +244,7 @@ def _build_cooccurrence(plays: sp.csr_matrix, config: NeighborConfig) -> Neighbo
         rows, rank, cols, vals = _top_k_rows(co, config.k)
         neighbors[start + rows, rank] = cols.astype(np.int32)
         weights[start + rows, rank] = vals
-    return NeighborTable(neighbors=neighbors, weights=weights)
+    return NeighborTable(neighbors, weights, np.full((n_items, 0), -1, np.int32), np.zeros((n_items, 0), np.float32))
 
 
 def _zero_diagonal(block: sp.csr_matrix, start: int) -> None:

@@ -186,6 +186,8 @@ def query_features(stage: StageModels, query: SimulatedQuery, candidates: I64) -
         history_items=np.concatenate((query.history, query.recent)),
         neighbors=stage.neighbors.neighbors,
         neighbor_weights=stage.neighbors.weights,
+        negatives=stage.neighbors.negatives,
+        negative_weights=stage.neighbors.negative_weights,
     )
 
 
@@ -237,14 +239,17 @@ def build_ranker_dataset(
             y = query_labels(candidates, positives, targets, labels)
             if not np.any(y > 0) or not np.any(y == 0):
                 continue
+            # Features over the whole candidate set, as served (some are relative to the other
+            # candidates of the query), then the negatives are subsampled.
+            x = query_features(stage, query, candidates)
             if negatives is not None:
                 negative_rows = np.flatnonzero(y == 0)
                 if negative_rows.size > negatives:
                     dropped = rng.choice(negative_rows, size=negative_rows.size - negatives, replace=False)
                     keep = np.ones(y.size, dtype=np.bool_)
                     keep[dropped] = False
-                    candidates, y = candidates[keep], y[keep]
-            feats.append(query_features(stage, query, candidates))
+                    candidates, y, x = candidates[keep], y[keep], x[keep]
+            feats.append(x)
             ys.append(y)
             groups.append(int(candidates.size))
         if groups:

@@ -85,7 +85,13 @@ def assemble(
         seed_neighbors=SeedNeighborSource(neighbors, weights),
         co_listen=CoListenSource(neighbors, weights),
         candidate_hydrator=RankerFeatureHydrator(
-            bundle.item_vectors, bundle.item_norms, bundle.item_stats, neighbors, weights
+            bundle.item_vectors,
+            bundle.item_norms,
+            bundle.item_stats,
+            neighbors,
+            weights,
+            bundle.item_negative_neighbors,
+            bundle.item_negative_weights,
         ),
         scorer=scorer,
         selector=selector,

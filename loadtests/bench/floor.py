@@ -153,6 +153,8 @@ def measure_floor(
                     history_items=np.asarray(snapshot.known(int(sample[j])), dtype=np.int64),
                     neighbors=bundle.item_neighbors,
                     neighbor_weights=bundle.item_neighbor_weights,
+                    negatives=bundle.item_negative_neighbors,
+                    negative_weights=bundle.item_negative_weights,
                 )
                 batches.append(np.ascontiguousarray(np.resize(features, (batch_rows, features.shape[1]))))
 

@@ -17,15 +17,19 @@ from models.baselines.base import F64, I64, ScoringBaseline
 
 
 def als_grid(base: AlsConfig) -> tuple[AlsConfig, ...]:
-    """The ALS configurations tried on the label part (at ``base``'s factors, seed, iterations)."""
+    """The ALS configurations tried on the label part (``base``'s seed and iterations; its factors
+    and twice as many, since a wider ALS is the stronger baseline on small catalogues)."""
     from dataclasses import replace
 
+    wide = replace(base, factors=2 * base.factors)
     return (
         replace(base, regularization=100.0, alpha=30.0, confidence="binary"),
         replace(base, regularization=50.0, alpha=15.0, confidence="binary"),
         replace(base, regularization=200.0, alpha=60.0, confidence="binary"),
         replace(base, regularization=30.0, alpha=10.0, confidence="binary"),
         replace(base, regularization=1.0, alpha=1.0, confidence="log1p"),
+        replace(wide, regularization=100.0, alpha=30.0, confidence="binary"),
+        replace(wide, regularization=200.0, alpha=60.0, confidence="binary"),
     )
 
 

@@ -14,19 +14,28 @@ class RankerFeatureHydrator:
 
     ``retrieval_score`` is dot(retrieval query, item) for every candidate, so candidates of every
     source get the same feature as ANN ones. The co-listen features use the bundle's neighbour
-    table with the user's history = known items ∪ recent plays.
+    tables (positive and negative) with the user's history = known items ∪ recent plays.
     """
 
     name = "ranker_features"
 
     def __init__(
-        self, item_vectors: F32, item_norms: F32, item_stats: F32, neighbors: I32, neighbor_weights: F32
+        self,
+        item_vectors: F32,
+        item_norms: F32,
+        item_stats: F32,
+        neighbors: I32,
+        neighbor_weights: F32,
+        negatives: I32,
+        negative_weights: F32,
     ) -> None:
         self._item_vectors = item_vectors
         self._item_norms = item_norms
         self._item_stats = item_stats
         self._neighbors = neighbors
         self._neighbor_weights = neighbor_weights
+        self._negatives = negatives
+        self._negative_weights = negative_weights
 
     def enabled(self, query: Query) -> bool:
         return True
@@ -48,4 +57,6 @@ class RankerFeatureHydrator:
             history_items=user.history_items,
             neighbors=self._neighbors,
             neighbor_weights=self._neighbor_weights,
+            negatives=self._negatives,
+            negative_weights=self._negative_weights,
         )

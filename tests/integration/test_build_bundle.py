@@ -50,6 +50,8 @@ def test_onnx_rankers_score_ranker_features_one_score_per_candidate(small_bundle
         history_items=np.asarray(users.known(0), dtype=np.int64),
         neighbors=bundle.item_neighbors,
         neighbor_weights=bundle.item_neighbor_weights,
+        negatives=bundle.item_negative_neighbors,
+        negative_weights=bundle.item_negative_weights,
     )
     for version in bundle.models:
         session = ort.InferenceSession(str(bundle.model_path(version)), providers=["CPUExecutionProvider"])

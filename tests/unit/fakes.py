@@ -38,6 +38,9 @@ KNOWN_PER_USER = 8
 NEIGHBOR_K = 6
 NEIGHBORS = ((np.arange(N_ITEMS)[:, None] + np.arange(1, NEIGHBOR_K + 1)[None, :]) % N_ITEMS).astype(np.int32)
 NEIGHBOR_WEIGHTS = np.tile(1.0 / np.arange(1, NEIGHBOR_K + 1), (N_ITEMS, 1)).astype(np.float32)
+#: Item i's most negative EASE weight points at item i - 1.
+NEGATIVES = ((np.arange(N_ITEMS) - 1) % N_ITEMS).astype(np.int32)[:, None]
+NEGATIVE_WEIGHTS = np.full((N_ITEMS, 1), -0.25, dtype=np.float32)
 INDEX_OF = IdIndex(np.asarray(ITEM_IDS))
 EXECUTOR = ThreadPoolExecutor(max_workers=2)
 
@@ -128,7 +131,9 @@ def components(
         popularity=PopularitySource(POPULARITY),
         seed_neighbors=SeedNeighborSource(NEIGHBORS, NEIGHBOR_WEIGHTS),
         co_listen=CoListenSource(NEIGHBORS, NEIGHBOR_WEIGHTS),
-        candidate_hydrator=RankerFeatureHydrator(ITEM_VECTORS, ITEM_NORMS, ITEM_STATS, NEIGHBORS, NEIGHBOR_WEIGHTS),
+        candidate_hydrator=RankerFeatureHydrator(
+            ITEM_VECTORS, ITEM_NORMS, ITEM_STATS, NEIGHBORS, NEIGHBOR_WEIGHTS, NEGATIVES, NEGATIVE_WEIGHTS
+        ),
         scorer=scorer or LinearScorer(),
         selector=ArtistDiversitySelector(ARTISTS, SeedSlots(NEIGHBORS)),
     )

@@ -8,7 +8,7 @@ import scipy.sparse as sp
 
 from models.als import AlsConfig, train_als
 from models.baselines import fit_baselines
-from models.baselines.als import AlsBaseline
+from models.baselines.als import AlsBaseline, als_grid
 from models.baselines.base import ScoringBaseline, top_n, tune
 from models.baselines.ease import EaseBaseline, EaseConfig
 from models.baselines.itemknn import ItemKnnBaseline, ItemKnnConfig
@@ -105,12 +105,13 @@ def test_tune_keeps_the_configuration_with_the_best_label_ndcg() -> None:
 
 def test_fit_baselines_refits_on_train_plus_label_and_returns_the_chosen_als_fits() -> None:
     split = split_interactions(PLAYS, seed=1)
-    fitted = fit_baselines(split, AlsConfig(factors=4, iterations=3), tune_users=40)
+    base = AlsConfig(factors=4, iterations=3)
+    fitted = fit_baselines(split, base, tune_users=40)
     assert set(fitted.baselines) == {"popularity", "itemknn", "ease", "als"}
     for baseline in fitted.baselines.values():
         assert (baseline.history != split.known).nnz == 0
     assert fitted.als_config.summary() == fitted.info["als"]["chosen"]
-    assert len(fitted.info["als"]["grid"]) == 5 and len(fitted.info["ease"]["grid"]) == 3
+    assert len(fitted.info["als"]["grid"]) == len(als_grid(base)) == 7 and len(fitted.info["ease"]["grid"]) == 3
     assert fitted.als_train.user_vectors.shape == fitted.als_known.user_vectors.shape
     again = fit_baselines(split, AlsConfig(factors=4, iterations=3), tune_users=40)
     np.testing.assert_array_equal(fitted.als_known.item_vectors, again.als_known.item_vectors)

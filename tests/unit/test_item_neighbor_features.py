@@ -12,12 +12,15 @@ from features.item_neighbors import (
     seed_neighbors,
     top_colisten,
 )
-from features.ranker_features import ranker_features
+from features.ranker_features import rank_log, ranker_features
 from features.schema import N_RANKER_FEATURES, RANKER_FEATURES
 
 # item -> neighbours (best first, -1 padded) and their weights.
 NB = np.array([[1, 2, -1], [0, 2, -1], [0, 1, 3], [2, -1, -1], [-1, -1, -1]], dtype=np.int32)
 W = np.array([[0.5, 0.2, 0], [0.5, 0.3, 0], [0.2, 0.3, 0.1], [0.1, 0, 0], [0, 0, 0]], dtype=np.float32)
+# item -> its most negative EASE weights (most negative first, -1 padded).
+NEG = np.array([[3, 4], [4, -1], [-1, -1], [-1, -1], [-1, -1]], dtype=np.int32)
+NEG_W = np.array([[-0.4, -0.1], [-0.2, 0], [0, 0], [0, 0], [0, 0]], dtype=np.float32)
 
 
 def test_history_colisten_sums_history_rows_and_counts_hits() -> None:
@@ -83,6 +86,8 @@ def _inputs(seed: int) -> dict[str, object]:
         "history_items": np.array([1, 0, 0], dtype=np.int64),
         "neighbors": NB,
         "neighbor_weights": W,
+        "negatives": NEG,
+        "negative_weights": NEG_W,
     }
 
 
@@ -130,3 +135,29 @@ def test_ranker_features_for_no_candidates_and_no_history() -> None:
     out = ranker_features(**inputs)  # type: ignore[arg-type]
     col = {name: i for i, name in enumerate(RANKER_FEATURES)}
     assert not out[:, col["history_colisten_sum"]].any() and not out[:, col["history_size_log"]].any()
+
+
+def test_rank_log_ranks_the_largest_first_and_breaks_ties_by_position() -> None:
+    ranks = rank_log(np.array([0.1, 0.9, 0.5, 0.9], dtype=np.float32))
+    np.testing.assert_allclose(ranks, np.log1p([3, 0, 2, 1]))
+
+
+def test_ranker_features_rank_columns_rank_their_score_among_the_candidates() -> None:
+    col = {name: i for i, name in enumerate(RANKER_FEATURES)}
+    out = ranker_features(**_inputs(0))  # type: ignore[arg-type]
+    for name in (
+        "retrieval_score",
+        "user_item_dot",
+        "history_colisten_sum",
+        "item_colisten_history",
+        "history_ease_score",
+    ):
+        np.testing.assert_array_equal(out[:, col[f"{name}_rank_log"]], rank_log(out[:, col[name]]))
+    np.testing.assert_allclose(np.sort(out[:, col["retrieval_score_rank_log"]]), np.log1p([0, 1, 2]))
+
+
+def test_history_ease_score_adds_the_negative_table_to_the_positive_sum() -> None:
+    col = {name: i for i, name in enumerate(RANKER_FEATURES)}
+    out = ranker_features(**_inputs(-1))  # type: ignore[arg-type]  # candidates 2, 3, 4; history {0, 1}
+    # item 2: +0.2 (row 0) +0.3 (row 1); item 3: -0.4 (row 0); item 4: -0.1 (row 0) -0.2 (row 1)
+    np.testing.assert_allclose(out[:, col["history_ease_score"]], [0.5, -0.4, -0.3], rtol=1e-6)

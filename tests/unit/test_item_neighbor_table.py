@@ -115,6 +115,37 @@ def test_ease_table_holds_each_rows_largest_positive_ease_weights() -> None:
     assert np.all(table.neighbors[np.setdiff1d(np.arange(plays.shape[1]), items)] == -1)
 
 
+def test_ease_negative_table_holds_each_rows_most_negative_weights_so_both_sum_to_the_ease_score() -> None:
+    plays = _plays(seed=5)
+    n_items = plays.shape[1]
+    table = build_item_neighbors(plays, NeighborConfig(k=n_items, method="ease", ease_regularization=5.0, negative_k=3))
+    full = build_item_neighbors(
+        plays, NeighborConfig(k=n_items, method="ease", ease_regularization=5.0, negative_k=n_items)
+    )
+    x = (plays.toarray() > 0).astype(np.float64)
+    items = np.flatnonzero(x.sum(axis=0) >= 2)
+    p = np.linalg.inv(x[:, items].T @ x[:, items] + 5.0 * np.eye(items.size))
+    b = -p / np.diag(p)
+    np.fill_diagonal(b, 0.0)
+    assert table.negatives.shape == (n_items, 3) and np.all(table.negative_weights <= 0)
+    for row, item in enumerate(items.tolist()):
+        order = np.lexsort((items, b[row]))
+        order = order[b[row][order] < 0][:3]
+        np.testing.assert_array_equal(table.negatives[item][: order.size], items[order])
+        np.testing.assert_allclose(table.negative_weights[item][: order.size], b[row][order], rtol=1e-4, atol=1e-6)
+    # untruncated, positive + negative rows are B itself: x_u B over a history
+    dense = np.zeros((n_items, n_items))
+    for nb, w in ((full.neighbors, full.weights), (full.negatives, full.negative_weights)):
+        rows, cols = np.nonzero(nb >= 0)
+        dense[rows, nb[rows, cols]] = w[rows, cols]
+    np.testing.assert_allclose(dense[np.ix_(items, items)], b, rtol=1e-3, atol=1e-5)
+
+
+def test_cooccurrence_table_has_no_negative_weights() -> None:
+    table = build_item_neighbors(_plays(), NeighborConfig(k=4))
+    assert table.negatives.shape == (_plays().shape[1], 0) and table.negative_weights.shape == table.negatives.shape
+
+
 def test_ease_falls_back_to_cooccurrence_when_too_many_items_qualify() -> None:
     plays = _plays()
     fallback = build_item_neighbors(plays, NeighborConfig(k=4, method="ease", ease_max_items=3))
