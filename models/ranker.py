@@ -28,8 +28,8 @@ from features.schema import N_RANKER_FEATURES, RANKER_INPUT_NAME
 F32 = npt.NDArray[np.float32]
 I64 = npt.NDArray[np.int64]
 
-DEFAULT_MODEL = "lgbm-v2"
-LITE_MODEL = "lgbm-v2-lite"
+DEFAULT_MODEL = "lgbm-v3"
+LITE_MODEL = "lgbm-v3-lite"
 #: Model versions trained by default: version -> number of trees (the first is the default model).
 MODEL_TREES: dict[str, int] = {DEFAULT_MODEL: 300, LITE_MODEL: 60}
 #: ONNX must reproduce LightGBM to this absolute/relative tolerance (float32 leaf sums).

@@ -20,7 +20,10 @@ pytestmark = pytest.mark.integration
 def test_built_bundle_loads_and_validates(small_bundle_path: Path) -> None:
     bundle = load_bundle(small_bundle_path)
     n = len(bundle.catalog)
-    assert bundle.item_vectors.shape == (n, 64 if HETREC_PATH.is_dir() else 32)
+    base = 64 if HETREC_PATH.is_dir() else 32
+    chosen = bundle.manifest["dataset"]["baselines"]["als"]["chosen"]["factors"]
+    assert chosen in {base, 2 * base}  # the ALS tuning tries the given factors and twice as many
+    assert bundle.item_vectors.shape == (n, chosen)
     assert bundle.index.ntotal == n
     assert set(bundle.models) == {"lgbm-v1", "lgbm-v1-lite"}
     assert bundle.default_model == "lgbm-v1"
