@@ -19,16 +19,11 @@ F32 = npt.NDArray[np.float32]
 I32 = npt.NDArray[np.int32]
 I64 = npt.NDArray[np.int64]
 _EPS = np.float32(1e-6)
-#: (rank column, the column it ranks) for the query-relative ``*_rank_log`` features.
+#: (rank column, the column it ranks) for the query-relative ``<name>_rank_log`` features.
 _RANKED = tuple(
-    (RANKER_FEATURES.index(f"{name}_rank_log"), RANKER_FEATURES.index(name))
-    for name in (
-        "retrieval_score",
-        "user_item_dot",
-        "history_colisten_sum",
-        "item_colisten_history",
-        "history_ease_score",
-    )
+    (column, RANKER_FEATURES.index(name.removesuffix("_rank_log")))
+    for column, name in enumerate(RANKER_FEATURES)
+    if name.endswith("_rank_log")
 )
 
 

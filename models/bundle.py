@@ -311,6 +311,13 @@ def _write_manifest(path: Path, manifest: dict[str, Any]) -> None:
     os.replace(tmp, path / MANIFEST)
 
 
+def _table(items: I32 | None, weights: npt.NDArray[np.float32] | None, n: int) -> tuple[I32, npt.NDArray[np.float32]]:
+    """A neighbour table as contiguous int32 / float32 arrays; no table is one with zero columns."""
+    if items is None or weights is None:
+        return np.full((n, 0), -1, dtype=np.int32), np.zeros((n, 0), dtype=np.float32)
+    return np.ascontiguousarray(items, dtype=np.int32), np.ascontiguousarray(weights, dtype=np.float32)
+
+
 def stage_bundle(contents: BundleContents, out_dir: Path) -> StagedBundle:
     """Write ``contents`` as a complete bundle into a hidden sibling of ``out_dir``.
 
@@ -335,18 +342,8 @@ def stage_bundle(contents: BundleContents, out_dir: Path) -> StagedBundle:
     bad = [name for name, ok in checks.items() if not ok]
     if bad:
         raise BundleError(f"bundle contents are inconsistent: {', '.join(bad)}")
-    if contents.item_neighbors is None or contents.item_neighbor_weights is None:
-        neighbors: I32 = np.full((n, 0), -1, dtype=np.int32)
-        weights: npt.NDArray[np.float32] = np.zeros((n, 0), dtype=np.float32)
-    else:
-        neighbors = np.ascontiguousarray(contents.item_neighbors, dtype=np.int32)
-        weights = np.ascontiguousarray(contents.item_neighbor_weights, dtype=np.float32)
-    if contents.item_negative_neighbors is None or contents.item_negative_weights is None:
-        negatives: I32 = np.full((n, 0), -1, dtype=np.int32)
-        negative_weights: npt.NDArray[np.float32] = np.zeros((n, 0), dtype=np.float32)
-    else:
-        negatives = np.ascontiguousarray(contents.item_negative_neighbors, dtype=np.int32)
-        negative_weights = np.ascontiguousarray(contents.item_negative_weights, dtype=np.float32)
+    neighbors, weights = _table(contents.item_neighbors, contents.item_neighbor_weights, n)
+    negatives, negative_weights = _table(contents.item_negative_neighbors, contents.item_negative_weights, n)
     known_indptr, known_items = contents.users.known_arrays()
     known_indptr = np.asarray(known_indptr, dtype=np.int64)
     known_items = np.asarray(known_items, dtype=np.int32)
