@@ -45,17 +45,22 @@ def history_colisten(candidates: I64, history: I64, neighbors: I32, weights: F32
     """
     candidates = np.asarray(candidates, dtype=np.int64).reshape(-1)
     n = candidates.size
+    if n == 0 or neighbors.shape[1] == 0:
+        return np.zeros(n, dtype=np.float32), np.zeros(n, dtype=np.float32)
     history = np.unique(_valid(history, neighbors.shape[0]))
-    if n == 0 or history.size == 0:
+    if history.size == 0:
         return np.zeros(n, dtype=np.float32), np.zeros(n, dtype=np.float32)
     rows = neighbors[history].reshape(-1)
     row_weights = weights[history].reshape(-1)
     order = np.argsort(candidates, kind="stable")
     sorted_candidates = candidates[order]
-    found, pos = _matches(rows.astype(np.int64), sorted_candidates)
-    found &= rows >= 0
+    # A membership pass first (numpy picks a lookup table when the value range is small), then a
+    # binary search for the few entries that hit: searching every entry in random order is what
+    # cost time (~4,000 entries per request).
+    hit = np.flatnonzero(np.isin(rows, sorted_candidates))
+    found, pos = _matches(rows[hit].astype(np.int64), sorted_candidates)
     slot = order[pos[found]]
-    score = np.bincount(slot, weights=row_weights[found], minlength=n).astype(np.float32)
+    score = np.bincount(slot, weights=row_weights[hit[found]], minlength=n).astype(np.float32)
     hits = np.bincount(slot, minlength=n).astype(np.float32)
     # Duplicate candidates: every copy gets the value of its item.
     if n > 1 and bool(np.any(sorted_candidates[1:] == sorted_candidates[:-1])):

@@ -157,3 +157,21 @@ def test_history_ease_score_adds_the_negative_table_to_the_positive_sum() -> Non
     out = ranker_features(**_inputs(-1))  # type: ignore[arg-type]  # candidates 2, 3, 4; history {0, 1}
     # item 2: +0.2 (row 0) +0.3 (row 1); item 3: -0.4 (row 0); item 4: -0.1 (row 0) -0.2 (row 1)
     np.testing.assert_allclose(out[:, col["history_ease_score"]], [0.5, -0.4, -0.3], rtol=1e-6)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_history_colisten_matches_a_brute_force_sum_over_random_tables(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    n_items, k = 60, 7
+    neighbors = rng.integers(-1, n_items, size=(n_items, k)).astype(np.int32)
+    weights = np.where(neighbors >= 0, rng.random((n_items, k)), 0).astype(np.float32)
+    candidates = rng.integers(0, n_items, size=25)  # duplicates allowed
+    history = rng.integers(-3, n_items + 3, size=12)  # out-of-range and duplicate entries too
+    score, hits = history_colisten(candidates, history, neighbors, weights)
+    rows = [h for h in set(history.tolist()) if 0 <= h < n_items]
+    for j, c in enumerate(candidates.tolist()):
+        pairs = [(h, col) for h in rows for col in range(k) if neighbors[h, col] == c]
+        assert hits[j] == len(pairs)
+        assert score[j] == pytest.approx(sum(float(weights[h, col]) for h, col in pairs), rel=1e-5)
+    empty = np.zeros((n_items, 0), dtype=np.int32), np.zeros((n_items, 0), dtype=np.float32)
+    assert not history_colisten(candidates, history, *empty)[0].any()
