@@ -98,6 +98,13 @@ def _load(config: BuildConfig) -> Interactions:
     raise ValueError(f"BuildConfig.dataset must be 'synthetic' or 'hetrec', not {config.dataset!r}")
 
 
+def light_model(models: tuple[tuple[str, int], ...]) -> str | None:
+    """The cascade's light model: the one with the fewest trees when it has fewer than the default
+    (the first); ``None`` otherwise."""
+    version, trees = min(models, key=lambda m: m[1])
+    return version if trees < models[0][1] else None
+
+
 def candidate_sizes(params: RankingParams) -> CandidateSizes:
     """The served source sizes and query weights of one surface, for training's simulated queries."""
     return CandidateSizes(
@@ -221,6 +228,7 @@ def build_bundle(config: BuildConfig, log: Callable[[str], None] = print) -> Pat
         popularity=trained.popularity[:POPULARITY_LIMIT],
         models={v: r.onnx for v, r in trained.rankers.items()},
         default_model=trained.default_model,
+        light_model=light_model(config.models),
         users=UserSnapshot(
             user_ids=data.user_ids,
             vectors=emb.user_vectors,

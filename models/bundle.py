@@ -185,6 +185,8 @@ class BundleContents:
     models: dict[str, bytes]  # model version -> serialized ONNX
     default_model: str
     users: UserSnapshot
+    #: A cheaper model of ``models`` for the scoring cascade (``None``: no cascade).
+    light_model: str | None = None
     #: int32 / float32 [n_items, K]; ``None``: no neighbour table (K = 0, co-listen sources empty).
     item_neighbors: I32 | None = None
     item_neighbor_weights: npt.NDArray[np.float32] | None = None
@@ -209,6 +211,7 @@ class Bundle:
     index: Any  # faiss.Index
     models: dict[str, ModelSpec]
     default_model: str
+    light_model: str | None  # the cascade's light model, one of ``models`` (None: no cascade)
     item_neighbors: I32  # [n_items, K], memory-mapped
     item_neighbor_weights: npt.NDArray[np.float32]  # [n_items, K], memory-mapped
     item_negative_neighbors: I32  # [n_items, K'], memory-mapped
@@ -335,6 +338,7 @@ def stage_bundle(contents: BundleContents, out_dir: Path) -> StagedBundle:
         "users.vectors": contents.users.vectors.shape == (len(contents.users.user_ids), dim),
         "users.stats": contents.users.stats.shape == (len(contents.users.user_ids), len(USER_STATS)),
         "default_model": contents.default_model in contents.models,
+        "light_model": contents.light_model is None or contents.light_model in contents.models,
         "item_neighbors": (contents.item_neighbors is None) == (contents.item_neighbor_weights is None),
         "item_negative_neighbors": (contents.item_negative_neighbors is None)
         == (contents.item_negative_weights is None),
@@ -405,6 +409,7 @@ def stage_bundle(contents: BundleContents, out_dir: Path) -> StagedBundle:
             "user_stats": list(USER_STATS),
             "models": models,
             "default_model": contents.default_model,
+            "light_model": contents.light_model,
             "dataset": contents.dataset,
             "evaluation": contents.evaluation,
             "checksums": {str(p.relative_to(tmp)): _sha256(p) for p in files},
@@ -530,6 +535,9 @@ def load_bundle(path: Path, *, verify_checksums: bool = True) -> Bundle:
         models[spec.version] = spec
     if manifest["default_model"] not in models:
         problems.append(f"default_model {manifest['default_model']!r} is not one of {sorted(models)}")
+    light = manifest.get("light_model")
+    if light is not None and light not in models:
+        problems.append(f"light_model {light!r} is not one of {sorted(models)}")
     if problems:
         raise BundleError(f"{path}: " + "; ".join(problems))
     norms = np.linalg.norm(vectors, axis=1).astype(np.float32)
@@ -544,6 +552,7 @@ def load_bundle(path: Path, *, verify_checksums: bool = True) -> Bundle:
         index=index,
         models=models,
         default_model=str(manifest["default_model"]),
+        light_model=None if light is None else str(light),
         item_neighbors=neighbors,
         item_neighbor_weights=neighbor_weights,
         item_negative_neighbors=negatives,

@@ -25,10 +25,12 @@ Protocol (``evaluate_bundle``):
    and overlap@10 with the user's Home list. Co-listening for the seed metrics is counted on the
    known items (train + label) over users other than the one asking.
 
-Methods: ``ranker`` is the served pipeline with the bundle's default model; ``ranker:<version>``
-the same pipeline with another of the bundle's models (``params.model_version``); every other
-method is a baseline. ``vs_best_baseline`` reports, per surface and metric, the served ranker's
-value over the best baseline's.
+Methods: ``ranker`` is the served pipeline with the bundle's default model (through the scoring
+cascade when the bundle has a light model and ``params.cascade_size`` > 0); ``ranker:no-cascade``
+the same with the default model scoring every candidate (evaluated when the cascade is on);
+``ranker:<version>`` the same pipeline with another of the bundle's models
+(``params.model_version``); every other method is a baseline. ``vs_best_baseline`` reports, per
+surface and metric, the served ranker's value over the best baseline's.
 """
 
 from __future__ import annotations
@@ -75,6 +77,8 @@ I64 = npt.NDArray[np.int64]
 
 LIMIT = 100
 SERVED = "ranker"
+#: The served pipeline with the default model scoring every candidate (the cascade off).
+NO_CASCADE = f"{SERVED}:no-cascade"
 #: Metrics where higher is better, per surface (the served/best-baseline ratios are over these).
 GAIN_METRICS: dict[str, tuple[str, ...]] = {
     "home": (f"ndcg@{NDCG_K}", f"recall@{RECALL_K}"),
@@ -208,9 +212,12 @@ async def _served_lists(
     limit: int,
     model_version: str | None,
     progress: Callable[[str], None] | None,
+    cascade: bool = True,
 ) -> dict[str, Any]:
     home_params = replace(params[Surface.HOME], model_version=model_version)
     np_params = replace(params[Surface.NOW_PLAYING], model_version=model_version)
+    if not cascade:
+        home_params, np_params = replace(home_params, cascade_size=0), replace(np_params, cascade_size=0)
     home: list[list[int]] = []
     now_playing: list[list[list[int]]] = []
     started = time.perf_counter()
@@ -355,14 +362,17 @@ async def evaluate_bundle_async(
     ]
     result = EvaluationResult(summary={}, queries=queries)
     versions = list(models) if models is not None else sorted(bundle.models)
+    runs = [(SERVED, bundle.default_model, True)]
+    if bundle.light_model is not None and any(p.cascade_size > 0 for p in params.values()):
+        runs.append((NO_CASCADE, bundle.default_model, False))
+    runs += [(f"{SERVED}:{v}", v, True) for v in versions if v != bundle.default_model]
     ranker = await ServedRanker.open(bundle, snapshot)
     degraded: dict[str, dict[str, int]] = {}
     try:
-        for version in [bundle.default_model] + [v for v in versions if v != bundle.default_model]:
-            name = SERVED if version == bundle.default_model else f"{SERVED}:{version}"
+        for name, version, cascade in runs:
             before = dict(ranker.degraded)
             started = time.perf_counter()
-            result.lists[name] = await _served_lists(ranker, queries, params, limit, version, progress)
+            result.lists[name] = await _served_lists(ranker, queries, params, limit, version, progress, cascade)
             degraded[name] = {s: ranker.degraded[s] - before[s] for s in before}
             if progress is not None:
                 progress(
@@ -488,6 +498,7 @@ def _count(value: Any) -> str:
 
 __all__ = [
     "LIMIT",
+    "NO_CASCADE",
     "SERVED",
     "Baseline",
     "EvalQueries",

@@ -63,6 +63,9 @@ class RankingParams:
     ``open_slots`` (Now Playing only): the first ``open_slots`` positions go by score alone, the
     following ones to the seed's nearest neighbours first (``ranking.selectors.seed_slots``); 0 puts
     the neighbours from the top, ``OPEN_SLOTS_OFF`` (the default, longer than any list) turns it off.
+    ``cascade_size``: with a bundle that declares a light model, that model scores every candidate
+    and the request's model only its best ``cascade_size`` (``ranking.scorers.onnx_ranker``); 0
+    scores every candidate with the request's model.
     """
 
     model_version: str | None = field(default=None, metadata=_tunable(MODEL_VERSION))  # None: the bundle's default
@@ -76,6 +79,8 @@ class RankingParams:
     diversity_cap: int = field(default=2, metadata=_tunable(Tunable("int", 1, 100)))  # max items per artist
     #: Now Playing: after this many positions, the seed's nearest neighbours come first (``SeedSlots``).
     open_slots: int = field(default=OPEN_SLOTS_OFF, metadata=_tunable(Tunable("int", 0, OPEN_SLOTS_OFF)))
+    #: Cascade: rows the full model scores after the light model scored them all; 0 = no cascade.
+    cascade_size: int = field(default=0, metadata=_tunable(Tunable("int", 0, 5000)))
     shadow_model: str | None = field(default=None, metadata=_tunable(MODEL_VERSION))
     """Scored after the response on the same candidates, never served (``ranking.side_effects.shadow_scoring``)."""
 

@@ -103,6 +103,7 @@ class EncoreApp:
         """
         bundle = await asyncio.to_thread(load_bundle, path)
         _check_shadow_models(self.settings, bundle)
+        _log_cascade(self.settings, bundle)
         used = _models_used(self.experiments) - set(bundle.models)
         if used:
             raise ConfigError(f"{path}: experiments use model(s) {sorted(used)} that bundle {bundle.version} lacks")
@@ -233,6 +234,21 @@ def _check_shadow_models(settings: Settings, bundle: Bundle) -> None:
             )
 
 
+def _log_cascade(settings: Settings, bundle: Bundle) -> None:
+    """Say per surface whether scoring runs as a cascade (a bundle without a light model has none)."""
+    for surface, config in settings.surfaces.items():
+        size = config.params.cascade_size
+        if size > 0 and bundle.light_model is not None:
+            log.info(
+                "%s: scoring cascade: %s scores every candidate, the request's model its best %d",
+                surface.value,
+                bundle.light_model,
+                size,
+            )
+        elif size > 0:
+            log.info("%s: no scoring cascade: bundle %s has no light model", surface.value, bundle.version)
+
+
 def _capture_log(settings: Settings, metrics: Metrics) -> BackgroundWriter[CapturedRank] | None:
     if settings.capture_fraction <= 0:
         return None
@@ -274,6 +290,7 @@ async def lifespan(settings: Settings, bundle: Bundle | None = None) -> AsyncIte
     faiss.omp_set_num_threads(1)
     bundle = bundle if bundle is not None else load_bundle(settings.bundle)
     _check_shadow_models(settings, bundle)
+    _log_cascade(settings, bundle)
     experiments = _experiments(settings, bundle)
     metrics = Metrics()
     executor = ThreadPoolExecutor(max_workers=settings.cpu_threads, thread_name_prefix="encore-cpu")

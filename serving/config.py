@@ -32,15 +32,17 @@ YAML layout (every key optional)::
     stages: {user_features_ms: 15, retrieval_ms: 20, scoring_ms: 25, reserve_ms: 2}
     surfaces:
       home:        {budget_ms: 80, default_limit: 20, max_limit: 100, retrieval_size: 300, diversity_cap: 2,
-                    co_listen_size: 150, known_items: exclude}
+                    co_listen_size: 150, known_items: exclude, cascade_size: 150}
       now_playing: {budget_ms: 60, default_limit: 10, max_limit: 50, retrieval_size: 200, diversity_cap: 2,
                     seed_weight: 0.7, seed_neighbors_size: 100, co_listen_size: 150, known_items: exclude,
-                    open_slots: 2}
+                    open_slots: 2, cascade_size: 150}
     # any surface may also set shadow_model: <model version> to shadow-score every request
     # known_items: exclude (never recommend what the user already knows: the snapshot's known items)
     #              or keep (known items may come back); *_size: 0 disables that candidate source
     # open_slots (Now Playing): the first N positions by score, then the seed's 50 nearest neighbours
     #              first; 0 = neighbours from the top, 1000 = off (score order)
+    # cascade_size: the bundle's light model scores every candidate, the full model its best N;
+    #              0 = the full model scores every candidate (also when the bundle has no light model)
 """
 
 from __future__ import annotations
@@ -142,7 +144,7 @@ _STAGE_KEYS = {
 _SURFACE_KEYS = {"budget_ms", "default_limit", "max_limit"}
 _PARAM_KEYS = {f.name for f in fields(RankingParams)} - {"model_version"}
 #: Integer params that may be 0 (a candidate source off; seed neighbours from the top).
-_OPTIONAL_SIZES = {"seed_neighbors_size", "co_listen_size", "open_slots"}
+_OPTIONAL_SIZES = {"seed_neighbors_size", "co_listen_size", "open_slots", "cascade_size"}
 
 
 def _number(source: str, key: str, value: Any, *, minimum: float, integer: bool = False) -> Any:

@@ -12,7 +12,15 @@ import numpy as np
 import pytest
 
 from features.schema import N_RANKER_FEATURES
-from models.bundle import BundleContents, BundleError, discard_bundle, finalize_bundle, load_bundle, stage_bundle
+from models.bundle import (
+    BundleContents,
+    BundleError,
+    discard_bundle,
+    finalize_bundle,
+    load_bundle,
+    stage_bundle,
+    write_bundle,
+)
 from models.linear_ranker import linear_ranker
 from models.runtime import load_sessions
 from tests.support import cosine_neighbors
@@ -216,3 +224,45 @@ def test_staged_bundle_loads_then_publishes_with_its_evaluation(tmp_path: Path, 
     again = stage_bundle(replace(contents, version="other"), tmp_path / "bundles" / "other")
     discard_bundle(again)
     assert not again.path.exists() and not (tmp_path / "bundles" / "other").exists()
+
+
+def test_negative_table_and_light_model_round_trip_and_bad_ones_are_refused(
+    tmp_path: Path, tiny_bundle_path: Path
+) -> None:
+    source = load_bundle(tiny_bundle_path)
+    n = len(source.catalog)
+    negatives = np.full((n, 2), -1, dtype=np.int32)
+    negatives[:, 0] = (np.arange(n) + 1) % n
+    negative_weights = np.where(negatives >= 0, -0.5, 0).astype(np.float32)
+    contents = BundleContents(
+        version="cascade",
+        item_ids=list(source.catalog.item_ids),
+        artist_ids=[str(a) for a in source.catalog.artist_ids],
+        item_names=list(source.catalog.names),
+        item_vectors=np.asarray(source.item_vectors),
+        item_stats=np.asarray(source.item_stats),
+        popularity=np.asarray(source.popularity),
+        models={"full": linear_ranker({"retrieval_score": 1.0}), "light": linear_ranker({"item_popularity_log": 1.0})},
+        default_model="full",
+        light_model="light",
+        users=source.load_users(),
+        item_negative_neighbors=negatives,
+        item_negative_weights=negative_weights,
+    )
+    bundle = load_bundle(write_bundle(contents, tmp_path / "cascade"))
+    assert bundle.light_model == "light" and bundle.manifest["item_negative_neighbors_k"] == 2
+    np.testing.assert_array_equal(bundle.item_negative_neighbors, negatives)
+    np.testing.assert_array_equal(bundle.item_negative_weights, negative_weights)
+    assert source.light_model is None and source.item_negative_neighbors.shape == (n, 0)
+
+    _resave(bundle.path, "item_negative_weights.npy", -negative_weights)
+    with pytest.raises(BundleError, match=r"item_negative_weights must be finite and <= 0"):
+        load_bundle(bundle.path)
+    _resave(bundle.path, "item_negative_weights.npy", negative_weights)
+    manifest = json.loads((bundle.path / "manifest.json").read_text())
+    manifest["light_model"] = "tiny"
+    (bundle.path / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match=r"light_model 'tiny' is not one of \['full', 'light'\]"):
+        load_bundle(bundle.path)
+    with pytest.raises(BundleError, match="light_model"):
+        write_bundle(replace(contents, version="bad", light_model="tiny"), tmp_path / "bad")

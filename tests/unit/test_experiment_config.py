@@ -583,9 +583,9 @@ def test_new_params_are_validated() -> None:
         "experiments.yaml: experiments[0].variants[0].params.recent_weight: must be a number in 0..1, got 1.5",
         "experiments.yaml: experiments[0].variants[0].params.shadow_model: unknown model version 'lgbm-v9' "
         "(known: lgbm-v1)",
-        "experiments.yaml: experiments[0].variants[1].params: unknown param 'boost' (allowed: co_listen_size, "
-        "diversity_cap, model_version, open_slots, recent_weight, retrieval_size, seed_neighbors_size, seed_weight, "
-        "shadow_model)",
+        "experiments.yaml: experiments[0].variants[1].params: unknown param 'boost' (allowed: cascade_size, "
+        "co_listen_size, diversity_cap, model_version, open_slots, recent_weight, retrieval_size, seed_neighbors_size, "
+        "seed_weight, shadow_model)",
     ]
 
 
@@ -662,6 +662,7 @@ def test_variant_params_are_the_tunable_fields_of_ranking_params() -> None:
         "seed_neighbors_size",
         "co_listen_size",
         "open_slots",
+        "cascade_size",
     }
     assert "popularity_size" not in TUNABLE_PARAMS  # a surface setting only
     for name, spec in TUNABLE_PARAMS.items():
