@@ -29,3 +29,4 @@ class Plan:
     profile: bool
     profile_seconds: float
     shadow_model: str | None = None
+    cascade_size: int | None = None  # None: the server's default

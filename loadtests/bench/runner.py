@@ -104,7 +104,7 @@ def bench_bundle(name: str, bundle: Path, redis_url: str, plan: Plan, out_dir: P
     with tempfile.TemporaryDirectory(prefix=f"encore-bench-{name}-") as tmp:
         workdir = Path(tmp)
         config = workdir / "settings.yaml"
-        config.write_text(settings_yaml(plan.retrieval_size, plan.popularity_size, plan.shadow_model), encoding="utf-8")
+        config.write_text(settings_yaml(plan.retrieval_size, plan.popularity_size, plan.shadow_model, plan.cascade_size), encoding="utf-8")
         workload = out_dir / f"workload-{name}.json"
         result["workload"] = write_workload(bundle, workload)
         log_path = out_dir / f"server-{name}.log"
@@ -209,6 +209,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--shadow-model", help="shadow-score every request with this model (to show shadowing adds no latency)"
     )
+    p.add_argument(
+        "--cascade-size", type=int, help="scoring cascade size for both surfaces (0: off; default: the server's)"
+    )
     p.add_argument("--quick", action="store_true", help="tiny durations: a smoke run, not a measurement")
     p.add_argument("--out", type=Path, default=Path("bench-results"), help="directory for bench.json and logs")
     return p
@@ -238,6 +241,7 @@ def _plan(args: argparse.Namespace) -> Plan:
         profile=args.profile,
         profile_seconds=args.profile_seconds,
         shadow_model=args.shadow_model,
+        cascade_size=args.cascade_size,
     )
     if args.quick:
         plan = Plan(

@@ -64,9 +64,12 @@ def write_workload(bundle: Path, out: Path, n_seeds: int = 2000) -> dict[str, in
     return {"users": len(users), "seeds": len(seeds)}
 
 
-def settings_yaml(retrieval_size: int, popularity_size: int, shadow_model: str | None = None) -> str:
+def settings_yaml(
+    retrieval_size: int, popularity_size: int, shadow_model: str | None = None, cascade_size: int | None = None
+) -> str:
     lines = ["# written by loadtests.bench", "surfaces:"]
-    shadow = f", shadow_model: {shadow_model}" if shadow_model else ""
+    extra = f", shadow_model: {shadow_model}" if shadow_model else ""
+    extra += f", cascade_size: {cascade_size}" if cascade_size is not None else ""
     for surface in ("home", "now_playing"):
-        lines.append(f"  {surface}: {{retrieval_size: {retrieval_size}, popularity_size: {popularity_size}{shadow}}}")
+        lines.append(f"  {surface}: {{retrieval_size: {retrieval_size}, popularity_size: {popularity_size}{extra}}}")
     return "\n".join(lines) + "\n"

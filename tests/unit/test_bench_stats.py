@@ -129,3 +129,11 @@ def test_settings_yaml_sets_both_surfaces() -> None:
             "now_playing": {"retrieval_size": 500, "popularity_size": 20},
         }
     }
+
+
+def test_settings_yaml_passes_the_cascade_size_and_shadow_model_to_both_surfaces() -> None:
+    import yaml
+
+    data = yaml.safe_load(settings_yaml(500, 20, "lite", 0))
+    expected = {"retrieval_size": 500, "popularity_size": 20, "shadow_model": "lite", "cascade_size": 0}
+    assert data == {"surfaces": {"home": expected, "now_playing": expected}}
