@@ -104,7 +104,10 @@ def bench_bundle(name: str, bundle: Path, redis_url: str, plan: Plan, out_dir: P
     with tempfile.TemporaryDirectory(prefix=f"encore-bench-{name}-") as tmp:
         workdir = Path(tmp)
         config = workdir / "settings.yaml"
-        config.write_text(settings_yaml(plan.retrieval_size, plan.popularity_size, plan.shadow_model, plan.cascade_size), encoding="utf-8")
+        config.write_text(
+            settings_yaml(plan.retrieval_size, plan.popularity_size, plan.shadow_model, plan.cascade_size),
+            encoding="utf-8",
+        )
         workload = out_dir / f"workload-{name}.json"
         result["workload"] = write_workload(bundle, workload)
         log_path = out_dir / f"server-{name}.log"

@@ -7,12 +7,14 @@ import json
 import shutil
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
 from features.schema import N_RANKER_FEATURES
 from models.bundle import (
+    Bundle,
     BundleContents,
     BundleError,
     discard_bundle,
@@ -196,20 +198,29 @@ def test_unsorted_or_out_of_range_known_items_are_refused(tiny_bundle_path: Path
         load_bundle(broken).load_users()
 
 
-def test_staged_bundle_loads_then_publishes_with_its_evaluation(tmp_path: Path, tiny_bundle_path: Path) -> None:
-    source = load_bundle(tiny_bundle_path)
-    users = source.load_users()
-    contents = BundleContents(
-        version="staged",
+def _contents(source: Bundle, version: str, models: dict[str, bytes], **extra: Any) -> BundleContents:
+    """``source``'s catalogue, arrays and users as new contents with ``models`` (the first the default)."""
+    return BundleContents(
+        version=version,
         item_ids=list(source.catalog.item_ids),
         artist_ids=[str(a) for a in source.catalog.artist_ids],
         item_names=list(source.catalog.names),
         item_vectors=np.asarray(source.item_vectors),
         item_stats=np.asarray(source.item_stats),
         popularity=np.asarray(source.popularity),
-        models={"linear-v1": linear_ranker({"retrieval_score": 1.0})},
-        default_model="linear-v1",
-        users=users,
+        models=models,
+        default_model=next(iter(models)),
+        users=source.load_users(),
+        **extra,
+    )
+
+
+def test_staged_bundle_loads_then_publishes_with_its_evaluation(tmp_path: Path, tiny_bundle_path: Path) -> None:
+    source = load_bundle(tiny_bundle_path)
+    contents = _contents(
+        source,
+        "staged",
+        {"linear-v1": linear_ranker({"retrieval_score": 1.0})},
         item_neighbors=np.asarray(source.item_neighbors),
         item_neighbor_weights=np.asarray(source.item_neighbor_weights),
     )
@@ -234,18 +245,12 @@ def test_negative_table_and_light_model_round_trip_and_bad_ones_are_refused(
     negatives = np.full((n, 2), -1, dtype=np.int32)
     negatives[:, 0] = (np.arange(n) + 1) % n
     negative_weights = np.where(negatives >= 0, -0.5, 0).astype(np.float32)
-    contents = BundleContents(
-        version="cascade",
-        item_ids=list(source.catalog.item_ids),
-        artist_ids=[str(a) for a in source.catalog.artist_ids],
-        item_names=list(source.catalog.names),
-        item_vectors=np.asarray(source.item_vectors),
-        item_stats=np.asarray(source.item_stats),
-        popularity=np.asarray(source.popularity),
-        models={"full": linear_ranker({"retrieval_score": 1.0}), "light": linear_ranker({"item_popularity_log": 1.0})},
-        default_model="full",
+    models = {"full": linear_ranker({"retrieval_score": 1.0}), "light": linear_ranker({"item_popularity_log": 1.0})}
+    contents = _contents(
+        source,
+        "cascade",
+        models,
         light_model="light",
-        users=source.load_users(),
         item_negative_neighbors=negatives,
         item_negative_weights=negative_weights,
     )
