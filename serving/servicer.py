@@ -19,8 +19,9 @@ import grpc
 from encore.v1 import capture_pb2
 from encore.v1 import ranking_pb2 as pb
 from encore.v1 import ranking_pb2_grpc as pb_grpc
+from features.store import FeatureStoreTimeout
 from models.bundle import Bundle
-from ranking.budget import Budget
+from ranking.budget import Budget, DeadlineExceeded
 from ranking.types import RankResult
 from serving.app import EncoreApp
 from serving.capture import in_capture_sample
@@ -121,8 +122,18 @@ class RankingServicer(pb_grpc.RankingServiceServicer):
                 current_request_id()  # refuses an over-long request id first, as Rank does
                 events = parse_events(request, app.settings, app.bundle.catalog.index_of)
                 remaining = context.time_remaining()
-                timeout = app.store_timeout_s if remaining is None else min(app.store_timeout_s, remaining)
-                await app.store.record_events(request.user_id, events.plays, events.skips, timeout)
+                client_bound = remaining is not None and remaining < app.store_timeout_s
+                timeout = min(app.store_timeout_s, remaining) if remaining is not None else app.store_timeout_s
+                try:
+                    await app.store.record_events(request.user_id, events.plays, events.skips, timeout)
+                except FeatureStoreTimeout as exc:
+                    if not client_bound:
+                        raise
+                    # the client's deadline, not the store, set the limit: say so (not UNAVAILABLE)
+                    raise DeadlineExceeded(
+                        f"the client's deadline ({timeout * 1000:.1f} ms left) passed before the feature store "
+                        "answered; the write may not have landed"
+                    ) from exc
                 for kind, items in (("play", events.plays), ("skip", events.skips), ("like", events.likes)):
                     if items:
                         app.metrics.events.labels(kind).inc(len(items))
