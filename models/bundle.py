@@ -236,8 +236,8 @@ class Bundle:
         stats = _read(base / "stats.npy", np.load)
         if vectors.shape != (len(user_ids), self.dim) or stats.shape != (len(user_ids), len(USER_STATS)):
             raise BundleError(f"{base}: user snapshot shapes {vectors.shape}/{stats.shape} do not match ids")
-        indptr = _read(base / "known_indptr.npy", lambda f: np.load(f, mmap_mode="r").view(np.ndarray))
-        items = _read(base / "known_items.npy", lambda f: np.load(f, mmap_mode="r").view(np.ndarray))
+        indptr = _read(base / "known_indptr.npy", _mapped)
+        items = _read(base / "known_items.npy", _mapped)
         problems = check_known(indptr, items, len(user_ids), len(self.catalog))
         if problems:
             raise BundleError(f"{base}: " + "; ".join(problems))
@@ -489,21 +489,26 @@ def _read(file: Path, reader: Callable[[Path], T]) -> T:
         raise BundleError(f"{file}: cannot read: {exc}") from exc
 
 
+def _mapped(file: Path) -> npt.NDArray[Any]:
+    """A ``.npy`` array memory-mapped read-only (shared by every process) but viewed as a plain
+    array: the memmap subclass costs per-access overhead on the hot path."""
+    array: npt.NDArray[Any] = np.load(file, mmap_mode="r").view(np.ndarray)
+    return array
+
+
 def load_bundle(path: Path, *, verify_checksums: bool = True) -> Bundle:
     """Load and validate the bundle at ``path``; raise ``BundleError`` on any problem."""
     path = Path(path)
     manifest = read_manifest(path)
     _verify(path, manifest, verify_checksums)
     catalog = _read(path / "items.tsv", lambda _: _read_catalog(path))
-    # memory-mapped (shared by every process) but viewed as plain arrays: the memmap subclass
-    # costs per-access overhead on the hot path
-    vectors = _read(path / "item_vectors.npy", lambda f: np.load(f, mmap_mode="r").view(np.ndarray))
-    stats = _read(path / "item_stats.npy", lambda f: np.load(f, mmap_mode="r").view(np.ndarray))
+    vectors = _read(path / "item_vectors.npy", _mapped)
+    stats = _read(path / "item_stats.npy", _mapped)
     popularity = _read(path / "popularity.npy", np.load)
-    neighbors = _read(path / "item_neighbors.npy", lambda f: np.load(f, mmap_mode="r").view(np.ndarray))
-    neighbor_weights = _read(path / "item_neighbor_weights.npy", lambda f: np.load(f, mmap_mode="r").view(np.ndarray))
-    negatives = _read(path / "item_negative_neighbors.npy", lambda f: np.load(f, mmap_mode="r").view(np.ndarray))
-    negative_weights = _read(path / "item_negative_weights.npy", lambda f: np.load(f, mmap_mode="r").view(np.ndarray))
+    neighbors = _read(path / "item_neighbors.npy", _mapped)
+    neighbor_weights = _read(path / "item_neighbor_weights.npy", _mapped)
+    negatives = _read(path / "item_negative_neighbors.npy", _mapped)
+    negative_weights = _read(path / "item_negative_weights.npy", _mapped)
     index = _read(path / "index.faiss", lambda f: faiss.read_index(str(f)))
     n, dim = manifest["n_items"], manifest["embedding_dim"]
     problems = []
