@@ -11,6 +11,7 @@ so each process is started, waited for and stopped the same way everywhere:
 - ``start_server`` / ``stop_server``: ``python -m cli serve`` on free ports (gRPC and
   metrics), its output in a log file; ``start_server`` returns once the gRPC health check says
   SERVING and raises ``RuntimeError`` with the whole log if the process exits or stalls first.
+  ``start_reference_server`` does the same for the benchmark's reference (``loadtests.reference``).
 
 Every wait polls a condition (a PING, a health check, the process's exit) against a generous
 deadline; nothing sleeps for a fixed time and hopes.
@@ -307,6 +308,43 @@ def start_server(
         str(metrics_port),
         *extra,
     ]
+    return _launch(
+        cmd, port, metrics_port, log_path, channel=channel, timeout_s=timeout_s, cwd=cwd, new_session=new_session
+    )
+
+
+def start_reference_server(
+    bundle: Path,
+    redis_url: str,
+    workdir: Path,
+    *extra: str,
+    log_path: Path | None = None,
+    timeout_s: float = SERVER_START_TIMEOUT_S,
+    cwd: Path | None = REPO,
+    new_session: bool = False,
+) -> ServerProcess:
+    """``python -m loadtests.reference --bundle bundle --redis-url redis_url *extra`` (the benchmark's
+    straight-line reference) on a free port, returned once its health check says SERVING; output to
+    ``log_path`` (default ``workdir/reference-<port>.log``); ``metrics_port`` is 0 (it has none)."""
+    port = free_port()
+    log_path = log_path if log_path is not None else workdir / f"reference-{port}.log"
+    cmd = [sys.executable, "-m", "loadtests.reference", "--bundle", str(bundle), "--redis-url", redis_url]
+    cmd += ["--host", "127.0.0.1", "--port", str(port), *extra]
+    return _launch(cmd, port, 0, log_path, timeout_s=timeout_s, cwd=cwd, new_session=new_session)
+
+
+def _launch(
+    cmd: list[str],
+    port: int,
+    metrics_port: int,
+    log_path: Path,
+    *,
+    channel: Callable[[str], grpc.Channel] = grpc.insecure_channel,
+    timeout_s: float,
+    cwd: Path | None,
+    new_session: bool,
+) -> ServerProcess:
+    """Start ``cmd`` with its output in ``log_path``; return it once SERVING (stopped and re-raised if not)."""
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             cmd, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ), start_new_session=new_session
