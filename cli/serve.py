@@ -27,7 +27,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "(default: embedded store)",
     )
     s.add_argument("--workers", type=int, default=1, help="worker processes sharing the port (needs --redis-url)")
-    s.add_argument("--max-in-flight", type=int, help="per-worker RPCs in flight before RESOURCE_EXHAUSTED")
+    s.add_argument("--max-in-flight", type=int, help="per-worker handlers running at once; more get RESOURCE_EXHAUSTED")
     s.add_argument("--tls-cert", type=Path, help="PEM certificate chain: serve over TLS")
     s.add_argument("--tls-key", type=Path, help="PEM private key for --tls-cert")
     s.add_argument("--tls-client-ca", type=Path, help="PEM CA: require client certificates (mutual TLS)")

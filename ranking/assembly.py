@@ -71,17 +71,20 @@ def assemble(
     executor: Executor,
     observer: PipelineObserver,
     side_effects: SideEffectFactory | None = None,
+    *,
+    score_inline: bool = False,
 ) -> Assembly:
     """Components and one executor per surface (declared in ``ranking.surfaces``) for ``bundle``.
 
     ``sessions`` maps model version → warmed ONNX session (``models.runtime.load_sessions``);
-    ``executor`` runs ONNX (and FAISS when the index is expensive) off the event loop.
+    ``executor`` runs ONNX (unless ``score_inline``: on the caller's thread, no hop) and FAISS when
+    the index is expensive off the event loop.
     """
     scorer = OnnxRankerScorer(
         sessions,
         {v: s.input_name for v, s in bundle.models.items()},
         bundle.default_model,
-        executor,
+        None if score_inline else executor,
         light_version=bundle.light_model,
     )
     selector = ArtistDiversitySelector(bundle.catalog.artist_ids, SeedSlots(bundle.item_neighbors))

@@ -66,7 +66,7 @@ class AdminServicer(apb_grpc.AdminServiceServicer):
             experiments=0 if experiments is None else len(experiments.all_experiments),
             experiments_source=str(app.settings.experiments or ""),
             uptime_seconds=time.monotonic() - app.started_at,
-            in_flight=app.in_flight,
+            in_flight=app.admission.in_flight,
             pid=os.getpid(),
         )
 

@@ -35,6 +35,7 @@ from ranking.side_effects.exposure_log import ExposureLogSideEffect
 from ranking.side_effects.shadow_scoring import ShadowScoringSideEffect
 from ranking.stages import SideEffect
 from ranking.types import Query, RankingParams, Surface
+from serving.admission import AdmissionController
 from serving.bundle_reload import BundleReloader
 from serving.capture import capture_files, encode_delimited
 from serving.config import Settings
@@ -69,11 +70,11 @@ class EncoreApp:
     metrics: Metrics
     assigner: Assigner  # replaced whole (one reference swap) when the experiments file reloads
     builder: StateBuilder
+    admission: AdmissionController  # this process's admission (serving.interceptors.AdmissionInterceptor)
     reloader: ExperimentsReloader | None = None
     bundle_reloader: BundleReloader | None = None
     capture: BackgroundWriter[CapturedRank] | None = None
     experiments: ExperimentsConfig | None = None
-    in_flight: int = 0  # RPCs being handled by this process (load shedding, admin status)
     started_at: float = field(default_factory=time.monotonic)
 
     @property
@@ -146,7 +147,15 @@ class StateBuilder:
                 effects.append(ExposureLogSideEffect(self.exposures, bundle.version))
             return effects
 
-        built = assemble(bundle, sessions, self.store, self.executor, self.metrics, side_effects)
+        built = assemble(
+            bundle,
+            sessions,
+            self.store,
+            self.executor,
+            self.metrics,
+            side_effects,
+            score_inline=self.settings.score_inline,
+        )
         await _warm_up(built.pipelines, self.settings, bundle)
         return ServingState(bundle=bundle, scorer=built.scorer, pipelines=built.pipelines)
 
@@ -309,6 +318,7 @@ async def lifespan(settings: Settings, bundle: Bundle | None = None) -> AsyncIte
             metrics=metrics,
             assigner=Assigner(experiments),
             builder=builder,
+            admission=AdmissionController(settings.admission),
             capture=capture,
         )
         app.apply_experiments(experiments)

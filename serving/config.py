@@ -19,8 +19,12 @@ YAML layout (every key optional)::
     capture_dir: captures       # length-delimited encore.v1.CapturedRank files
     capture_file_mb: 64
     cpu_threads: 4              # threads for FAISS/ONNX calls off the event loop
-    max_in_flight: 16           # per process: RPCs beyond this are shed with RESOURCE_EXHAUSTED (~4 ms each:
-                                # 16 queued is ~64 ms, inside the surface budgets)
+    score_inline: true          # run ONNX scoring on the event loop's thread (no thread hop; scale with --workers)
+    max_in_flight: 8            # per process: handlers running at once; more are refused (RESOURCE_EXHAUSTED)
+    max_pending: 4              # per process: calls gRPC core holds before Python picks them up; more are
+                                # refused by gRPC core itself (the client sees CANCELLED), no Python runs
+    queue_delay_target_ms: 5    # CoDel: a queueing delay whose minimum stays above this for a whole
+    queue_delay_interval_ms: 100  # interval sheds new calls (RESOURCE_EXHAUSTED, grpc-retry-pushback-ms)
     max_user_id_length: 128
     tls_cert: null              # PEM certificate chain: serve gRPC over TLS
     tls_key: null               # PEM private key for tls_cert
@@ -56,6 +60,7 @@ import yaml
 from ranking.assembly import DEFAULT_PARAMS
 from ranking.budget import StageLimits
 from ranking.types import KNOWN_ITEMS_POLICIES, RankingParams, Surface
+from serving.admission import AdmissionLimits
 from serving.errors import ConfigError
 
 
@@ -92,7 +97,11 @@ class Settings:
     capture_dir: Path = Path("captures")
     capture_file_mb: int = 64
     cpu_threads: int = 4
-    max_in_flight: int = 16
+    score_inline: bool = True
+    max_in_flight: int = 8
+    max_pending: int = 4
+    queue_delay_target_ms: float = 5.0
+    queue_delay_interval_ms: float = 100.0
     max_user_id_length: int = 128
     tls_cert: Path | None = None
     tls_key: Path | None = None
@@ -103,6 +112,15 @@ class Settings:
     max_events: int = 100
     stages: StageLimits = field(default_factory=StageLimits)
     surfaces: dict[Surface, SurfaceConfig] = field(default_factory=lambda: dict(DEFAULT_SURFACES))
+
+    @property
+    def admission(self) -> AdmissionLimits:
+        return AdmissionLimits(
+            max_in_flight=self.max_in_flight,
+            max_pending=self.max_pending,
+            target_s=self.queue_delay_target_ms / 1000.0,
+            interval_s=self.queue_delay_interval_ms / 1000.0,
+        )
 
 
 _SCALARS: dict[str, tuple[type, ...]] = {
@@ -122,7 +140,11 @@ _SCALARS: dict[str, tuple[type, ...]] = {
     "capture_dir": (str,),
     "capture_file_mb": (int,),
     "cpu_threads": (int,),
+    "score_inline": (bool,),
     "max_in_flight": (int,),
+    "max_pending": (int,),
+    "queue_delay_target_ms": (int, float),
+    "queue_delay_interval_ms": (int, float),
     "max_user_id_length": (int,),
     "tls_cert": (str, type(None)),
     "tls_key": (str, type(None)),
@@ -187,6 +209,8 @@ def load_settings(bundle: Path, config_file: Path | None = None, **overrides: An
             raise ConfigError(f"{source}: {key}: unknown setting")
     _number(source, "experiments_reload_s", changes.get("experiments_reload_s", 2.0), minimum=0.1)
     _number(source, "bundle_reload_s", changes.get("bundle_reload_s", 5.0), minimum=0)
+    _number(source, "queue_delay_target_ms", changes.get("queue_delay_target_ms", 5.0), minimum=0.1)
+    _number(source, "queue_delay_interval_ms", changes.get("queue_delay_interval_ms", 100.0), minimum=1)
     if not 0.0 <= changes.get("capture_fraction", 0.0) <= 1.0:
         raise ConfigError(f"{source}: capture_fraction: must be in 0..1, got {changes['capture_fraction']!r}")
     for key in (
@@ -197,6 +221,7 @@ def load_settings(bundle: Path, config_file: Path | None = None, **overrides: An
         "exposure_queue_size",
         "exposure_file_mb",
         "max_in_flight",
+        "max_pending",
     ):
         _number(source, key, changes.get(key, getattr(settings, key)), minimum=0 if key == "port" else 1, integer=True)
     result = replace(settings, **changes)

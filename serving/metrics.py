@@ -107,7 +107,16 @@ class Metrics:
             registry=r,
         )
         self.shed = Counter(
-            "encore_shed_requests", "RPCs refused with RESOURCE_EXHAUSTED (too many in flight)", ["method"], registry=r
+            "encore_shed_requests",
+            "RPCs refused with RESOURCE_EXHAUSTED by admission: in_flight (max_in_flight) or queue_delay (CoDel)",
+            ["method", "reason"],
+            registry=r,
+        )
+        self.expired = Counter(
+            "encore_expired_requests",
+            "RPCs dropped without an answer: the client's deadline had passed (or it cancelled)",
+            ["method"],
+            registry=r,
         )
 
     def stage_latency(self, surface: str, stage: str, seconds: float) -> None:

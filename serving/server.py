@@ -20,7 +20,7 @@ from serving.admin import admin_token, create_admin_server
 from serving.app import EncoreApp, lifespan
 from serving.config import Settings
 from serving.errors import ConfigError
-from serving.interceptors import RequestIdInterceptor
+from serving.interceptors import AdmissionInterceptor, RequestIdInterceptor
 from serving.listen import add_port, start_metrics_http
 from serving.servicer import RankingServicer
 
@@ -32,6 +32,7 @@ HealthServicer: Any = health.aio.HealthServicer  # type: ignore[attr-defined]
 M = TypeVar("M", bound=Message)
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["RankingService"].full_name
+RANKING_METHODS = tuple(f"/{SERVICE_NAME}/{m.name}" for m in pb.DESCRIPTOR.services_by_name["RankingService"].methods)
 MAX_MESSAGE_BYTES = 1 << 20
 
 
@@ -40,17 +41,28 @@ async def create_server(
 ) -> tuple[grpc.aio.Server, int, HealthServicer]:
     """A started-later server bound to ``host:port`` (0 picks a free port); returns it and the port.
 
-    Every unary RPC runs with its request id bound (``serving.interceptors.RequestIdInterceptor``).
+    Every unary RPC runs with its request id bound (``serving.interceptors.RequestIdInterceptor``);
+    the ranking service's calls pass admission first (``serving.admission``): gRPC core holds at most
+    ``max_pending`` of them before Python picks them up, and ``AdmissionInterceptor`` refuses early.
+    The ranking service is registered by method, so its backlog is its own: health checks and
+    reflection never wait behind ranking calls or count against ``max_pending``.
 
     The health service reports NOT_SERVING until ``serving_started`` flips it.
     """
+    limits = app.settings.admission
     server = grpc.aio.server(
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", 4 * MAX_MESSAGE_BYTES),
             ("grpc.so_reuseport", 1 if reuse_port else 0),
+            # gRPC core refuses calls past this backlog itself, before any Python runs (per method)
+            ("grpc.server.max_pending_requests", limits.max_pending),
+            ("grpc.server.max_pending_requests_hard_limit", limits.max_pending),
         ],
-        interceptors=[RequestIdInterceptor()],
+        interceptors=[
+            AdmissionInterceptor(app.admission, app.metrics, RANKING_METHODS),
+            RequestIdInterceptor(),
+        ],
     )
     add_ranking_service(RankingServicer(app), server)
     health_servicer = HealthServicer()
@@ -77,7 +89,8 @@ def _lenient(message: type[M]) -> Callable[[bytes], M | None]:
 
 
 def add_ranking_service(servicer: RankingServicer, server: grpc.aio.Server) -> None:
-    """Like the generated ``add_RankingServiceServicer_to_server``, with lenient deserializers."""
+    """Like the generated ``add_RankingServiceServicer_to_server`` (registered methods: each has its own
+    backlog in gRPC core), with lenient deserializers."""
     handlers = {
         "Rank": grpc.unary_unary_rpc_method_handler(
             servicer.Rank,
@@ -91,6 +104,7 @@ def add_ranking_service(servicer: RankingServicer, server: grpc.aio.Server) -> N
         ),
     }
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))
+    server.add_registered_method_handlers(SERVICE_NAME, handlers)  # type: ignore[attr-defined]  # not in the stubs
 
 
 def server_credentials(settings: Settings) -> grpc.ServerCredentials | None:
@@ -111,6 +125,16 @@ async def mark_serving(health_servicer: HealthServicer, serving: bool) -> None:
     status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
     for service in ("", SERVICE_NAME):
         await health_servicer.set(service, status)
+
+
+def log_unhandled(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    """The event loop's handler for exceptions nobody retrieved (e.g. a background task's): one
+    warning line naming the task and the error, never a traceback on stderr."""
+    exc = context.get("exception")
+    task = context.get("task") or context.get("future")
+    where = task.get_name() if isinstance(task, asyncio.Task) else type(task).__name__ if task else "event loop"
+    what = f"{type(exc).__name__}: {exc}" if exc is not None else context.get("message", "?")
+    log.warning("unhandled error in %s: %s", where, what)
 
 
 def _reload_all(app: EncoreApp) -> None:
@@ -147,6 +171,7 @@ async def serve(
         log.info("encore serving bundle %s on %s:%d%s", app.bundle.version, settings.host, port, who)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
+        loop.set_exception_handler(log_unhandled)
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         loop.add_signal_handler(signal.SIGHUP, lambda: _reload_all(app))

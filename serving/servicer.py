@@ -9,8 +9,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import replace
 from typing import NoReturn
 
@@ -25,8 +23,9 @@ from ranking.budget import Budget, DeadlineExceeded
 from ranking.types import RankResult
 from serving.app import EncoreApp
 from serving.capture import in_capture_sample
-from serving.errors import Overloaded, status_for
+from serving.errors import status_for
 from serving.experiments.assignment import Assignment
+from serving.metrics import Metrics
 from serving.request_context import current_request_id
 from serving.requests import parse_events, parse_rank_request, surface_of
 
@@ -35,11 +34,20 @@ log = logging.getLogger(__name__)
 
 async def _abort(
     context: grpc.aio.ServicerContext,  # type: ignore[type-arg]
+    metrics: Metrics,
     method: str,
     code: grpc.StatusCode,
     message: str,
 ) -> NoReturn:
-    """End the RPC with ``code``; programming errors are logged with their traceback."""
+    """End the RPC with ``code``; programming errors are logged with their traceback.
+
+    When the client's deadline has passed or it cancelled, nobody is waiting for the answer and gRPC
+    could not send it: the call is dropped quietly (``CancelledError``, which gRPC logs at debug)
+    and counted in ``encore_expired_requests_total``."""
+    remaining = context.time_remaining()
+    if context.cancelled() or (remaining is not None and remaining <= 0):
+        metrics.expired.labels(method).inc()
+        raise asyncio.CancelledError(f"{method}: the client is gone ({code.name} not sent)")
     if code is grpc.StatusCode.INTERNAL:
         log.exception("%s failed", method)
     elif code is grpc.StatusCode.UNAVAILABLE:
@@ -54,20 +62,6 @@ class RankingServicer(pb_grpc.RankingServiceServicer):
     def __init__(self, app: EncoreApp) -> None:
         self._app = app
 
-    @contextmanager
-    def _admitted(self, method: str) -> Iterator[None]:
-        """Admit one RPC or shed it at once with ``Overloaded`` (never queue past the limit)."""
-        app = self._app
-        limit = app.settings.max_in_flight
-        if app.in_flight >= limit:
-            app.metrics.shed.labels(method).inc()
-            raise Overloaded(f"{app.in_flight} requests in flight (limit {limit}); retry with backoff")
-        app.in_flight += 1
-        try:
-            yield
-        finally:
-            app.in_flight -= 1
-
     async def Rank(self, request: pb.RankRequest | None, context: grpc.aio.ServicerContext) -> pb.RankResponse:  # type: ignore[type-arg]
         app = self._app
         if request is None:  # the bytes did not decode (see server.add_ranking_service)
@@ -77,26 +71,25 @@ class RankingServicer(pb_grpc.RankingServiceServicer):
         surface_label, outcome = "unknown", "OK"
         response: pb.RankResponse | None = None
         try:
-            with self._admitted("Rank"):
-                request_id = current_request_id()  # bound by RequestIdInterceptor
-                surface_label = surface_of(request.surface).value
-                state = app.state  # one bundle for the whole request, even across a reload
-                query = parse_rank_request(request, app.settings, state.bundle.catalog.index_of, request_id)
-                surface = query.surface
-                params, assignments = app.params_for(query.user_id, surface)
-                query = replace(query, params=params, assignments=assignments)
-                budget = Budget(
-                    surface_budget_s=app.settings.surfaces[surface].budget_ms / 1000.0,
-                    client_timeout_s=context.time_remaining(),
-                    limits=app.settings.stages,
-                )
-                result = await state.pipelines[surface].execute(query, budget)  # side effects: scheduled, not awaited
-                response = self._response(state.bundle, request_id, result, assignments, request.debug)
-                return response
+            request_id = current_request_id()  # bound by RequestIdInterceptor
+            surface_label = surface_of(request.surface).value
+            state = app.state  # one bundle for the whole request, even across a reload
+            query = parse_rank_request(request, app.settings, state.bundle.catalog.index_of, request_id)
+            surface = query.surface
+            params, assignments = app.params_for(query.user_id, surface)
+            query = replace(query, params=params, assignments=assignments)
+            budget = Budget(
+                surface_budget_s=app.settings.surfaces[surface].budget_ms / 1000.0,
+                client_timeout_s=context.time_remaining(),
+                limits=app.settings.stages,
+            )
+            result = await state.pipelines[surface].execute(query, budget)  # side effects: scheduled, not awaited
+            response = self._response(state.bundle, request_id, result, assignments, request.debug)
+            return response
         except Exception as exc:
             code, message = status_for(exc)
             outcome = code.name
-            await _abort(context, "Rank", code, message)
+            await _abort(context, app.metrics, "Rank", code, message)
         finally:
             elapsed = time.perf_counter() - started
             app.metrics.request("Rank", surface_label, outcome, elapsed)
@@ -118,30 +111,29 @@ class RankingServicer(pb_grpc.RankingServiceServicer):
         started = time.perf_counter()
         outcome = "OK"
         try:
-            with self._admitted("RecordEvents"):
-                current_request_id()  # refuses an over-long request id first, as Rank does
-                events = parse_events(request, app.settings, app.bundle.catalog.index_of)
-                remaining = context.time_remaining()
-                client_bound = remaining is not None and remaining < app.store_timeout_s
-                timeout = min(app.store_timeout_s, remaining) if remaining is not None else app.store_timeout_s
-                try:
-                    await app.store.record_events(request.user_id, events.plays, events.skips, timeout)
-                except FeatureStoreTimeout as exc:
-                    if not client_bound:
-                        raise
-                    # the client's deadline, not the store, set the limit: say so (not UNAVAILABLE)
-                    raise DeadlineExceeded(
-                        f"the client's deadline ({timeout * 1000:.1f} ms left) passed before the feature store "
-                        "answered; the write may not have landed"
-                    ) from exc
-                for kind, items in (("play", events.plays), ("skip", events.skips), ("like", events.likes)):
-                    if items:
-                        app.metrics.events.labels(kind).inc(len(items))
-                return pb.RecordEventsResponse(accepted=len(request.events))
+            current_request_id()  # refuses an over-long request id first, as Rank does
+            events = parse_events(request, app.settings, app.bundle.catalog.index_of)
+            remaining = context.time_remaining()
+            client_bound = remaining is not None and remaining < app.store_timeout_s
+            timeout = min(app.store_timeout_s, remaining) if remaining is not None else app.store_timeout_s
+            try:
+                await app.store.record_events(request.user_id, events.plays, events.skips, timeout)
+            except FeatureStoreTimeout as exc:
+                if not client_bound:
+                    raise
+                # the client's deadline, not the store, set the limit: say so (not UNAVAILABLE)
+                raise DeadlineExceeded(
+                    f"the client's deadline ({timeout * 1000:.1f} ms left) passed before the feature store "
+                    "answered; the write may not have landed"
+                ) from exc
+            for kind, items in (("play", events.plays), ("skip", events.skips), ("like", events.likes)):
+                if items:
+                    app.metrics.events.labels(kind).inc(len(items))
+            return pb.RecordEventsResponse(accepted=len(request.events))
         except Exception as exc:
             code, message = status_for(exc)
             outcome = code.name
-            await _abort(context, "RecordEvents", code, message)
+            await _abort(context, app.metrics, "RecordEvents", code, message)
         finally:
             app.metrics.request("RecordEvents", "", outcome, time.perf_counter() - started)
 

@@ -42,6 +42,9 @@ class Aborted(Exception):
 class Context:
     remaining: float | None
 
+    def cancelled(self) -> bool:
+        return False
+
     def time_remaining(self) -> float | None:
         return self.remaining
 
@@ -54,7 +57,6 @@ def _record(remaining: float | None) -> tuple[Aborted, TimingOutStore]:
     app = SimpleNamespace(
         settings=load_settings(Path("b")),
         metrics=Metrics(CollectorRegistry()),
-        in_flight=0,
         bundle=SimpleNamespace(catalog=SimpleNamespace(index_of=fakes.INDEX_OF)),
         store=store,
         store_timeout_s=STORE_TIMEOUT_S,
