@@ -16,9 +16,9 @@ Home/Now Playing by ``--home-share``, Now Playing seeds uniformly from the workl
 The workload file is JSON ``{"users": [...], "seeds": [...]}`` (``loadtests.bench.workload`` writes it).
 
 Output (stdout or ``--out``): JSON with sent, ok, degraded, errors by status code, latency
-percentiles over every measured request (failed ones at their elapsed time) and over successful
-ones, send-lag percentiles and the generator's own CPU use. Requests scheduled during the warm-up
-are sent but not counted.
+percentiles over every measured request (failed ones at their elapsed time), over successful
+ones and per error status code (``error_latency_ms``), send-lag percentiles and the generator's
+own CPU use. Requests scheduled during the warm-up are sent but not counted.
 
 ``run_openloop`` and ``background_openloop`` run this module as that separate process (the benchmark
 calls them).
@@ -56,6 +56,7 @@ class Tally:
     degraded: int = 0
     by_surface: dict[str, list[float]] = field(default_factory=dict)
     server_total_ms: list[float] = field(default_factory=list)  # the server's own "total" (debug timings)
+    error_latencies_ms: dict[str, list[float]] = field(default_factory=dict)  # per status code
 
 
 def _plan(workload: dict[str, Any], n: int, zipf: float, home_share: float, seed: int) -> list[tuple[str, int, str]]:
@@ -141,6 +142,7 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
                 tally.server_total_ms.append(server_total)
         else:
             tally.errors[code] += 1
+            tally.error_latencies_ms.setdefault(code, []).append(latency)
 
     cpu_before = resource.getrusage(resource.RUSAGE_SELF)
     loop = asyncio.get_running_loop()
@@ -198,6 +200,7 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
         "ok_latency_ms": summarize(tally.ok_latencies_ms),
         "latency_ms_by_surface": {k: summarize(v) for k, v in sorted(tally.by_surface.items())},
         "server_total_ms": summarize(tally.server_total_ms),
+        "error_latency_ms": {code: summarize(v) for code, v in sorted(tally.error_latencies_ms.items())},
         "send_lag_ms": summarize(tally.send_lag_ms),
         "client_cpu_share": cpu_s / max(time.perf_counter() - start, 1e-9),
     }
@@ -254,9 +257,12 @@ def run_openloop(
     channels: int,
     out: Path,
     seed: int,
+    home_share: float | None = None,
 ) -> dict[str, Any]:
-    """One open-loop step in a separate process; its JSON result."""
+    """One open-loop step in a separate process; its JSON result (``home_share``: None = the default mix)."""
     cmd = [sys.executable, "-m", "loadtests.bench.openloop", "--workload", str(workload), "--rate", f"{rate:g}"]
+    if home_share is not None:
+        cmd += ["--home-share", f"{home_share:g}"]
     for t in targets:
         cmd += ["--target", t]
     cmd += [
