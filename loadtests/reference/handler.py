@@ -46,11 +46,12 @@ class StraightLineServicer(pb_grpc.RankingServiceServicer):
         self._source_names = tuple(s.name for s in home.sources)
         self._store_timeout_s = settings.redis_timeout_ms / 1000.0
 
-    async def rank(self, request: pb.RankRequest) -> pb.RankResponse:
-        """Home ranking for ``request`` without timings (raises ``InvalidRequest``, store errors)."""
+    async def rank(self, request: pb.RankRequest, store_timeout_s: float | None = None) -> pb.RankResponse:
+        """Home ranking for ``request`` without timings (raises ``InvalidRequest``, store errors); the
+        Redis read may take ``store_timeout_s`` (default: the settings' ``redis_timeout_ms``)."""
         d, catalog = self._home, self._bundle.catalog
         query = parse_rank_request(request, self._settings, catalog.index_of, request.request_id)
-        user = await d.user_hydrator.hydrate(query, self._store_timeout_s)
+        user = await d.user_hydrator.hydrate(query, store_timeout_s or self._store_timeout_s)
         candidates = Candidates.concat(
             [await s.fetch(query, user, i) for i, s in enumerate(d.sources) if s.enabled(query)]
         )
