@@ -3,8 +3,9 @@
 ``Rank`` (Home only): validate (``serving.requests.parse_rank_request``, the surface's settings) →
 user features (one Redis read) → the Home sources in declaration order, concatenated → the Home
 filters in order (duplicates keep the first occurrence) → candidate features → the bundle's
-default model on every row, inline → artist-cap selection → response. Nothing falls back: a
-failed Redis read answers UNAVAILABLE instead of degrading. Now Playing answers UNIMPLEMENTED.
+default model on every row, inline → artist-cap selection → response. No budget and no fallback:
+Redis may take up to ``STORE_TIMEOUT_S``, and a failed read answers UNAVAILABLE instead of
+degrading. Now Playing answers UNIMPLEMENTED.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ from serving.requests import parse_events, parse_rank_request
 log = logging.getLogger(__name__)
 
 NOW_PLAYING_REFUSED = "the reference server ranks SURFACE_HOME only (it is a benchmark reference, not a product)"
+#: Every Redis call's timeout: a bound against a dead store, not a budget (there is none).
+STORE_TIMEOUT_S = 1.0
 
 
 class StraightLineServicer(pb_grpc.RankingServiceServicer):
@@ -44,14 +47,12 @@ class StraightLineServicer(pb_grpc.RankingServiceServicer):
         self._session = session
         self._input_name = bundle.models[bundle.default_model].input_name
         self._source_names = tuple(s.name for s in home.sources)
-        self._store_timeout_s = settings.redis_timeout_ms / 1000.0
 
-    async def rank(self, request: pb.RankRequest, store_timeout_s: float | None = None) -> pb.RankResponse:
-        """Home ranking for ``request`` without timings (raises ``InvalidRequest``, store errors); the
-        Redis read may take ``store_timeout_s`` (default: the settings' ``redis_timeout_ms``)."""
+    async def rank(self, request: pb.RankRequest) -> pb.RankResponse:
+        """Home ranking for ``request`` without timings (raises ``InvalidRequest``, store errors)."""
         d, catalog = self._home, self._bundle.catalog
         query = parse_rank_request(request, self._settings, catalog.index_of, request.request_id)
-        user = await d.user_hydrator.hydrate(query, store_timeout_s or self._store_timeout_s)
+        user = await d.user_hydrator.hydrate(query, STORE_TIMEOUT_S)
         candidates = Candidates.concat(
             [await s.fetch(query, user, i) for i, s in enumerate(d.sources) if s.enabled(query)]
         )
@@ -95,7 +96,7 @@ class StraightLineServicer(pb_grpc.RankingServiceServicer):
     ) -> pb.RecordEventsResponse:
         try:
             events = parse_events(request, self._settings, self._bundle.catalog.index_of)
-            await self._store.record_events(request.user_id, events.plays, events.skips, self._store_timeout_s)
+            await self._store.record_events(request.user_id, events.plays, events.skips, STORE_TIMEOUT_S)
         except Exception as exc:
             await _abort(context, "RecordEvents", exc)
         return pb.RecordEventsResponse(accepted=len(request.events))

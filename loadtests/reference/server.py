@@ -56,8 +56,7 @@ async def serve(bundle: Bundle, settings: Settings, redis_url: str, port: int, *
     components = replace(built.components, ann=AnnSource(bundle.index, None))  # FAISS inline for any index
     servicer = StraightLineServicer(bundle, settings, store, home.declare(components), sessions[bundle.default_model])
     users = bundle.load_users().user_ids
-    warm_up = pb.RankRequest(user_id=users[0] if users else "warm-up", surface=pb.SURFACE_HOME)
-    await servicer.rank(warm_up, store_timeout_s=5.0)  # the first read also connects
+    await servicer.rank(pb.RankRequest(user_id=users[0] if users else "warm-up", surface=pb.SURFACE_HOME))
     server = grpc.aio.server(options=[("grpc.so_reuseport", 1 if reuse_port else 0)])
     pb_grpc.add_RankingServiceServicer_to_server(servicer, server)
     health_servicer = HealthServicer()
