@@ -58,15 +58,20 @@ def descendants(root: int, parents: Mapping[int, int]) -> list[int]:
     return out
 
 
-def process_memory(root: int) -> list[dict[str, Any]]:
-    """smaps_rollup of ``root`` and all its descendants (pid, role, command, MiB figures)."""
+def process_tree(root: int) -> list[int]:
+    """``root`` and every live process below it (from each ``/proc/<pid>/stat``'s parent pid)."""
     parents: dict[int, int] = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             with contextlib.suppress(OSError, ValueError, IndexError):
                 parents[int(entry.name)] = parse_ppid((entry / "stat").read_text())
+    return [root, *descendants(root, parents)]
+
+
+def process_memory(root: int) -> list[dict[str, Any]]:
+    """smaps_rollup of ``root`` and all its descendants (pid, role, command, MiB figures)."""
     out: list[dict[str, Any]] = []
-    for pid in [root, *descendants(root, parents)]:
+    for pid in process_tree(root):
         try:
             fields = parse_smaps_rollup(Path(f"/proc/{pid}/smaps_rollup").read_text())
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()

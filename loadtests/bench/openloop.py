@@ -17,8 +17,9 @@ The workload file is JSON ``{"users": [...], "seeds": [...]}`` (``loadtests.benc
 
 Output (stdout or ``--out``): JSON with sent, ok, degraded, errors by status code, latency
 percentiles over every measured request (failed ones at their elapsed time), over successful
-ones and per error status code (``error_latency_ms``), send-lag percentiles and the generator's
-own CPU use. Requests scheduled during the warm-up are sent but not counted.
+ones and per error status code (``error_latency_ms``), send-lag percentiles, the generator's
+own CPU use and the OK answers including the warm-up's (``ok_including_warmup``). Requests
+scheduled during the warm-up are sent but not counted.
 
 ``run_openloop`` and ``background_openloop`` run this module as that separate process (the benchmark
 calls them).
@@ -57,6 +58,7 @@ class Tally:
     by_surface: dict[str, list[float]] = field(default_factory=dict)
     server_total_ms: list[float] = field(default_factory=list)  # the server's own "total" (debug timings)
     error_latencies_ms: dict[str, list[float]] = field(default_factory=dict)  # per status code
+    ok_all: int = 0  # OK answers including the warm-up's (for CPU per request over the whole run)
 
 
 def _plan(workload: dict[str, Any], n: int, zipf: float, home_share: float, seed: int) -> list[tuple[str, int, str]]:
@@ -128,6 +130,7 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
             degraded = False
             server_total = None
         done = time.perf_counter()
+        tally.ok_all += code is None
         if i < n_warm:
             return
         latency = (done - scheduled) * 1000.0
@@ -201,6 +204,7 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
         "latency_ms_by_surface": {k: summarize(v) for k, v in sorted(tally.by_surface.items())},
         "server_total_ms": summarize(tally.server_total_ms),
         "error_latency_ms": {code: summarize(v) for code, v in sorted(tally.error_latencies_ms.items())},
+        "ok_including_warmup": tally.ok_all,
         "send_lag_ms": summarize(tally.send_lag_ms),
         "client_cpu_share": cpu_s / max(time.perf_counter() - start, 1e-9),
     }

@@ -1,15 +1,14 @@
 """The benchmark's run: argparse, one Redis for the run, per bundle the floor, a server, the closed
-loop, the open-loop rate steps, the steady run, memory and the optional profile (see the package
-docstring, which is also ``--help``)."""
+loop, the open-loop rate steps, the steady run, memory and the optional profile; then the versus
+run against the straight-line reference (see the package docstring, which is also ``--help``)."""
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +16,11 @@ import loadtests.bench
 from loadtests.bench.closed_loop import closed_loop
 from loadtests.bench.memory import process_memory
 from loadtests.bench.openloop import background_openloop, run_openloop
-from loadtests.bench.plan import DEFAULT_RATES, Plan
+from loadtests.bench.plan import DEFAULT_RATES, VERSUS_RATES, Plan, VersusPlan
 from loadtests.bench.profiling import profile_server
 from loadtests.bench.report import format_report, host_info, print_summary, write_json
+from loadtests.bench.servers import encore_server, flush_redis, redis_server
+from loadtests.bench.servers import log as _log
 from loadtests.bench.verdict import (
     FLOOR_RATIO_TARGET,
     MAX_DEGRADED_RATIO,
@@ -31,55 +32,12 @@ from loadtests.bench.verdict import (
     steady_rate,
     sustained_rate,
 )
+from loadtests.bench.versus import run_versus
+from loadtests.bench.versus_report import format_versus
 from loadtests.bench.workload import ensure_bundle, settings_yaml, write_workload
-from loadtests.harness import REPO, RedisProcess, ServerProcess, start_server, stop_server
+from loadtests.harness import REPO
 
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "hetrec2011-lastfm-2k"
-
-
-def _log(line: str) -> None:
-    print(f"[bench {time.strftime('%H:%M:%S')}] {line}", flush=True)
-
-
-@contextlib.contextmanager
-def redis_server() -> Iterator[str]:
-    """A throwaway ``redis-server`` on a free loopback port without persistence; yields its URL."""
-    redis = RedisProcess()
-    try:
-        redis.start()
-    except RuntimeError as exc:
-        raise SystemExit(f"bench: {exc}") from None
-    try:
-        yield redis.url
-    finally:
-        redis.stop()
-
-
-def _flush_redis(url: str) -> None:
-    import redis
-
-    client = redis.Redis.from_url(url)
-    client.flushall()
-    client.close()
-
-
-@contextlib.contextmanager
-def encore_server(
-    bundle: Path, redis_url: str, config: Path, workdir: Path, log_path: Path, workers: int, timeout_s: float = 600.0
-) -> Iterator[ServerProcess]:
-    """``encore serve`` on Redis features as a subprocess (its own process group, so its workers
-    stop with it); yields once gRPC health says SERVING."""
-    extra = ["--redis-url", redis_url, "--load-features", "--config", str(config)]
-    if workers > 1:
-        extra += ["--workers", str(workers)]
-    started = time.monotonic()
-    # cwd=None: relative --bundles-dir / --out paths are the caller's
-    server = start_server(bundle, workdir, *extra, log_path=log_path, timeout_s=timeout_s, cwd=None, new_session=True)
-    try:
-        _log(f"server pid {server.process.pid} SERVING on {server.target} after {time.monotonic() - started:.1f} s")
-        yield server
-    finally:
-        stop_server(server)
 
 
 def bench_bundle(name: str, bundle: Path, redis_url: str, plan: Plan, out_dir: Path) -> dict[str, Any]:
@@ -89,7 +47,7 @@ def bench_bundle(name: str, bundle: Path, redis_url: str, plan: Plan, out_dir: P
     from loadtests.bench.floor import measure_floor
 
     result: dict[str, Any] = {"bundle": name, "path": str(bundle)}
-    _flush_redis(redis_url)
+    flush_redis(redis_url)
     _log(f"{name}: component floor (in-process, nothing else running)")
     result["floor"] = measure_floor(
         bundle,
@@ -216,6 +174,16 @@ def parser() -> argparse.ArgumentParser:
         "--cascade-size", type=int, help="scoring cascade size for both surfaces (0: off; default: the server's)"
     )
     p.add_argument("--quick", action="store_true", help="tiny durations: a smoke run, not a measurement")
+    v = p.add_argument_group("versus: Encore against the straight-line reference (loadtests.reference)")
+    v.add_argument("--no-versus", action="store_true", help="skip the versus run")
+    v.add_argument("--versus-only", action="store_true", help="only the versus run (its bundle must be in --bundles)")
+    v.add_argument("--versus-bundle", default="hetrec-bench", help="the bundle of the versus run")
+    v.add_argument("--versus-rounds", type=int, default=5, help="(a) interleaved closed-loop rounds")
+    v.add_argument("--versus-requests", type=int, default=200, help="(a) Home requests per server per round")
+    v.add_argument("--versus-rate", type=float, default=100.0, help="(b) open-loop rate of the CPU runs, req/s")
+    v.add_argument("--versus-cpu-rounds", type=int, default=2, help="(b) interleaved CPU runs per server")
+    v.add_argument("--versus-seconds", type=float, default=5.0, help="measured seconds of every versus open-loop run")
+    v.add_argument("--versus-rates", help="(c) comma-separated rate ladder (default: 150 x 1.2^k, k < 16)")
     p.add_argument("--out", type=Path, default=Path("bench-results"), help="directory for bench.json and logs")
     return p
 
@@ -263,12 +231,40 @@ def _plan(args: argparse.Namespace) -> Plan:
     return plan
 
 
+def _versus_plan(args: argparse.Namespace, plan: Plan) -> VersusPlan:
+    rates = tuple(float(r) for r in args.versus_rates.split(",")) if args.versus_rates else VERSUS_RATES
+    if not rates or min(rates) <= 0 or list(rates) != sorted(rates):
+        raise SystemExit("bench: --versus-rates must be positive and increasing")
+    if min(args.versus_rounds, args.versus_requests, args.versus_cpu_rounds) < 1 or args.versus_rate <= 0:
+        raise SystemExit("bench: --versus-rounds, --versus-requests, --versus-cpu-rounds and --versus-rate must be > 0")
+    quick = args.quick
+    return VersusPlan(
+        bundle=args.versus_bundle,
+        rounds=1 if quick else args.versus_rounds,
+        requests=20 if quick else args.versus_requests,
+        warmup=5 if quick else 20,
+        cpu_rate=args.versus_rate,
+        cpu_rounds=1 if quick else args.versus_cpu_rounds,
+        seconds=1.0 if quick else args.versus_seconds,
+        warmup_s=0.5 if quick else 1.0,
+        rates=rates[:2] if quick else rates,
+        overload=(2.0, 5.0),
+        deadline_ms=plan.deadline_ms,
+        channels=32,  # per worker process: SO_REUSEPORT hashes connections to workers; few split unevenly
+        retrieval_size=plan.retrieval_size,
+        popularity_size=plan.popularity_size,
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """``encore bench`` / ``python -m loadtests.bench``: run the benchmark; 0 when it ran (timings are
     reported, never asserted)."""
     args = parser().parse_args(argv)
     plan = _plan(args)
+    versus = None if args.no_versus else _versus_plan(args, plan)
     names = [n.strip() for n in args.bundles.split(",") if n.strip()]
+    if args.versus_only and (versus is None or versus.bundle not in names):
+        raise SystemExit(f"bench: --versus-only needs --versus-bundle ({args.versus_bundle}) in --bundles")
     args.out.mkdir(parents=True, exist_ok=True)
     json_path = args.out / "bench.json"
     started = time.monotonic()
@@ -294,14 +290,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             bundles.append((name, path))
     texts: list[str] = []
-    with redis_server() as redis_url:
+    with redis_server() as redis:
+        redis_url = redis.url
         _log(f"redis at {redis_url}")
-        for name, path in bundles:
+        for name, path in bundles if not args.versus_only else []:
             result = bench_bundle(name, path, redis_url, plan, args.out)
             report["bundles"][name] = result
             texts.append(format_report(result, plan))
             write_json(json_path, report)
             _log(f"{name}: done; results so far in {json_path}")
+        versus_path = dict(bundles).get(versus.bundle) if versus is not None else None
+        if versus is not None and versus_path is not None:
+            _log(f"versus on {versus.bundle}: Encore against the straight-line reference")
+            report["versus"] = run_versus(versus.bundle, versus_path, redis, versus, args.out)
+            texts.append(format_versus(report["versus"]))
+            write_json(json_path, report)
     report["elapsed_s"] = time.monotonic() - started
     write_json(json_path, report)
     print_summary(report, texts, sys.stdout)
