@@ -225,9 +225,10 @@ def format_versus(v: Mapping[str, Any]) -> str:
         lines += [
             "  (lag = the generator's send lag, ms; cpu ms/req = the server's CPU per OK answer in the step; log =",
             "   server log lines with Traceback or Exception in the step; health = gRPC health after it; degr =",
-            "   degraded OK answers; RE = RESOURCE_EXHAUSTED, DE = DEADLINE_EXCEEDED, CAN = CANCELLED (the server",
-            "   refused or ended the call without a status); ms from the scheduled send; srv shed / expired = Encore's",
-            "   encore_shed_requests_total / encore_expired_requests_total during the step (from its /metrics))",
+            "   degraded OK answers; RE = RESOURCE_EXHAUSTED, DE = DEADLINE_EXCEEDED, CAN = CANCELLED: gRPC core",
+            "   refusing a call past Encore's max_pending backlog (fast), or a call dropped after its deadline passed;",
+            "   ms from the scheduled send; srv shed / expired = Encore's encore_shed_requests_total /",
+            "   encore_expired_requests_total during the step, warm-up included (gRPC core's refusals are in neither))",
         ]
     lines.append("")
     return "\n".join(lines)
