@@ -36,7 +36,7 @@ class AdmissionLimits:
     """The knobs (settings ``max_in_flight``, ``max_pending``, ``queue_delay_target_ms``,
     ``queue_delay_interval_ms``)."""
 
-    max_in_flight: int = 8
+    max_in_flight: int = 4
     max_pending: int = 4
     target_s: float = 0.005
     interval_s: float = 0.1

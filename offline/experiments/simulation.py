@@ -192,7 +192,13 @@ async def run_simulation(config: SimulationConfig, progress: Callable[[str], Non
     experiments.write_text(EXPERIMENTS_YAML, encoding="utf-8")
     exposures = config.out_dir / f"exposures-{int(time.time())}"
     settings = replace(
-        load_settings(bundle_path), experiments=experiments, exposure_log_dir=exposures, metrics_port=None
+        load_settings(bundle_path),
+        experiments=experiments,
+        exposure_log_dir=exposures,
+        metrics_port=None,
+        # the simulated listeners send ``concurrency`` calls at once: admit them all (not a load test)
+        max_in_flight=max(4, config.concurrency),
+        max_pending=max(4, 2 * config.concurrency),
     )
     listeners = SimulatedListeners(bundle_path, config.taste_noise, config.seed)
     outcomes: list[str] = []
