@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from pathlib import PurePath
 from typing import Any
 
 #: Percentiles reported everywhere in the benchmark.
@@ -55,7 +56,10 @@ def zipf_probabilities(n: int, exponent: float) -> list[float]:
 
 
 def jsonable(value: Any) -> Any:
-    """``value`` with NaN/inf floats as ``None`` (strict JSON), through mappings, lists and tuples."""
+    """``value`` with NaN/inf floats as ``None`` (strict JSON) and paths as strings, through mappings,
+    lists and tuples."""
+    if isinstance(value, PurePath):
+        return str(value)
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if isinstance(value, Mapping):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 #: Open-loop rates stepped through (req/s) unless ``--rates`` says otherwise.
 DEFAULT_RATES = (50, 100, 150, 200, 300, 400, 500, 600, 800, 1000)
@@ -62,3 +63,4 @@ class VersusPlan:
     channels: int  # open-loop channels per server process
     retrieval_size: int
     popularity_size: int
+    encore_checkout: Path | None = None  # run Encore from this checkout (e.g. an older commit)

@@ -184,6 +184,11 @@ def parser() -> argparse.ArgumentParser:
     v.add_argument("--versus-cpu-rounds", type=int, default=2, help="(b) interleaved CPU runs per server")
     v.add_argument("--versus-seconds", type=float, default=5.0, help="measured seconds of every versus open-loop run")
     v.add_argument("--versus-rates", help="(c) comma-separated rate ladder (default: 150 x 1.2^k, k < 16)")
+    v.add_argument(
+        "--versus-encore-checkout",
+        type=Path,
+        help="run Encore from this checkout (e.g. `git worktree add ../encore-before <commit>`): a before/after",
+    )
     p.add_argument("--out", type=Path, default=Path("bench-results"), help="directory for bench.json and logs")
     return p
 
@@ -253,7 +258,14 @@ def _versus_plan(args: argparse.Namespace, plan: Plan) -> VersusPlan:
         channels=32,  # per worker process: SO_REUSEPORT hashes connections to workers; few split unevenly
         retrieval_size=plan.retrieval_size,
         popularity_size=plan.popularity_size,
+        encore_checkout=_checkout(args.versus_encore_checkout),
     )
+
+
+def _checkout(path: Path | None) -> Path | None:
+    if path is not None and not (path / "cli" / "serve.py").is_file():
+        raise SystemExit(f"bench: --versus-encore-checkout: {path} is not an Encore checkout (no cli/serve.py)")
+    return None if path is None else path.resolve()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -45,13 +45,31 @@ def _workers(workers: int) -> list[str]:
 
 @contextlib.contextmanager
 def encore_server(
-    bundle: Path, redis_url: str, config: Path, workdir: Path, log_path: Path, workers: int, timeout_s: float = 600.0
+    bundle: Path,
+    redis_url: str,
+    config: Path,
+    workdir: Path,
+    log_path: Path,
+    workers: int,
+    timeout_s: float = 600.0,
+    checkout: Path | None = None,
 ) -> Iterator[ServerProcess]:
-    """``encore serve`` on Redis features (loaded at start-up) as a subprocess; yields once SERVING."""
-    extra = ["--redis-url", redis_url, "--load-features", "--config", str(config), *_workers(workers)]
+    """``encore serve`` on Redis features (loaded at start-up) as a subprocess; yields once SERVING.
+
+    ``checkout``: run the ``cli`` package of that Encore checkout (its directory is the server's cwd,
+    so ``python -m cli`` imports its code); paths are made absolute for it."""
+    extra = ["--redis-url", redis_url, "--load-features", "--config", str(config.resolve()), *_workers(workers)]
     started = time.monotonic()
     # cwd=None: relative --bundles-dir / --out paths are the caller's
-    server = start_server(bundle, workdir, *extra, log_path=log_path, timeout_s=timeout_s, cwd=None, new_session=True)
+    server = start_server(
+        bundle.resolve(),
+        workdir,
+        *extra,
+        log_path=log_path,
+        timeout_s=timeout_s,
+        cwd=checkout,
+        new_session=True,
+    )
     try:
         log(f"encore pid {server.process.pid} SERVING on {server.target} after {time.monotonic() - started:.1f} s")
         yield server

@@ -294,7 +294,9 @@ def run_versus(name: str, bundle: Path, redis: RedisProcess, plan: VersusPlan, o
             else:
                 (Path(tmp) / label).mkdir()
                 server = stack.enter_context(
-                    encore_server(bundle, redis.url, config, Path(tmp) / label, log_path, workers)
+                    encore_server(
+                        bundle, redis.url, config, Path(tmp) / label, log_path, workers, checkout=plan.encore_checkout
+                    )
                 )
             run.workers[server.process.pid] = workers
             return server

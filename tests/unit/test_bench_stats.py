@@ -137,3 +137,14 @@ def test_settings_yaml_passes_the_cascade_size_and_shadow_model_to_both_surfaces
     data = yaml.safe_load(settings_yaml(500, 20, "lite", 0))
     expected = {"retrieval_size": 500, "popularity_size": 20, "shadow_model": "lite", "cascade_size": 0}
     assert data == {"surfaces": {"home": expected, "now_playing": expected}}
+
+
+def test_jsonable_writes_paths_as_strings_and_non_finite_floats_as_null() -> None:
+    from pathlib import Path
+
+    from loadtests.stats import jsonable
+
+    assert jsonable({"checkout": Path("/tmp/before"), "x": [float("nan"), 1.5]}) == {
+        "checkout": "/tmp/before",
+        "x": [None, 1.5],
+    }
