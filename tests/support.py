@@ -48,6 +48,12 @@ def cosine_neighbors(vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarra
 def tiny_bundle(parent: Path, *, n_items: int = 400, n_users: int = 50, dim: int = 8, seed: int = 0) -> Path:
     """A small random bundle: 4 tracks per artist, two linear rankers ("linear-v1", "linear-v2"), a
     cosine neighbour table (K = 10) and 5 random known items per user."""
+    contents = tiny_contents(n_items=n_items, n_users=n_users, dim=dim, seed=seed)
+    return write_bundle(contents, parent / contents.version)
+
+
+def tiny_contents(*, n_items: int = 400, n_users: int = 50, dim: int = 8, seed: int = 0) -> BundleContents:
+    """What ``tiny_bundle`` writes (``dataclasses.replace`` it to vary models or users)."""
     rng = np.random.default_rng(seed)
     vectors = rng.normal(size=(n_items, dim)).astype(np.float32)
     popularity_counts = rng.zipf(1.5, size=n_items).astype(np.float32)
@@ -78,4 +84,4 @@ def tiny_bundle(parent: Path, *, n_items: int = 400, n_users: int = 50, dim: int
         item_neighbor_weights=weights,
         dataset={"name": "tiny-random"},
     )
-    return write_bundle(contents, parent / contents.version)
+    return contents

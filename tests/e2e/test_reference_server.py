@@ -7,20 +7,19 @@ import os
 import signal
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import NamedTuple
 
 import grpc
-import numpy as np
 import pytest
 
 from encore.v1 import ranking_pb2 as pb
 from encore.v1 import ranking_pb2_grpc as pb_grpc
-from features.schema import ITEM_STATS
 from loadtests.harness import RedisProcess, ServerProcess, start_reference_server, start_server, stop_server
-from models.bundle import BundleContents, write_bundle
+from models.bundle import write_bundle
 from models.linear_ranker import linear_ranker
-from tests.support import cosine_neighbors, user_snapshot
+from tests.support import tiny_contents, user_snapshot
 
 USERS = [f"user-{i}" for i in range(150)]
 WITH_EVENTS = USERS[100:]  # 50 users whose plays and a skip are recorded (through Encore) first
@@ -37,26 +36,14 @@ TIMEOUT_S = 30.0
 def cascade_bundle(parent: Path) -> Path:
     """1,200 items (4 per artist), 200 users, a full linear model over several features and a light
     model ranking by popularity alone (so the cascade, were it on, would change the lists)."""
-    rng = np.random.default_rng(7)
-    n_items, dim = 1200, 16
-    vectors = rng.normal(size=(n_items, dim)).astype(np.float32)
-    counts = rng.zipf(1.5, size=n_items).astype(np.float32)
-    neighbors, weights = cosine_neighbors(vectors, k=10)
     full = {"retrieval_score": 1.0, "history_colisten_sum": 0.5, "recent_item_cosine": 0.8, "item_popularity_log": 0.1}
-    contents = BundleContents(
+    contents = replace(
+        tiny_contents(n_items=1200, n_users=200, dim=16, seed=7),
         version="reference-e2e",
-        item_ids=[f"i{i:05d}" for i in range(n_items)],
-        artist_ids=[f"a{i // 4:04d}" for i in range(n_items)],
-        item_names=[f"Artist {i // 4} – Track {i % 4}" for i in range(n_items)],
-        item_vectors=vectors,
-        item_stats=np.stack([np.log1p(counts)] * len(ITEM_STATS), axis=1).astype(np.float32),
-        popularity=np.argsort(-counts, kind="stable").astype(np.int64),
         models={"full-v1": linear_ranker(full), "lite-v1": linear_ranker({"item_popularity_log": 1.0})},
         default_model="full-v1",
         light_model="lite-v1",
-        users=user_snapshot(200, dim, seed=3, n_items=n_items),
-        item_neighbors=neighbors,
-        item_neighbor_weights=weights,
+        users=user_snapshot(200, 16, seed=3, n_items=1200),
     )
     return write_bundle(contents, parent / contents.version)
 
