@@ -1,4 +1,5 @@
-"""``encore experiments validate | analyze | simulate``: check, analyse and simulate experiments.
+"""``encore experiments validate | analyze | simulate | import | export | history``: check, analyse
+and simulate experiments; commit them to the experiments store and read its audit trail.
 
 ``analyze`` and ``simulate`` are offline work; their modules are imported only when they run.
 """
@@ -34,6 +35,24 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     es.add_argument("--sessions", type=int, default=2, help="Home sessions per simulated user")
     es.add_argument("--seed", type=int, default=0)
     es.set_defaults(func=simulate)
+    ei = esub.add_parser("import", help="validate an experiments file and commit it to the store as a new revision")
+    ei.add_argument("file", type=Path)
+    ei.add_argument("--store", required=True, help="the experiments store: file:///dir or redis[s]://…")
+    ei.add_argument("--author", required=True, help="who makes the change (kept in the audit trail)")
+    ei.add_argument("--reason", required=True, help="why (kept in the audit trail)")
+    ei.add_argument("--base", type=int, help="the revision this change is based on (default: the head now)")
+    ei.add_argument("--bundle", type=Path, help="check model versions against this bundle's models")
+    ei.set_defaults(func=import_file)
+    ex = esub.add_parser("export", help="write a revision of the store as an experiments YAML file")
+    ex.add_argument("--store", required=True, help="the experiments store: file:///dir or redis[s]://…")
+    ex.add_argument("--revision", type=int, help="default: the head")
+    ex.add_argument("--out", type=Path, help="default: standard output")
+    ex.set_defaults(func=export_file)
+    eh = esub.add_parser("history", help="the store's revisions, newest first: who, when, why")
+    eh.add_argument("--store", required=True, help="the experiments store: file:///dir or redis[s]://…")
+    eh.add_argument("--limit", type=int, default=20)
+    eh.add_argument("--json", action="store_true", help="machine-readable output")
+    eh.set_defaults(func=show_history)
 
 
 def _open_unit_interval(text: str) -> float:
@@ -100,3 +119,109 @@ def simulate(args: argparse.Namespace) -> int:
     print(outcome.report_text)
     print(outcome.verdict)
     return OK if outcome.detected else FAILED
+
+
+def _known_models(bundle: Path | None) -> set[str] | None:
+    if bundle is None:
+        return None
+    from models.bundle import read_manifest
+
+    return {m["version"] for m in read_manifest(bundle)["models"]}
+
+
+def import_file(args: argparse.Namespace) -> int:
+    """Validate ``file`` (as the servers will) and commit it; exit 1 listing every problem."""
+    import asyncio
+    import datetime as dt
+    import json
+
+    from serving.experiments.config import ExperimentConfigError, parse_experiments, read_experiments_document
+    from serving.experiments.store import open_store
+
+    try:
+        document = read_experiments_document(args.file)
+        parse_experiments(document, str(args.file), _known_models(args.bundle))
+    except ExperimentConfigError as exc:
+        print(f"{args.file}: {len(exc.problems)} problem(s); nothing committed")
+        for problem in exc.problems:
+            print(f"  {problem}")
+        return FAILED
+    # YAML timestamps become ISO strings (the store holds JSON; the parser takes both)
+    data = json.loads(json.dumps(document or {}, default=lambda v: v.isoformat() if isinstance(v, dt.date) else v))
+
+    async def commit() -> str:
+        store = open_store(args.store)
+        try:
+            base = args.base if args.base is not None else await store.head()
+            revision = await store.commit(base, data, args.author, args.reason)
+            return f"{store.url}: committed revision {revision.number} (based on {base}) by {revision.author}"
+        finally:
+            await store.close()
+
+    print(asyncio.run(commit()))
+    return OK
+
+
+def export_file(args: argparse.Namespace) -> int:
+    import asyncio
+
+    import yaml
+
+    from serving.experiments.store import open_store
+
+    async def read() -> tuple[int, object]:
+        store = open_store(args.store)
+        try:
+            number = args.revision if args.revision is not None else await store.head()
+            if number == 0:
+                return 0, {}
+            return number, dict((await store.get(number)).document)
+        finally:
+            await store.close()
+
+    number, document = asyncio.run(read())
+    text = f"# revision {number} of {args.store}\n" + yaml.safe_dump(document, sort_keys=False)
+    if args.out is None:
+        print(text, end="")
+    else:
+        args.out.write_text(text, encoding="utf-8")
+    return OK
+
+
+def show_history(args: argparse.Namespace) -> int:
+    import asyncio
+    import datetime as dt
+    import json
+
+    from serving.experiments.store import history, open_store
+
+    async def read() -> list[dict[str, object]]:
+        store = open_store(args.store)
+        try:
+            return [
+                {
+                    "revision": r.number,
+                    "committed_at": dt.datetime.fromtimestamp(r.committed_at, dt.UTC).isoformat(timespec="seconds"),
+                    "author": r.author,
+                    "reason": r.reason,
+                    "experiments": len(r.document.get("experiments") or []),
+                }
+                for r in await history(store, args.limit)
+            ]
+        finally:
+            await store.close()
+
+    rows = asyncio.run(read())
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return OK
+    if not rows:
+        print(f"{args.store}: no revisions")
+        return OK
+    print(f"{'rev':>5}  {'committed (UTC)':<25}  {'author':<16}  {'exps':>4}  reason")
+    for row in rows:
+        print(
+            f"{row['revision']:>5}  {row['committed_at']!s:<25}  {row['author']!s:<16}  {row['experiments']:>4}  "
+            f"{row['reason']}"
+        )
+    return OK

@@ -37,6 +37,10 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     s.add_argument("--capture-dir", type=Path, help="directory for capture files (default ./captures)")
     s.add_argument("--load-features", action="store_true", help="write the bundle's user snapshot into Redis")
     s.add_argument("--experiments", type=Path, help="experiments YAML (hot-reloaded on change and on SIGHUP)")
+    s.add_argument(
+        "--experiments-store",
+        help="follow the experiments store's revisions (file:///dir or redis://…) instead of a file",
+    )
     s.add_argument("--exposure-log-dir", type=Path, help="directory for exposure JSONL files (default ./exposures)")
     s.set_defaults(func=run)
 
@@ -73,6 +77,7 @@ def run(args: argparse.Namespace) -> int:
         redis_url=args.redis_url,
         load_features=True if args.load_features else None,
         experiments=str(args.experiments) if args.experiments else None,
+        experiments_store=args.experiments_store,
         exposure_log_dir=str(args.exposure_log_dir) if args.exposure_log_dir else None,
         max_in_flight=args.max_in_flight,
         capture_fraction=args.capture_fraction,

@@ -41,9 +41,11 @@ from serving.capture import capture_files, encode_delimited
 from serving.config import Settings
 from serving.errors import ConfigError
 from serving.experiments.assignment import Assigner, Assignment
-from serving.experiments.config import ExperimentsConfig, load_experiments, parse_experiments
+from serving.experiments.config import ExperimentError, ExperimentsConfig, load_experiments, parse_experiments
 from serving.experiments.exposure_log import ExposureLog, exposure_files
+from serving.experiments.follow import StoreFollower
 from serving.experiments.reload import ExperimentsReloader
+from serving.experiments.store import open_store
 from serving.logsink import BackgroundWriter
 from serving.metrics import Metrics
 
@@ -72,6 +74,7 @@ class EncoreApp:
     builder: StateBuilder
     admission: AdmissionController  # this process's admission (serving.interceptors.AdmissionInterceptor)
     reloader: ExperimentsReloader | None = None
+    store_follower: StoreFollower | None = None  # with experiments_store: follows its revisions
     bundle_reloader: BundleReloader | None = None
     capture: BackgroundWriter[CapturedRank] | None = None
     experiments: ExperimentsConfig | None = None
@@ -198,6 +201,28 @@ async def _open_store(settings: Settings, bundle: Bundle) -> FeatureStore:
             redacted_url(settings.redis_url),
         )
     return store
+
+
+async def _follow_store(settings: Settings, app: EncoreApp) -> StoreFollower:
+    """Serve the store's head from the start when it answers (else none until it does), then follow it."""
+    assert settings.experiments_store is not None
+    try:
+        store = open_store(settings.experiments_store, timeout_s=1.0)
+    except (ValueError, ExperimentError) as exc:
+        raise ConfigError(f"experiments_store: {exc}") from exc
+    metrics = app.metrics
+    follower = StoreFollower(
+        store,
+        lambda: app.bundle.models.keys(),
+        app.apply_experiments,
+        reloads=metrics.experiment_reloads,
+        revision_gauge=metrics.experiments_revision,
+        store_up=metrics.experiments_store_up,
+        interval_s=settings.experiments_store_poll_s,
+    )
+    await follower.poll_once()
+    follower.start()
+    return follower
 
 
 def _experiments(settings: Settings, bundle: Bundle) -> ExperimentsConfig:
@@ -331,6 +356,8 @@ async def lifespan(settings: Settings, bundle: Bundle | None = None) -> AsyncIte
                 interval_s=settings.experiments_reload_s,
             )
             app.reloader.start()
+        if settings.experiments_store is not None:
+            app.store_follower = await _follow_store(settings, app)
         app.bundle_reloader = BundleReloader(
             settings.bundle, app.reload_bundle, metrics.bundle_reloads, interval_s=settings.bundle_reload_s
         )
@@ -350,6 +377,8 @@ async def lifespan(settings: Settings, bundle: Bundle | None = None) -> AsyncIte
     finally:
         if app is not None and app.reloader is not None:
             await app.reloader.close()
+        if app is not None and app.store_follower is not None:
+            await app.store_follower.close()
         if app is not None and app.bundle_reloader is not None:
             await app.bundle_reloader.close()
         if exposures is not None:

@@ -11,6 +11,9 @@ YAML layout (every key optional)::
     load_features: false        # write the bundle's user snapshot into Redis at start-up
     experiments: null           # path to an experiments YAML file (hot-reloaded when it changes)
     experiments_reload_s: 2.0   # how often the experiments file is checked for changes
+    experiments_store: null     # file:///dir or redis[s]://…: follow the experiments store's revisions
+                                # instead of a file (`encore experiments import` commits a file to it)
+    experiments_store_poll_s: 0.5  # how often every process reads the store's head
     bundle_reload_s: 5.0        # how often --bundle (e.g. a symlink) is checked for a new bundle; 0 = never
     exposure_log_dir: exposures # rotating JSONL exposure logs; null disables exposure logging
     exposure_queue_size: 10000  # exposures waiting to be written; beyond it they are dropped and counted
@@ -89,6 +92,8 @@ class Settings:
     load_features: bool = False
     experiments: Path | None = None
     experiments_reload_s: float = 2.0
+    experiments_store: str | None = None
+    experiments_store_poll_s: float = 0.5
     bundle_reload_s: float = 5.0
     exposure_log_dir: Path | None = Path("exposures")
     exposure_queue_size: int = 10_000
@@ -132,6 +137,8 @@ _SCALARS: dict[str, tuple[type, ...]] = {
     "load_features": (bool,),
     "experiments": (str, type(None)),
     "experiments_reload_s": (int, float),
+    "experiments_store": (str, type(None)),
+    "experiments_store_poll_s": (int, float),
     "bundle_reload_s": (int, float),
     "exposure_log_dir": (str, type(None)),
     "exposure_queue_size": (int,),
@@ -209,6 +216,7 @@ def load_settings(bundle: Path, config_file: Path | None = None, **overrides: An
             raise ConfigError(f"{source}: {key}: unknown setting")
     _number(source, "experiments_reload_s", changes.get("experiments_reload_s", 2.0), minimum=0.1)
     _number(source, "bundle_reload_s", changes.get("bundle_reload_s", 5.0), minimum=0)
+    _number(source, "experiments_store_poll_s", changes.get("experiments_store_poll_s", 0.5), minimum=0.05)
     _number(source, "queue_delay_target_ms", changes.get("queue_delay_target_ms", 5.0), minimum=0.1)
     _number(source, "queue_delay_interval_ms", changes.get("queue_delay_interval_ms", 100.0), minimum=1)
     if not 0.0 <= changes.get("capture_fraction", 0.0) <= 1.0:
@@ -225,6 +233,11 @@ def load_settings(bundle: Path, config_file: Path | None = None, **overrides: An
     ):
         _number(source, key, changes.get(key, getattr(settings, key)), minimum=0 if key == "port" else 1, integer=True)
     result = replace(settings, **changes)
+    if result.experiments is not None and result.experiments_store is not None:
+        raise ConfigError(
+            f"{source}: experiments and experiments_store: give one; with a store the file is import/export "
+            "(`encore experiments import FILE --store URL`)"
+        )
     if (result.tls_cert is None) != (result.tls_key is None):
         raise ConfigError(f"{source}: tls_cert and tls_key: give both or neither")
     if result.tls_client_ca is not None and result.tls_cert is None:

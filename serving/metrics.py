@@ -69,12 +69,24 @@ class Metrics:
         )
         self.experiment_reloads = Counter(
             "encore_experiments_reloads",
-            "Experiments file reloads, by outcome (applied, rejected)",
+            "Experiments file or store revision reloads, by outcome (applied, rejected)",
             ["outcome"],
             registry=r,
         )
         self.bundle_reloads = Counter(
             "encore_bundle_reloads", "Bundle reloads, by outcome (applied, rejected)", ["outcome"], registry=r
+        )
+        self.experiments_revision = Gauge(
+            "encore_experiments_revision",
+            "The experiments store revision this process serves (0: none); across workers the oldest",
+            registry=r,
+            multiprocess_mode="livemin",
+        )
+        self.experiments_store_up = Gauge(
+            "encore_experiments_store_up",
+            "1 when the experiments store answered the last poll, 0 while serving the last good revision",
+            registry=r,
+            multiprocess_mode="livemin",
         )
         self.experiments_active = Gauge(
             "encore_experiments_active",

@@ -298,17 +298,22 @@ def load_experiments(path: Path, known_models: Collection[str] | None = None) ->
     Raises ``ExperimentConfigError`` listing every problem, including an unreadable file,
     invalid YAML and duplicate mapping keys (which YAML would otherwise silently collapse).
     """
+    return parse_experiments(read_experiments_document(path), str(path), known_models)
+
+
+def read_experiments_document(path: Path) -> object:
+    """The YAML document at ``path``, unvalidated (``ExperimentConfigError`` when it cannot be read or
+    is not YAML, or repeats a mapping key)."""
     source = str(path)
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ExperimentConfigError([f"{source}: cannot read: {exc}"]) from exc
     try:
-        data: object = yaml.load(text, Loader=_StrictSafeLoader)  # a SafeLoader subclass
+        return yaml.load(text, Loader=_StrictSafeLoader)  # a SafeLoader subclass
     except yaml.YAMLError as exc:
         message = " ".join(str(exc).split())
         raise ExperimentConfigError([f"{source}: invalid YAML: {message}"]) from exc
-    return parse_experiments(data, source, known_models)
 
 
 def parse_experiments(data: object, source: str, known_models: Collection[str] | None = None) -> ExperimentsConfig:
