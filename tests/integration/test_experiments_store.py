@@ -76,7 +76,7 @@ async def test_every_change_needs_an_author_and_a_reason(store: ExperimentStore)
 async def test_an_unreachable_redis_is_store_unavailable_naming_it() -> None:
     store = open_store("redis://127.0.0.1:1/0", timeout_s=0.5)
     try:
-        with pytest.raises(StoreUnavailable, match="127.0.0.1:1"):
+        with pytest.raises(StoreUnavailable, match=r"127\.0\.0\.1:1"):
             await store.head()
     finally:
         await store.close()

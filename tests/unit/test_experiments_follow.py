@@ -92,7 +92,7 @@ async def test_an_invalid_revision_is_refused_and_the_previous_keeps_serving(
 async def test_an_unreachable_store_keeps_the_last_good_revision_and_says_so(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    f, store, applied, metrics = follower(tmp_path)
+    f, store, _, metrics = follower(tmp_path)
     await store.commit(0, document(3), "alice", "start")
     await f.poll_once()
     store.down = True
