@@ -132,11 +132,9 @@ def _known_models(bundle: Path | None) -> set[str] | None:
 def import_file(args: argparse.Namespace) -> int:
     """Validate ``file`` (as the servers will) and commit it; exit 1 listing every problem."""
     import asyncio
-    import datetime as dt
-    import json
 
     from serving.experiments.config import ExperimentConfigError, parse_experiments, read_experiments_document
-    from serving.experiments.store import open_store
+    from serving.experiments.store import json_document, open_store
 
     try:
         document = read_experiments_document(args.file)
@@ -146,8 +144,7 @@ def import_file(args: argparse.Namespace) -> int:
         for problem in exc.problems:
             print(f"  {problem}")
         return FAILED
-    # YAML timestamps become ISO strings (the store holds JSON; the parser takes both)
-    data = json.loads(json.dumps(document or {}, default=lambda v: v.isoformat() if isinstance(v, dt.date) else v))
+    data = json_document(document)
 
     async def commit() -> str:
         store = open_store(args.store)

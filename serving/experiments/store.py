@@ -23,6 +23,7 @@ written; nothing was committed, or the commit's outcome is unknown when it says 
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import tempfile
@@ -104,6 +105,23 @@ class ExperimentStore(Protocol):
         """Commit ``document`` as revision ``expected_head + 1``, or ``RevisionConflict``."""
 
     async def close(self) -> None: ...
+
+
+def json_document(document: object) -> dict[str, Any]:
+    """An experiments document (as YAML loads it) as the store keeps it: JSON, with YAML timestamps
+    as ISO-8601 strings that mean the same to the validator (a date is midnight UTC)."""
+
+    def timestamp(value: object) -> str:
+        if isinstance(value, dt.datetime):
+            return value.isoformat()
+        if isinstance(value, dt.date):
+            return dt.datetime(value.year, value.month, value.day, tzinfo=dt.UTC).isoformat()
+        raise TypeError(f"not JSON-serialisable: {value!r}")
+
+    data = json.loads(json.dumps(document if document is not None else {}, default=timestamp))
+    if not isinstance(data, dict):
+        raise ValueError("an experiments document is a mapping")
+    return data
 
 
 def _check_audit(author: str, reason: str) -> None:

@@ -6,6 +6,7 @@ do not answer, stdout closed under the command (``encore … | head -1``), unkno
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -251,3 +252,29 @@ def test_a_port_held_by_any_process_is_reported_the_same_way(tiny_bundle_path: P
             "--exposure-log-dir", str(tmp_path / "exposures"),
         )  # fmt: skip
     assert_one_line_error(result, 2, f"encore serve: port: cannot listen on 127.0.0.1:{port}: Address already in use")
+
+
+def test_experiments_import_history_export_against_a_store(tmp_path: Path) -> None:
+    store = f"file://{tmp_path / 'store'}"
+    good, bad = tmp_path / "good.yaml", tmp_path / "bad.yaml"
+    good.write_text(
+        "experiments:\n  - {key: cap, surface: home, coverage: 1.0, status: running, start: 2026-01-01,\n"
+        "     variants: [{key: a, weight: 0.5}, {key: b, weight: 0.5, params: {diversity_cap: 3}}]}\n"
+    )
+    bad.write_text(good.read_text().replace("weight: 0.5}, {", "weight: 0.7}, {"))
+    imported = encore("experiments", "import", str(good), "--store", store, "--author", "alice", "--reason", "go")
+    assert imported.returncode == 0 and "committed revision 1 (based on 0) by alice" in imported.stdout
+    refused = encore("experiments", "import", str(bad), "--store", store, "--author", "bob", "--reason", "x")
+    assert refused.returncode == 1 and "weights must sum to 1, got 1.2" in refused.stdout
+    late = encore("experiments", "import", str(good), "--store", store, "--author", "bob", "--reason", "x", "--base=0")
+    assert_one_line_error(
+        late,
+        2,
+        "encore experiments import: revision conflict: the change was based on revision 0, but the head is now 1; "
+        "re-read it and apply the change again",
+    )
+    listed = json.loads(encore("experiments", "history", "--store", store, "--json").stdout)
+    assert [(r["revision"], r["author"], r["reason"], r["experiments"]) for r in listed] == [(1, "alice", "go", 1)]
+    exported = tmp_path / "exported.yaml"
+    assert encore("experiments", "export", "--store", store, "--out", str(exported)).returncode == 0
+    assert encore("experiments", "validate", str(exported)).returncode == 0  # round trip through the validator

@@ -85,3 +85,25 @@ async def test_an_unreachable_redis_is_store_unavailable_naming_it() -> None:
 def test_store_urls_are_checked() -> None:
     with pytest.raises(ValueError, match="unsupported scheme 'http'"):
         open_store("http://example/x")
+
+
+def test_yaml_timestamps_are_stored_as_iso_strings_meaning_the_same() -> None:
+    import datetime as dt
+
+    import yaml
+
+    from serving.experiments.config import parse_experiments
+    from serving.experiments.store import json_document
+
+    loaded = yaml.safe_load(
+        "experiments:\n  - {key: c, surface: home, coverage: 1.0, status: running, start: 2026-01-01,\n"
+        "     stop: 2026-02-01T12:00:00+01:00, variants: [{key: a, weight: 0.5}, {key: b, weight: 0.5}]}\n"
+    )
+    stored = json_document(loaded)
+    assert stored["experiments"][0]["start"] == "2026-01-01T00:00:00+00:00"
+    original, restored = parse_experiments(loaded, "yaml"), parse_experiments(stored, "store")
+    midnight = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    assert original.all_experiments[0].start == restored.all_experiments[0].start == midnight
+    assert original.all_experiments[0].stop == restored.all_experiments[0].stop
+    with pytest.raises(ValueError, match="mapping"):
+        json_document([1, 2])
