@@ -23,6 +23,8 @@ YAML format (``load_experiments``); every top-level key is optional::
         start: 2026-11-01T00:00:00Z   # optional ISO-8601 with a timezone (or a YAML date = 00:00 UTC)
         stop: 2026-12-01T00:00:00Z    # optional, after start; active while start <= now < stop
         overrides: {qa-user-1: lite}  # optional allowlist: user id -> variant key
+        metrics: {primary: stream, guardrails: [skip], mde: 0.02, users_per_arm: 8000, max_days: 14}
+                                      # optional (required by the experimentation service's gate)
         variants:                     # required, >= 2, weights sum to 1 (within 1e-6)
           - key: control              # required, unique within the experiment, [a-z0-9-_.]+
             weight: 0.5               # required, 0..1
@@ -92,7 +94,10 @@ _HOLDOUT_KEYS: Final[frozenset[str]] = frozenset({"key", "seed", "coverage"})
 _LAYER_KEYS: Final[frozenset[str]] = frozenset({"key", "surface", "experiments"})
 _EXPERIMENT_KEYS: Final[frozenset[str]] = frozenset(
     {"key", "surface", "seed", "hash_version", "coverage", "status", "start", "stop", "overrides", "variants"}
+    | {"metrics"}
 )
+#: ``metrics:`` of an experiment (what it is judged on; the experimentation service requires it).
+_METRICS_KEYS: Final[frozenset[str]] = frozenset({"primary", "guardrails", "mde", "users_per_arm", "max_days"})
 _LAYER_EXPERIMENT_KEYS: Final[frozenset[str]] = _EXPERIMENT_KEYS | {"range"}
 _VARIANT_KEYS: Final[frozenset[str]] = frozenset({"key", "weight", "params"})
 _NO_OVERRIDES: Final[Mapping[str, str]] = MappingProxyType({})
@@ -488,6 +493,25 @@ class _Parser:
         self._problem(f"{where}.seed", f"must be a non-empty string, got {_show(seed)}")
         return None
 
+    def _metrics(self, where: str, raw: object) -> None:
+        """``metrics: {primary, guardrails, mde, users_per_arm, max_days}``: checked, not used in serving."""
+        if not isinstance(raw, Mapping):
+            self._problem(where, f"must be a mapping, got {_type_name(raw)}")
+            return
+        self._unknown_keys(where, raw, _METRICS_KEYS)
+        if "primary" in raw and not (isinstance(raw["primary"], str) and raw["primary"]):
+            self._problem(f"{where}.primary", f"must be a metric name, got {_show(raw['primary'])}")
+        guardrails = raw.get("guardrails", [])
+        if not isinstance(guardrails, list) or not all(isinstance(g, str) and g for g in guardrails):
+            self._problem(f"{where}.guardrails", f"must be a list of metric names, got {_show(guardrails)}")
+        mde = raw.get("mde")
+        if mde is not None and (isinstance(mde, bool) or not isinstance(mde, int | float) or not 0 < mde < 1):
+            self._problem(f"{where}.mde", f"must be a relative effect in (0, 1), got {_show(mde)}")
+        for name in ("users_per_arm", "max_days"):
+            value = raw.get(name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int | float) or value <= 0):
+                self._problem(f"{where}.{name}", f"must be a positive number, got {_show(value)}")
+
     def _timestamp(self, where: str, value: object) -> dt.datetime | None:
         parsed: dt.datetime | None = None
         if isinstance(value, dt.datetime):
@@ -661,6 +685,8 @@ class _Parser:
                     )
 
         variants = self._variants(f"{where}.variants", self._required(where, raw, "variants"), "variants" in raw)
+        if "metrics" in raw:
+            self._metrics(f"{where}.metrics", raw["metrics"])
         overrides = self._overrides(f"{where}.overrides", raw.get("overrides"), raw.get("variants"))
 
         if isinstance(key_raw, str):

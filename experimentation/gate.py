@@ -1,0 +1,82 @@
+"""The gate: nothing reaches the experiments store without passing it.
+
+``Gate.check(document, key)`` returns every problem of the document the change would commit, and
+of experiment ``key`` in it, against the live system; empty means it may be committed:
+
+- everything the experiments file validation checks (``serving.experiments.config``): types,
+  weights summing to 1, overlapping namespace ranges, hash seeds unique across the document (so
+  two experiments never share a randomisation), param names — and every model version against
+  the models of the bundle the servers run (``known_models``);
+- the experiment declares what it is judged on: ``metrics.primary`` and at least one guardrail;
+- it is powered: its namespace range and coverage reach ``metrics.users_per_arm`` per arm within
+  ``metrics.max_days`` at the observed traffic (``traffic``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from experimentation.planner import TrafficEstimate
+from serving.experiments.config import ExperimentConfigError, parse_experiments
+from serving.experiments.lifecycle import IllegalTransition, find
+
+
+@dataclass(frozen=True)
+class Gate:
+    """The live facts a change is checked against."""
+
+    known_models: Collection[str]
+    traffic: Mapping[str, TrafficEstimate]  # by surface
+
+    def check(self, document: Mapping[str, Any], key: str) -> list[str]:
+        problems: list[str] = []
+        try:
+            parse_experiments(document, "change", frozenset(self.known_models))
+        except ExperimentConfigError as exc:
+            problems.extend(exc.problems)
+        try:
+            experiment = find(document, key)
+        except IllegalTransition as exc:
+            return [*problems, str(exc)]
+        problems.extend(self._judged_on(key, experiment))
+        problems.extend(self._powered(key, experiment, document))
+        return problems
+
+    def _judged_on(self, key: str, experiment: Mapping[str, Any]) -> list[str]:
+        metrics = experiment.get("metrics")
+        if not isinstance(metrics, Mapping):
+            return [f"{key}: metrics: required (primary metric, guardrails, mde, users_per_arm, max_days)"]
+        found = []
+        if not metrics.get("primary"):
+            found.append(f"{key}: metrics.primary: required (the metric the decision is made on)")
+        if not metrics.get("guardrails"):
+            found.append(f"{key}: metrics.guardrails: at least one guardrail metric (what must not get worse)")
+        return found
+
+    def _powered(self, key: str, experiment: Mapping[str, Any], document: Mapping[str, Any]) -> list[str]:
+        metrics = experiment.get("metrics") or {}
+        per_arm, max_days = metrics.get("users_per_arm"), metrics.get("max_days")
+        if not isinstance(per_arm, int | float) or not isinstance(max_days, int | float):
+            return [f"{key}: metrics.users_per_arm and metrics.max_days: required to check power (use the planner)"]
+        traffic = self.traffic.get(str(experiment.get("surface") or _layer_surface(document, key)))
+        if traffic is None or traffic.users_per_day <= 0:
+            return [f"{key}: no traffic estimate for its surface: cannot check power"]
+        rng = experiment.get("range") or (0.0, 1.0)
+        share = (float(rng[1]) - float(rng[0])) * float(experiment.get("coverage", 0.0))
+        arms = len(experiment.get("variants") or [])
+        reach = traffic.users_per_day * float(max_days) * share / max(arms, 1)
+        if reach < float(per_arm):
+            return [
+                f"{key}: underpowered: its {share:.0%} of {traffic.users_per_day:,.0f} users a day reaches "
+                f"{reach:,.0f} users per arm in {max_days:g} days, {per_arm:,.0f} are needed"
+            ]
+        return []
+
+
+def _layer_surface(document: Mapping[str, Any], key: str) -> str:
+    for layer in document.get("layers") or []:
+        if any(e.get("key") == key for e in layer.get("experiments") or []):
+            return str(layer.get("surface"))
+    return ""
