@@ -75,7 +75,8 @@ proto: $(STAMP)
 	PATH=$(BIN):$$PATH $(BIN)/python -m grpc_tools.protoc -Iprotos --python_out=protos --mypy_out=protos \
 		protos/encore/v1/capture.proto
 	PATH=$(BIN):$$PATH $(BIN)/python -m grpc_tools.protoc -Iprotos --python_out=protos --grpc_python_out=protos \
-		--mypy_out=protos --mypy_grpc_out=protos protos/encore/v1/ranking.proto protos/encore/v1/admin.proto
+		--mypy_out=protos --mypy_grpc_out=protos protos/encore/v1/ranking.proto protos/encore/v1/admin.proto \
+		protos/encore/v1/experiments.proto
 
 clean:
 	rm -rf $(VENV) $(BUNDLES) .pytest_cache .mypy_cache .ruff_cache .import_linter_cache

@@ -9,11 +9,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from cli import experiments_api
 from cli.exit_codes import FAILED, OK, SRM
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    e = sub.add_parser("experiments", help="validate, analyse and simulate experiments")
+    e = sub.add_parser("experiments", help="validate, analyse, simulate, plan and change experiments")
     esub = e.add_subparsers(dest="experiments_command", required=True)
     ev = esub.add_parser("validate", help="report every problem in an experiments file, with its location")
     ev.add_argument("file", type=Path)
@@ -53,6 +54,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     eh.add_argument("--limit", type=int, default=20)
     eh.add_argument("--json", action="store_true", help="machine-readable output")
     eh.set_defaults(func=show_history)
+    experiments_api.add_parsers(esub)
 
 
 def _open_unit_interval(text: str) -> float:
