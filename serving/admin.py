@@ -59,15 +59,18 @@ class AdminServicer(apb_grpc.AdminServiceServicer):
         app = self._app
         bundle = app.bundle
         experiments = app.experiments
+        follower = app.store_follower
         return apb.StatusResponse(
             bundle_version=bundle.version,
             default_model=bundle.default_model,
             models=sorted(bundle.models),
             experiments=0 if experiments is None else len(experiments.all_experiments),
-            experiments_source=str(app.settings.experiments or ""),
+            experiments_source=str(app.settings.experiments or app.settings.experiments_store or ""),
             uptime_seconds=time.monotonic() - app.started_at,
             in_flight=app.admission.in_flight,
             pid=os.getpid(),
+            experiments_revision=follower.revision if follower is not None else 0,
+            experiments_store_up=follower is not None and follower.reachable,
         )
 
     async def Reload(self, request: apb.ReloadRequest, context: grpc.aio.ServicerContext) -> apb.ReloadResponse:  # type: ignore[type-arg]

@@ -218,6 +218,7 @@ async def _follow_store(settings: Settings, app: EncoreApp) -> StoreFollower:
         reloads=metrics.experiment_reloads,
         revision_gauge=metrics.experiments_revision,
         store_up=metrics.experiments_store_up,
+        propagation=metrics.experiments_propagation,
         interval_s=settings.experiments_store_poll_s,
     )
     await follower.poll_once()

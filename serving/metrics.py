@@ -82,6 +82,12 @@ class Metrics:
             registry=r,
             multiprocess_mode="livemin",
         )
+        self.experiments_propagation = Histogram(
+            "encore_experiments_propagation_seconds",
+            "Commit of an experiments store revision to this process serving it (the propagation SLI)",
+            buckets=(0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0),
+            registry=r,
+        )
         self.experiments_store_up = Gauge(
             "encore_experiments_store_up",
             "1 when the experiments store answered the last poll, 0 while serving the last good revision",

@@ -6,7 +6,8 @@ now, then applied in one reference swap; a revision that does not validate is re
 with every problem, ``encore_experiments_reloads_total{outcome="rejected"}``) and the previous one
 keeps serving. When the store cannot be read the process keeps serving its last good revision and
 says so: one warning when it is lost, one line when it is back, ``encore_experiments_store_up`` 0
-meanwhile. ``encore_experiments_revision`` is the revision this process serves (0: none yet).
+meanwhile. ``encore_experiments_revision`` is the revision this process serves (0: none yet);
+``encore_experiments_propagation_seconds`` observes, per applied revision, commit → served here.
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable, Collection
 
-from prometheus_client import Counter, Gauge
+from prometheus_client import Counter, Gauge, Histogram
 
 from serving.experiments.config import ExperimentConfigError, ExperimentsConfig, parse_experiments
 from serving.experiments.store import ExperimentStore, Revision, StoreUnavailable
@@ -36,7 +38,9 @@ class StoreFollower:
         reloads: Counter,
         revision_gauge: Gauge,
         store_up: Gauge,
+        propagation: Histogram | None = None,
         interval_s: float = 0.5,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._store = store
         self._known_models = known_models
@@ -44,6 +48,8 @@ class StoreFollower:
         self._reloads = reloads
         self._revision_gauge = revision_gauge
         self._store_up = store_up
+        self._propagation = propagation
+        self._clock = clock
         self._interval_s = interval_s
         self._task: asyncio.Task[None] | None = None
         self.revision = 0  # serving
@@ -78,6 +84,8 @@ class StoreFollower:
         self._apply(config)
         self.revision = revision.number
         self._revision_gauge.set(revision.number)
+        if self._propagation is not None:  # commit → served here (clocks of one fleet, NTP-synced)
+            self._propagation.observe(max(0.0, self._clock() - revision.committed_at))
         self._reloads.labels("applied").inc()
         log.info(
             "experiments: serving %s (%d experiments; by %s: %s)",

@@ -79,6 +79,7 @@ def test_promtool_rule_unit_tests_pass() -> None:
         "slo-availability.test.yaml",
         "slo-latency.test.yaml",
         "health-alerts.test.yaml",
+        "experiments-alerts.test.yaml",
     }
     # one promtool per file, run side by side (the long-window SLO tests take a second or two each)
     runs = {

@@ -57,6 +57,8 @@ def follower(tmp_path: Path) -> tuple[StoreFollower, FlakyStore, list[Experiment
         reloads=metrics.experiment_reloads,
         revision_gauge=metrics.experiments_revision,
         store_up=metrics.experiments_store_up,
+        propagation=metrics.experiments_propagation,
+        clock=lambda: 4_000_000_000.0,  # far after any commit: the delay observed is clock - committed_at
     )
     return f, store, applied, metrics
 
@@ -73,6 +75,8 @@ async def test_each_new_valid_revision_is_applied_once(tmp_path: Path) -> None:
     assert await f.poll_once() is None  # unchanged head: nothing re-applied
     assert len(applied) == 1 and applied[-1].all_experiments[0].key == "home-cap"
     assert f.revision == 1 and sample(metrics, "encore_experiments_revision") == 1
+    assert sample(metrics, "encore_experiments_propagation_seconds_count") == 1
+    assert sample(metrics, "encore_experiments_propagation_seconds_bucket", {"le": "30.0"}) == 0  # years late
 
 
 async def test_an_invalid_revision_is_refused_and_the_previous_keeps_serving(

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15\x65ncore/v1/admin.proto\x12\tencore.v1\"\x0f\n\rStatusRequest\"\xb8\x01\n\x0eStatusResponse\x12\x16\n\x0e\x62undle_version\x18\x01 \x01(\t\x12\x15\n\rdefault_model\x18\x02 \x01(\t\x12\x0e\n\x06models\x18\x03 \x03(\t\x12\x13\n\x0b\x65xperiments\x18\x04 \x01(\r\x12\x1a\n\x12\x65xperiments_source\x18\x05 \x01(\t\x12\x16\n\x0euptime_seconds\x18\x06 \x01(\x01\x12\x11\n\tin_flight\x18\x07 \x01(\r\x12\x0b\n\x03pid\x18\x08 \x01(\r\"4\n\rReloadRequest\x12\x0e\n\x06\x62undle\x18\x01 \x01(\x08\x12\x13\n\x0b\x65xperiments\x18\x02 \x01(\x08\"p\n\x0eReloadResponse\x12\x16\n\x0e\x62undle_version\x18\x01 \x01(\t\x12\x17\n\x0f\x62undle_reloaded\x18\x02 \x01(\x08\x12\x1c\n\x14\x65xperiments_reloaded\x18\x03 \x01(\x08\x12\x0f\n\x07message\x18\x04 \x01(\t2\x8c\x01\n\x0c\x41\x64minService\x12=\n\x06Status\x12\x18.encore.v1.StatusRequest\x1a\x19.encore.v1.StatusResponse\x12=\n\x06Reload\x12\x18.encore.v1.ReloadRequest\x1a\x19.encore.v1.ReloadResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15\x65ncore/v1/admin.proto\x12\tencore.v1\"\x0f\n\rStatusRequest\"\xf4\x01\n\x0eStatusResponse\x12\x16\n\x0e\x62undle_version\x18\x01 \x01(\t\x12\x15\n\rdefault_model\x18\x02 \x01(\t\x12\x0e\n\x06models\x18\x03 \x03(\t\x12\x13\n\x0b\x65xperiments\x18\x04 \x01(\r\x12\x1a\n\x12\x65xperiments_source\x18\x05 \x01(\t\x12\x16\n\x0euptime_seconds\x18\x06 \x01(\x01\x12\x11\n\tin_flight\x18\x07 \x01(\r\x12\x0b\n\x03pid\x18\x08 \x01(\r\x12\x1c\n\x14\x65xperiments_revision\x18\t \x01(\x04\x12\x1c\n\x14\x65xperiments_store_up\x18\n \x01(\x08\"4\n\rReloadRequest\x12\x0e\n\x06\x62undle\x18\x01 \x01(\x08\x12\x13\n\x0b\x65xperiments\x18\x02 \x01(\x08\"p\n\x0eReloadResponse\x12\x16\n\x0e\x62undle_version\x18\x01 \x01(\t\x12\x17\n\x0f\x62undle_reloaded\x18\x02 \x01(\x08\x12\x1c\n\x14\x65xperiments_reloaded\x18\x03 \x01(\x08\x12\x0f\n\x07message\x18\x04 \x01(\t2\x8c\x01\n\x0c\x41\x64minService\x12=\n\x06Status\x12\x18.encore.v1.StatusRequest\x1a\x19.encore.v1.StatusResponse\x12=\n\x06Reload\x12\x18.encore.v1.ReloadRequest\x1a\x19.encore.v1.ReloadResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,11 +34,11 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_STATUSREQUEST']._serialized_start=36
   _globals['_STATUSREQUEST']._serialized_end=51
   _globals['_STATUSRESPONSE']._serialized_start=54
-  _globals['_STATUSRESPONSE']._serialized_end=238
-  _globals['_RELOADREQUEST']._serialized_start=240
-  _globals['_RELOADREQUEST']._serialized_end=292
-  _globals['_RELOADRESPONSE']._serialized_start=294
-  _globals['_RELOADRESPONSE']._serialized_end=406
-  _globals['_ADMINSERVICE']._serialized_start=409
-  _globals['_ADMINSERVICE']._serialized_end=549
+  _globals['_STATUSRESPONSE']._serialized_end=298
+  _globals['_RELOADREQUEST']._serialized_start=300
+  _globals['_RELOADREQUEST']._serialized_end=352
+  _globals['_RELOADRESPONSE']._serialized_start=354
+  _globals['_RELOADRESPONSE']._serialized_end=466
+  _globals['_ADMINSERVICE']._serialized_start=469
+  _globals['_ADMINSERVICE']._serialized_end=609
 # @@protoc_insertion_point(module_scope)

@@ -47,6 +47,8 @@ class StatusResponse(_message.Message):
     UPTIME_SECONDS_FIELD_NUMBER: _builtins.int
     IN_FLIGHT_FIELD_NUMBER: _builtins.int
     PID_FIELD_NUMBER: _builtins.int
+    EXPERIMENTS_REVISION_FIELD_NUMBER: _builtins.int
+    EXPERIMENTS_STORE_UP_FIELD_NUMBER: _builtins.int
     bundle_version: _builtins.str
     default_model: _builtins.str
     experiments: _builtins.int
@@ -56,6 +58,10 @@ class StatusResponse(_message.Message):
     in_flight: _builtins.int
     """RPCs being handled by this process"""
     pid: _builtins.int
+    experiments_revision: _builtins.int
+    """the experiments store revision served (0: none, or no store)"""
+    experiments_store_up: _builtins.bool
+    """the store answered the last poll (false without a store)"""
     @_builtins.property
     def models(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     def __init__(
@@ -69,10 +75,12 @@ class StatusResponse(_message.Message):
         uptime_seconds: _builtins.float = ...,
         in_flight: _builtins.int = ...,
         pid: _builtins.int = ...,
+        experiments_revision: _builtins.int = ...,
+        experiments_store_up: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["bundle_version", b"bundle_version", "default_model", b"default_model", "experiments", b"experiments", "experiments_source", b"experiments_source", "in_flight", b"in_flight", "models", b"models", "pid", b"pid", "uptime_seconds", b"uptime_seconds"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bundle_version", b"bundle_version", "default_model", b"default_model", "experiments", b"experiments", "experiments_revision", b"experiments_revision", "experiments_source", b"experiments_source", "experiments_store_up", b"experiments_store_up", "in_flight", b"in_flight", "models", b"models", "pid", b"pid", "uptime_seconds", b"uptime_seconds"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
