@@ -125,7 +125,8 @@ def ramp(document: Mapping[str, Any], key: str, coverage: float) -> Document:
 
 
 def stop(document: Mapping[str, Any], key: str, now: dt.datetime) -> Document:
-    """running → stopped; ``stop`` is set to ``now`` unless an earlier stop was planned."""
+    """running → stopped; ``stop`` is set to ``now`` (just after ``start`` if that is not later)
+    unless an earlier stop was planned."""
     new = copy.deepcopy(dict(document))
     experiment = find(new, key)
     if status_of(experiment) != "running":
@@ -133,5 +134,7 @@ def stop(document: Mapping[str, Any], key: str, now: dt.datetime) -> Document:
     experiment["status"] = "stopped"
     planned = experiment.get("stop")
     if planned is None or dt.datetime.fromisoformat(str(planned)) > now:
-        experiment["stop"] = now.isoformat()
+        started = experiment.get("start")
+        earliest = dt.datetime.fromisoformat(str(started)) + dt.timedelta(microseconds=1) if started else now
+        experiment["stop"] = max(now, earliest).isoformat()  # stop is after start, even in the same instant
     return new
