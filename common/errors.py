@@ -41,8 +41,20 @@ Error tree (class, module → gRPC status on the serving path and/or ``encore`` 
     │   │   base of the experiment errors
     │   ├── ExperimentConfigError     serving.experiments.config        → exit 2; reload kept
     │   │       an invalid experiments file; ``problems`` holds one located message each
-    │   └── AnalysisInputError        offline.experiments.outcome_logs  → exit 2
-    │           an unusable exposure or outcome log (``path:line: problem``)
+    │   ├── AnalysisInputError        offline.experiments.outcome_logs  → exit 2
+    │   │       an unusable exposure or outcome log (``path:line: problem``)
+    │   ├── RevisionConflict          serving.experiments.store         → ABORTED; exit 2
+    │   │       a change was based on a revision that is no longer the store's head
+    │   ├── StoreUnavailable          serving.experiments.store         → UNAVAILABLE; exit 2
+    │   │       the experiments store cannot be read or written; servers keep their last revision
+    │   ├── IllegalTransition         serving.experiments.lifecycle     → FAILED_PRECONDITION
+    │   │       a lifecycle rule forbids the change; ``rule`` names it
+    │   ├── GateProblems              experimentation.control           → INVALID_ARGUMENT
+    │   │       the change does not pass the gate; ``problems`` lists each
+    │   ├── GateRefused               experimentation.generator         → INVALID_ARGUMENT
+    │   │       no generated candidate passed the gate within the attempts
+    │   └── BadRequest                experimentation.api               → INVALID_ARGUMENT
+    │           an experimentation API request field is missing or malformed; names it
     ├── CaptureFormatError            serving.capture                   → exit 2
     │       a capture file is truncated or corrupt; names the file and byte offset
     ├── WriteError                    serving.logsink                   → dropped, counted

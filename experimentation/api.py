@@ -23,6 +23,7 @@ from encore.v1 import experiments_pb2_grpc as xpb_grpc
 from experimentation.control import Audit, ExperimentControl, ExperimentView, GateProblems
 from experimentation.generator import GateRefused
 from experimentation.planner import Intent
+from serving.experiments.config import ExperimentError
 from serving.experiments.lifecycle import IllegalTransition, experiments_of
 from serving.experiments.store import RevisionConflict, StoreUnavailable
 
@@ -31,7 +32,7 @@ T = TypeVar("T")
 Context = Any  # grpc.aio.ServicerContext (generic only in the stubs)
 
 
-class BadRequest(ValueError):
+class BadRequest(ExperimentError):
     """A request field is missing or malformed; the message names it."""
 
 

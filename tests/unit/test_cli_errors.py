@@ -228,6 +228,7 @@ def test_every_command_module_is_registered() -> None:
         "main",
         "exit_codes",
         "connect",
+        "experiments_api",  # the API server and client subcommands of `experiments`
     }
     assert names == {m.__name__.rpartition(".")[2] for m in cli.main.COMMANDS}
 

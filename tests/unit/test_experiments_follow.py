@@ -102,7 +102,7 @@ async def test_an_unreachable_store_keeps_the_last_good_revision_and_says_so(
     store.down = True
     assert await f.poll_once() is False and await f.poll_once() is False
     assert f.revision == 1 and not f.reachable and sample(metrics, "encore_experiments_store_up") == 0
-    unreachable = [r for r in caplog.records if "unreachable" in r.getMessage()]
+    unreachable = [r for r in caplog.records if r.getMessage().startswith("experiments store unreachable")]
     assert len(unreachable) == 1 and "still serving revision 1" in unreachable[0].getMessage()
     store.down = False
     await store.commit(1, document(4), "alice", "cap 4")
