@@ -37,7 +37,7 @@ class AdmissionLimits:
     ``queue_delay_interval_ms``)."""
 
     max_in_flight: int = 4
-    max_pending: int = 4
+    max_pending: int = 8
     target_s: float = 0.005
     interval_s: float = 0.1
 

@@ -24,7 +24,7 @@ YAML layout (every key optional)::
     cpu_threads: 4              # threads for FAISS/ONNX calls off the event loop
     score_inline: true          # run ONNX scoring on the event loop's thread (no thread hop; scale with --workers)
     max_in_flight: 4            # per process: handlers running at once; more are refused (RESOURCE_EXHAUSTED)
-    max_pending: 4              # per process: calls gRPC core holds before Python picks them up; more are
+    max_pending: 8              # per process: calls gRPC core holds before Python picks them up; more are
                                 # refused by gRPC core itself (the client sees CANCELLED), no Python runs
     queue_delay_target_ms: 5    # CoDel: a queueing delay whose minimum stays above this for a whole
     queue_delay_interval_ms: 100  # interval sheds new calls (RESOURCE_EXHAUSTED, grpc-retry-pushback-ms)
@@ -104,7 +104,7 @@ class Settings:
     cpu_threads: int = 4
     score_inline: bool = True
     max_in_flight: int = 4
-    max_pending: int = 4
+    max_pending: int = 8
     queue_delay_target_ms: float = 5.0
     queue_delay_interval_ms: float = 100.0
     max_user_id_length: int = 128
