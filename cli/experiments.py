@@ -16,10 +16,15 @@ from cli.exit_codes import FAILED, OK, SRM
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     e = sub.add_parser("experiments", help="validate, analyse, simulate, plan and change experiments")
     esub = e.add_subparsers(dest="experiments_command", required=True)
-    ev = esub.add_parser("validate", help="report every problem in an experiments file, with its location")
-    ev.add_argument("file", type=Path)
+    ev = esub.add_parser(
+        "validate",
+        help="report every problem in an experiments file, with its location; or, with --definition, "
+        "pass one experiment through the experimentation API's gate",
+    )
+    ev.add_argument("file", type=Path, nargs="?")
     ev.add_argument("--bundle", type=Path, help="check model versions against this bundle's models")
     ev.add_argument("--models", help="comma-separated known model versions (instead of --bundle)")
+    experiments_api.add_gate_options(ev)
     ev.set_defaults(func=validate)
     ea = esub.add_parser("analyze", help="join exposures with outcomes: lifts, CIs, p-values, SRM (exit 3 on SRM)")
     ea.add_argument("--exposures", nargs="+", required=True, help="exposure JSONL files or directories")
@@ -49,10 +54,12 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     ex.add_argument("--revision", type=int, help="default: the head")
     ex.add_argument("--out", type=Path, help="default: standard output")
     ex.set_defaults(func=export_file)
-    eh = esub.add_parser("history", help="the store's revisions, newest first: who, when, why")
-    eh.add_argument("--store", required=True, help="the experiments store: file:///dir or redis[s]://…")
+    eh = esub.add_parser(
+        "history", help="the audit trail, newest first: who, when, why (from the API, or --store directly)"
+    )
+    eh.add_argument("--store", help="read this store directly (file:///dir or redis[s]://…) instead of the API")
     eh.add_argument("--limit", type=int, default=20)
-    eh.add_argument("--json", action="store_true", help="machine-readable output")
+    experiments_api.add_client_options(eh)
     eh.set_defaults(func=show_history)
     experiments_api.add_parsers(esub)
 
@@ -67,6 +74,10 @@ def _open_unit_interval(text: str) -> float:
 def validate(args: argparse.Namespace) -> int:
     from serving.experiments.config import validate_file
 
+    if args.definition is not None:
+        return experiments_api.validate_definition(args)
+    if args.file is None:
+        raise SystemExit("file: required (or --definition FILE to use the API's gate)")
     args.file.open("rb").close()  # an unreadable file is bad input (exit 2), not a problem in it
     known: set[str] | None = None
     if args.bundle is not None:
@@ -188,6 +199,8 @@ def export_file(args: argparse.Namespace) -> int:
 
 
 def show_history(args: argparse.Namespace) -> int:
+    if args.store is None:
+        return experiments_api.log_revisions(args)
     import asyncio
     import datetime as dt
     import json

@@ -1,4 +1,5 @@
-"""``encore experiments serve | plan | create | start | ramp | stop | list | show | log``: the
+"""``encore experiments serve | plan | create | start | ramp | stop | list | show`` (and the API side
+of ``validate --definition`` and ``history``): the
 experimentation API (``experimentation``) and a client for it, with readable tables and ``--json``.
 
 The client reads its token from ``--token-file`` or ``ENCORE_EXPERIMENTS_TOKEN`` and talks TLS when
@@ -39,12 +40,8 @@ def add_parsers(esub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
 
     def client(name: str, help_text: str, func: Callable[[argparse.Namespace], int]) -> argparse.ArgumentParser:
         p = esub.add_parser(name, help=help_text)
-        p.add_argument("--target", default="127.0.0.1:50060", help="the experimentation API")
-        p.add_argument("--token-file", type=Path, help=f"API token file (default: {TOKEN_ENV})")
-        p.add_argument("--tls-ca", type=Path, help="CA certificate: talk TLS")
-        p.add_argument("--json", action="store_true", help="machine-readable output")
-        p.add_argument("--timeout", type=float, default=30.0)
-        p.set_defaults(func=func, tls_key=None, tls_cert=None)
+        add_client_options(p)
+        p.set_defaults(func=func)
         return p
 
     def audited(p: argparse.ArgumentParser) -> None:
@@ -90,8 +87,44 @@ def add_parsers(esub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     client("list", "every experiment of the head revision", list_experiments)
     sh = client("show", "one experiment", show)
     sh.add_argument("key")
-    lg = client("log", "the audit trail: revisions, newest first", log_revisions)
-    lg.add_argument("--limit", type=int, default=20)
+
+
+def add_client_options(p: argparse.ArgumentParser) -> None:
+    """``--target``, ``--token-file``, ``--tls-ca``, ``--json``, ``--timeout`` of an API client command."""
+    p.add_argument("--target", default="127.0.0.1:50060", help="the experimentation API")
+    p.add_argument("--token-file", type=Path, help=f"API token file (default: {TOKEN_ENV})")
+    p.add_argument("--tls-ca", type=Path, help="CA certificate: talk TLS")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--timeout", type=float, default=30.0)
+    p.set_defaults(tls_key=None, tls_cert=None)
+
+
+def add_gate_options(p: argparse.ArgumentParser) -> None:
+    """``validate --definition FILE [--layer L]``: one experiment through the API's gate."""
+    p.add_argument("--definition", type=Path, help="one experiment (YAML/JSON mapping): check it with the API's gate")
+    p.add_argument("--layer", default="", help="with --definition: its layer")
+    add_client_options(p)
+
+
+def validate_definition(args: argparse.Namespace) -> int:
+    import yaml
+
+    from encore.v1 import experiments_pb2 as xpb
+    from serving.experiments.store import json_document
+
+    definition = json_document(yaml.safe_load(args.definition.read_text(encoding="utf-8")))
+    reply = _call(args, "Validate", xpb.ValidateRequest(definition_json=json.dumps(definition), layer=args.layer))
+    if reply is None:
+        return FAILED
+    if args.json:
+        return _print(args, reply, "")
+    if reply.problems:
+        print(f"{args.definition}: {len(reply.problems)} problem(s)")
+        for problem in reply.problems:
+            print(f"  {problem}")
+        return FAILED
+    print(f"{args.definition}: passes the gate")
+    return OK
 
 
 def serve(args: argparse.Namespace) -> int:

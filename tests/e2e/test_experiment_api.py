@@ -141,7 +141,7 @@ def test_plan_create_start_ramp_stop_through_the_cli_and_the_fleet_follows(fleet
     refused = cli(fleet, "ramp", "cap3", "0.5", "--author", "bob", "--reason", "more")
     assert refused.returncode == 1
     assert refused.stderr.startswith("FAILED_PRECONDITION: no-ramp-after-stop: 'cap3' is stopped")
-    log = cli(fleet, "log", "--json")
+    log = cli(fleet, "history", "--json")
     reasons = [r["reason"] for r in json.loads(log.stdout)["revisions"]]
     assert reasons[:3] == ["done", "go", "cap 3 on home"]
 
@@ -187,6 +187,17 @@ def test_concurrent_conflicting_changes_one_wins_the_other_is_aborted(fleet: Fle
         assert outcomes == ["ABORTED", "OK"]
         view = api.Get(xpb.GetRequest(key="race"), metadata=auth, timeout=30)
         assert view.revision == made.revision + 1 and view.coverage in (0.2, 0.3)  # nothing half-applied
+
+
+def test_validate_passes_a_definition_through_the_gate(fleet: Fleet, tmp_path: Path) -> None:
+    definition = tmp_path / "exp.yaml"
+    definition.write_text(
+        "key: gate-check\nsurface: home\ncoverage: 1.0\nrange: [0.8, 0.9]\n"
+        "variants: [{key: a, weight: 0.5}, {key: b, weight: 0.6}]\n"
+    )
+    checked = cli(fleet, "validate", "--definition", str(definition), "--layer", "home-experiments")
+    assert checked.returncode == 1, checked.stderr
+    assert "weights must sum to 1, got 1.1" in checked.stdout and "gate-check: metrics: required" in checked.stdout
 
 
 def test_the_gate_and_the_token_refuse_with_their_codes(fleet: Fleet) -> None:
