@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import signal
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +28,7 @@ from models.bundle import read_manifest
 from serving.errors import ConfigError
 from serving.experiments.store import open_store
 from serving.listen import add_port, start_metrics_http
+from serving.tokens import read_token
 
 log = logging.getLogger(__name__)
 TOKEN_ENV = "ENCORE_EXPERIMENTS_TOKEN"
@@ -51,16 +51,13 @@ class ServiceConfig:
 
 def service_token(config: ServiceConfig) -> str:
     """The API token; ``ConfigError`` naming the setting when there is none of 16+ characters."""
-    if config.token_file is not None:
-        try:
-            token = config.token_file.read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise ConfigError(f"--token-file: cannot read {config.token_file}: {exc}") from exc
-    else:
-        token = os.environ.get(TOKEN_ENV, "").strip()
-    if len(token) < 16:
-        raise ConfigError(f"--token-file or {TOKEN_ENV}: the experiments API needs a token of at least 16 characters")
-    return token
+    return read_token(
+        config.token_file,
+        TOKEN_ENV,
+        setting="experiments serve",
+        file_setting="--token-file",
+        what="the experiments API",
+    )
 
 
 def _credentials(config: ServiceConfig) -> grpc.ServerCredentials | None:

@@ -19,8 +19,8 @@ from encore.v1 import admin_pb2 as apb
 from encore.v1 import admin_pb2_grpc as apb_grpc
 from serving.app import EncoreApp
 from serving.config import Settings
-from serving.errors import ConfigError
 from serving.listen import add_port
+from serving.tokens import read_token
 
 log = logging.getLogger(__name__)
 
@@ -29,18 +29,13 @@ TOKEN_ENV = "ENCORE_ADMIN_TOKEN"
 
 def admin_token(settings: Settings) -> str:
     """The configured token; ``ConfigError`` when the admin listener is on without one."""
-    if settings.admin_token_file is not None:
-        try:
-            token = settings.admin_token_file.read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise ConfigError(f"admin_token_file: cannot read {settings.admin_token_file}: {exc}") from exc
-    else:
-        token = os.environ.get(TOKEN_ENV, "").strip()
-    if len(token) < 16:
-        raise ConfigError(
-            f"admin_port: the admin listener needs a token of at least 16 characters (admin_token_file or {TOKEN_ENV})"
-        )
-    return token
+    return read_token(
+        settings.admin_token_file,
+        TOKEN_ENV,
+        setting="admin_port",
+        file_setting="admin_token_file",
+        what="the admin listener",
+    )
 
 
 class AdminServicer(apb_grpc.AdminServiceServicer):
