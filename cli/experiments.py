@@ -41,13 +41,17 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     es.add_argument("--sessions", type=int, default=2, help="Home sessions per simulated user")
     es.add_argument("--seed", type=int, default=0)
     es.set_defaults(func=simulate)
-    ei = esub.add_parser("import", help="validate an experiments file and commit it to the store as a new revision")
+    ei = esub.add_parser(
+        "import", help="pass an experiments file through the gate and commit it to the store as a new revision"
+    )
     ei.add_argument("file", type=Path)
     ei.add_argument("--store", required=True, help="the experiments store: file:///dir or redis[s]://…")
     ei.add_argument("--author", required=True, help="who makes the change (kept in the audit trail)")
     ei.add_argument("--reason", required=True, help="why (kept in the audit trail)")
     ei.add_argument("--base", type=int, help="the revision this change is based on (default: the head now)")
     ei.add_argument("--bundle", type=Path, help="check model versions against this bundle's models")
+    ei.add_argument("--users-per-day", type=float, help="traffic per surface for the power check")
+    ei.add_argument("--exposures", type=Path, nargs="*", default=[], help="exposure logs: observed traffic")
     ei.set_defaults(func=import_file)
     ex = esub.add_parser("export", help="write a revision of the store as an experiments YAML file")
     ex.add_argument("--store", required=True, help="the experiments store: file:///dir or redis[s]://…")
@@ -143,32 +147,44 @@ def _known_models(bundle: Path | None) -> set[str] | None:
 
 
 def import_file(args: argparse.Namespace) -> int:
-    """Validate ``file`` (as the servers will) and commit it; exit 1 listing every problem."""
+    """Pass ``file`` through the gate against the store's head and commit it; exit 1 listing every problem."""
     import asyncio
 
-    from serving.experiments.config import ExperimentConfigError, parse_experiments, read_experiments_document
+    from experimentation.gate import Gate
+    from experimentation.planner import TrafficEstimate, traffic_estimate
+    from serving.experiments.config import ExperimentConfigError, read_experiments_document
     from serving.experiments.store import json_document, open_store
 
     try:
-        document = read_experiments_document(args.file)
-        parse_experiments(document, str(args.file), _known_models(args.bundle))
+        data = json_document(read_experiments_document(args.file))
     except ExperimentConfigError as exc:
         print(f"{args.file}: {len(exc.problems)} problem(s); nothing committed")
         for problem in exc.problems:
             print(f"  {problem}")
         return FAILED
-    data = json_document(document)
 
-    async def commit() -> str:
+    async def commit() -> tuple[list[str], str]:
         store = open_store(args.store)
         try:
             base = args.base if args.base is not None else await store.head()
+            before = dict((await store.get(base)).document) if base else {}
+            stated = TrafficEstimate(args.users_per_day or 0.0, "--users-per-day")
+            traffic = {s: traffic_estimate(args.exposures, before, s, stated) for s in ("home", "now_playing")}
+            problems = Gate(_known_models(args.bundle), traffic).check_import(before, data)
+            if problems:
+                return problems, ""
             revision = await store.commit(base, data, args.author, args.reason)
-            return f"{store.url}: committed revision {revision.number} (based on {base}) by {revision.author}"
+            return [], f"{store.url}: committed revision {revision.number} (based on {base}) by {revision.author}"
         finally:
             await store.close()
 
-    print(asyncio.run(commit()))
+    problems, done = asyncio.run(commit())
+    if problems:
+        print(f"{args.file}: {len(problems)} problem(s); nothing committed")
+        for problem in problems:
+            print(f"  {problem}")
+        return FAILED
+    print(done)
     return OK
 
 

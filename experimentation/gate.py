@@ -20,22 +20,40 @@ from typing import Any
 
 from experimentation.planner import TrafficEstimate
 from serving.experiments.config import ExperimentConfigError, parse_experiments
-from serving.experiments.lifecycle import IllegalTransition, find
+from serving.experiments.lifecycle import IllegalTransition, experiments_of, find
 
 
 @dataclass(frozen=True)
 class Gate:
     """The live facts a change is checked against."""
 
-    known_models: Collection[str]
+    known_models: Collection[str] | None  # None: model versions not checked
     traffic: Mapping[str, TrafficEstimate]  # by surface
 
-    def check(self, document: Mapping[str, Any], key: str) -> list[str]:
-        problems: list[str] = []
+    def _document_problems(self, document: Mapping[str, Any]) -> list[str]:
+        known = None if self.known_models is None else frozenset(self.known_models)
         try:
-            parse_experiments(document, "change", frozenset(self.known_models))
+            parse_experiments(document, "change", known)
         except ExperimentConfigError as exc:
-            problems.extend(exc.problems)
+            return list(exc.problems)
+        return []
+
+    def check_import(self, before: Mapping[str, Any], after: Mapping[str, Any]) -> list[str]:
+        """A whole document replacing ``before`` (``encore experiments import``): the document checks,
+        and every experiment that is new or changed and not stopped must be judged on metrics and
+        powered."""
+        problems = self._document_problems(after)
+        old = {str(e.get("key")): e for e in experiments_of(before)}
+        for experiment in experiments_of(after):
+            key = str(experiment.get("key"))
+            if experiment.get("status") == "stopped" or old.get(key) == experiment:
+                continue
+            problems.extend(self._judged_on(key, experiment))
+            problems.extend(self._powered(key, experiment, after))
+        return problems
+
+    def check(self, document: Mapping[str, Any], key: str) -> list[str]:
+        problems = self._document_problems(document)
         try:
             experiment = find(document, key)
         except IllegalTransition as exc:

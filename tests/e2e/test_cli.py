@@ -259,14 +259,26 @@ def test_experiments_import_history_export_against_a_store(tmp_path: Path) -> No
     good, bad = tmp_path / "good.yaml", tmp_path / "bad.yaml"
     good.write_text(
         "experiments:\n  - {key: cap, surface: home, coverage: 1.0, status: running, start: 2026-01-01,\n"
+        "     metrics: {primary: stream, guardrails: [skip], users_per_arm: 1000, max_days: 14},\n"
         "     variants: [{key: a, weight: 0.5}, {key: b, weight: 0.5, params: {diversity_cap: 3}}]}\n"
     )
     bad.write_text(good.read_text().replace("weight: 0.5}, {", "weight: 0.7}, {"))
-    imported = encore("experiments", "import", str(good), "--store", store, "--author", "alice", "--reason", "go")
+    unjudged = tmp_path / "unjudged.yaml"
+    unjudged.write_text(good.read_text().replace("guardrails: [skip]", "guardrails: []"))
+    traffic = ("--users-per-day", "10000")
+
+    def imports(path: Path, author: str, *extra: str) -> subprocess.CompletedProcess[str]:
+        return encore("experiments", "import", str(path), "--store", store, "--author", author, "--reason", "x", *extra)
+
+    refused_gate = imports(unjudged, "a", *traffic)
+    assert refused_gate.returncode == 1 and "cap: metrics.guardrails: at least one guardrail" in refused_gate.stdout
+    unpowered = imports(good, "a")
+    assert unpowered.returncode == 1 and "cap: no traffic estimate for its surface" in unpowered.stdout
+    imported = imports(good, "alice", *traffic)
     assert imported.returncode == 0 and "committed revision 1 (based on 0) by alice" in imported.stdout
-    refused = encore("experiments", "import", str(bad), "--store", store, "--author", "bob", "--reason", "x")
+    refused = imports(bad, "bob", *traffic)
     assert refused.returncode == 1 and "weights must sum to 1, got 1.2" in refused.stdout
-    late = encore("experiments", "import", str(good), "--store", store, "--author", "bob", "--reason", "x", "--base=0")
+    late = imports(good, "bob", "--base=0", *traffic)
     assert_one_line_error(
         late,
         2,
@@ -274,7 +286,7 @@ def test_experiments_import_history_export_against_a_store(tmp_path: Path) -> No
         "re-read it and apply the change again",
     )
     listed = json.loads(encore("experiments", "history", "--store", store, "--json").stdout)
-    assert [(r["revision"], r["author"], r["reason"], r["experiments"]) for r in listed] == [(1, "alice", "go", 1)]
+    assert [(r["revision"], r["author"], r["reason"], r["experiments"]) for r in listed] == [(1, "alice", "x", 1)]
     exported = tmp_path / "exported.yaml"
     assert encore("experiments", "export", "--store", store, "--out", str(exported)).returncode == 0
     assert encore("experiments", "validate", str(exported)).returncode == 0  # round trip through the validator
