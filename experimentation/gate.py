@@ -20,7 +20,7 @@ from typing import Any
 
 from experimentation.planner import TrafficEstimate
 from serving.experiments.config import ExperimentConfigError, parse_experiments
-from serving.experiments.lifecycle import IllegalTransition, experiments_of, find
+from serving.experiments.lifecycle import FROZEN_FIELDS, IllegalTransition, experiments_of, find, status_of
 
 
 @dataclass(frozen=True)
@@ -40,12 +40,15 @@ class Gate:
 
     def check_import(self, before: Mapping[str, Any], after: Mapping[str, Any]) -> list[str]:
         """A whole document replacing ``before`` (``encore experiments import``): the document checks,
-        and every experiment that is new or changed and not stopped must be judged on metrics and
-        powered."""
+        the lifecycle rules for every experiment ``before`` had (a started one keeps its variants,
+        weights, seed, surface and range; a stopped one stays stopped), and every experiment that is
+        new or changed and not stopped must be judged on metrics and powered."""
         problems = self._document_problems(after)
         old = {str(e.get("key")): e for e in experiments_of(before)}
         for experiment in experiments_of(after):
             key = str(experiment.get("key"))
+            if key in old:
+                problems.extend(_lifecycle_problems(key, old[key], experiment))
             if experiment.get("status") == "stopped" or old.get(key) == experiment:
                 continue
             problems.extend(self._judged_on(key, experiment))
@@ -91,6 +94,24 @@ class Gate:
                 f"{reach:,.0f} users per arm in {max_days:g} days, {per_arm:,.0f} are needed"
             ]
         return []
+
+
+def _lifecycle_problems(key: str, before: Mapping[str, Any], after: Mapping[str, Any]) -> list[str]:
+    """The lifecycle rules (``serving.experiments.lifecycle``) applied to a whole-document import."""
+    was, now = status_of(before), status_of(after)
+    found = []
+    if was != "draft":
+        touched = sorted(f for f in FROZEN_FIELDS if before.get(f) != after.get(f))
+        if touched:
+            found.append(
+                f"frozen-once-started: {key!r} is {was}: {', '.join(touched)} cannot change (it would move users "
+                "between arms); stop it and create a new experiment"
+            )
+    if was == "stopped" and now != "stopped":
+        found.append(f"no-ramp-after-stop: {key!r} is stopped; create a new experiment instead")
+    if was == "running" and now == "draft":
+        found.append(f"draft-only-start: {key!r} is running; it can only be stopped")
+    return found
 
 
 def _layer_surface(document: Mapping[str, Any], key: str) -> str:

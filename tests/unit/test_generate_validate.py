@@ -129,3 +129,18 @@ def test_the_loop_feeds_problems_back_until_a_candidate_passes() -> None:
     with pytest.raises(GateRefused, match=r"generator 'learner': 3 attempt\(s\), none passed the gate"):
         seen.clear()
         generate_validated(Learner(), PLAN, LIVE, GATE, attempts=3)
+
+
+def test_an_import_may_not_change_a_started_experiments_arms_or_restart_a_stopped_one() -> None:
+    running = copy.deepcopy(LIVE)
+    changed = copy.deepcopy(LIVE)
+    changed["layers"][0]["experiments"][0]["variants"][0]["weight"] = 0.4
+    changed["layers"][0]["experiments"][0]["variants"][1]["weight"] = 0.6
+    problems = GATE.check_import(running, changed)
+    assert any(p.startswith("frozen-once-started: 'old' is running: variants cannot change") for p in problems)
+    stopped = copy.deepcopy(LIVE)
+    stopped["layers"][0]["experiments"][0]["status"] = "stopped"
+    assert any(p.startswith("no-ramp-after-stop: 'old' is stopped") for p in GATE.check_import(stopped, running))
+    ramped = copy.deepcopy(LIVE)
+    ramped["layers"][0]["experiments"][0]["coverage"] = 0.5
+    assert not [p for p in GATE.check_import(running, ramped) if "frozen" in p or "stopped" in p]
