@@ -18,7 +18,7 @@ Error tree (class, module → gRPC status on the serving path and/or ``encore`` 
     ├── InvalidRequest                serving.errors                    → INVALID_ARGUMENT
     │       the client sent bad input; names the request field
     ├── Overloaded                    serving.errors                    → RESOURCE_EXHAUSTED
-    │       too many RPCs in flight: shed early instead of queueing
+    │       admission refused the call (in flight, standing queue): shed early instead of queueing
     ├── DeadlineExceeded              ranking.budget                    → DEADLINE_EXCEEDED
     │       not even the fallback path fits in what is left of the budget
     ├── ConfigError                   serving.errors                    → exit 2 (start-up)

@@ -61,7 +61,6 @@ class AdmissionController:
         self.standing = False  # a standing queue: refuse at admit
         self._above_since: float | None = None  # first moment of the current run of delays above target
         self._last_probe = -1e9
-        self.last_delay_s = 0.0
 
     @property
     def pushback_ms(self) -> int:
@@ -83,7 +82,6 @@ class AdmissionController:
         """When an admitted call's handler starts, ``delay_s`` after ``admit``. ``ADMIT`` takes an
         in-flight slot for the handler's run (give it back with ``finished``)."""
         now = self._clock()
-        self.last_delay_s = delay_s
         limits = self.limits
         if delay_s < limits.target_s:
             self._above_since = None

@@ -36,7 +36,8 @@ class InvalidRequest(EncoreError):
 
 
 class Overloaded(EncoreError):
-    """Too many requests in flight; the client should back off and retry."""
+    """Admission refused the call (too many in flight, or a standing queue); the client should back off
+    and retry (``serving.interceptors.AdmissionInterceptor`` maps it through ``status_for``)."""
 
 
 class ConfigError(EncoreError):

@@ -18,7 +18,7 @@ from typing import Any, TypeAlias
 import grpc
 
 from serving.admission import AdmissionController, Verdict
-from serving.errors import InvalidRequest
+from serving.errors import InvalidRequest, Overloaded, status_for
 from serving.metrics import Metrics
 from serving.request_context import bind_request_id
 from serving.requests import request_id_of
@@ -89,11 +89,12 @@ class AdmissionInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg
         self._metrics = metrics
         self._methods = {m: m.rsplit("/", 1)[-1] for m in methods}  # full name → short name (metric label)
         self._wrapped: dict[str, tuple[Handler, Handler]] = {}
-        self._refusals = {
-            (short, verdict): grpc.unary_unary_rpc_method_handler(self._refuse(short, verdict))
+        self._refuse_with = {
+            (short, verdict): self._refuse(short, verdict)
             for short in self._methods.values()
             for verdict in (Verdict.IN_FLIGHT, Verdict.QUEUE_DELAY)
         }
+        self._refusals = {key: grpc.unary_unary_rpc_method_handler(r) for key, r in self._refuse_with.items()}
 
     async def intercept_service(
         self,
@@ -125,7 +126,7 @@ class AdmissionInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg
         self, method: str, behaviour: Callable[[Any, Any], Awaitable[Any]]
     ) -> Callable[[Any, Any], Awaitable[Any]]:
         controller, metrics = self._controller, self._metrics
-        refuse = self._refuse(method, Verdict.QUEUE_DELAY)
+        refuse = self._refuse_with[(method, Verdict.QUEUE_DELAY)]
 
         async def handle(request: Any, context: Any) -> Any:
             delay = time.perf_counter() - _arrived.get()
@@ -148,11 +149,11 @@ class AdmissionInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg
             why = f"{controller.limits.max_in_flight} requests in flight (max_in_flight)"
         else:
             why = f"queueing delay above {controller.limits.target_s * 1000:g} ms for a whole interval (CoDel)"
-        message = f"overloaded: {why}; retry after grpc-retry-pushback-ms"
+        code, message = status_for(Overloaded(f"overloaded: {why}; retry after grpc-retry-pushback-ms"))
         trailer = (("grpc-retry-pushback-ms", str(controller.pushback_ms)),)
 
         async def refuse(request: Any, context: Any) -> Any:
             shed.inc()
-            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, message, trailing_metadata=trailer)
+            await context.abort(code, message, trailing_metadata=trailer)
 
         return refuse

@@ -103,7 +103,6 @@ def add_ranking_service(servicer: RankingServicer, server: grpc.aio.Server) -> N
             response_serializer=pb.RecordEventsResponse.SerializeToString,
         ),
     }
-    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))
     server.add_registered_method_handlers(SERVICE_NAME, handlers)  # type: ignore[attr-defined]  # not in the stubs
 
 
