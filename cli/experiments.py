@@ -151,7 +151,7 @@ def import_file(args: argparse.Namespace) -> int:
     import asyncio
 
     from experimentation.gate import Gate
-    from experimentation.planner import TrafficEstimate, traffic_estimate
+    from experimentation.planner import TrafficEstimate, traffic_estimates
     from serving.experiments.config import ExperimentConfigError, read_experiments_document
     from serving.experiments.store import json_document, open_store
 
@@ -169,7 +169,7 @@ def import_file(args: argparse.Namespace) -> int:
             base = args.base if args.base is not None else await store.head()
             before = dict((await store.get(base)).document) if base else {}
             stated = TrafficEstimate(args.users_per_day or 0.0, "--users-per-day")
-            traffic = {s: traffic_estimate(args.exposures, before, s, stated) for s in ("home", "now_playing")}
+            traffic = traffic_estimates(args.exposures, before, stated)
             problems = Gate(_known_models(args.bundle), traffic).check_import(before, data)
             if problems:
                 return problems, ""
@@ -221,6 +221,7 @@ def show_history(args: argparse.Namespace) -> int:
     import datetime as dt
     import json
 
+    from serving.experiments.lifecycle import experiments_of
     from serving.experiments.store import history, open_store
 
     async def read() -> list[dict[str, object]]:
@@ -232,7 +233,7 @@ def show_history(args: argparse.Namespace) -> int:
                     "committed_at": dt.datetime.fromtimestamp(r.committed_at, dt.UTC).isoformat(timespec="seconds"),
                     "author": r.author,
                     "reason": r.reason,
-                    "experiments": len(r.document.get("experiments") or []),
+                    "experiments": sum(1 for _ in experiments_of(r.document)),
                 }
                 for r in await history(store, args.limit)
             ]

@@ -30,10 +30,10 @@ from experimentation.planner import (
     TrafficEstimate,
     metric_estimate,
     plan,
-    traffic_estimate,
+    traffic_estimates,
 )
 from serving.experiments import lifecycle
-from serving.experiments.config import ExperimentConfigError, ExperimentError, parse_experiments
+from serving.experiments.config import ExperimentError
 from serving.experiments.store import ExperimentStore, Revision, history
 
 
@@ -73,11 +73,8 @@ class ExperimentView:
     revision: int
 
 
-def _layer_of(document: Mapping[str, Any], key: str) -> str:
-    for layer in document.get("layers") or []:
-        if any(e.get("key") == key for e in layer.get("experiments") or []):
-            return str(layer.get("key"))
-    return ""
+def _layer_key(document: Mapping[str, Any], key: str) -> str:
+    return str((lifecycle.layer_of(document, key) or {}).get("key", ""))
 
 
 class ExperimentControl:
@@ -103,28 +100,27 @@ class ExperimentControl:
         head = base or await self.store.head()
         return head, (dict((await self.store.get(head)).document) if head else {})
 
-    def _gate(self, document: Mapping[str, Any]) -> Gate:
-        surfaces = ("home", "now_playing")
-        return Gate(
-            known_models=self._known_models(),
-            traffic={s: self._traffic(document, s) for s in surfaces},
-        )
+    def _gate(self, document: Mapping[str, Any], traffic: Mapping[str, TrafficEstimate] | None = None) -> Gate:
+        """The gate for ``document``, with the observed ``traffic`` (read from the logs when not given)."""
+        return Gate(known_models=self._known_models(), traffic=traffic or self._traffic(document))
 
-    def _traffic(self, document: Mapping[str, Any], surface: str) -> TrafficEstimate:
-        return traffic_estimate(self._sources.exposure_paths, document, surface, self._sources.traffic_default)
+    def _traffic(self, document: Mapping[str, Any]) -> dict[str, TrafficEstimate]:
+        return traffic_estimates(self._sources.exposure_paths, document, self._sources.traffic_default)
 
     async def plan(self, intent: Intent) -> tuple[Plan, Mapping[str, Any]]:
         """The plan for ``intent`` against the head, and what the generator would write for it."""
         _, document = await self._document(0)
         metric = metric_estimate(self._sources.outcome_paths, intent.primary_metric, self._sources.metric_default)
-        proposal = plan(intent, document, metric, self._traffic(document, intent.surface))
+        proposal = plan(intent, document, metric, self._traffic(document)[intent.surface])
         return proposal, PlanGenerator().generate(proposal, []).experiment
 
     async def create_from_intent(self, intent: Intent, audit: Audit) -> tuple[Revision, Generated]:
         base, document = await self._document(audit.base)
         metric = metric_estimate(self._sources.outcome_paths, intent.primary_metric, self._sources.metric_default)
-        proposal = plan(intent, document, metric, self._traffic(document, intent.surface))
-        generated = generate_validated(self._generator, proposal, document, self._gate(document), self._attempts)
+        traffic = self._traffic(document)
+        proposal = plan(intent, document, metric, traffic[intent.surface])
+        gate = self._gate(document, traffic)
+        generated = generate_validated(self._generator, proposal, document, gate, self._attempts)
         revision = await self.store.commit(base, generated.document, audit.author, audit.reason)
         return revision, generated
 
@@ -157,25 +153,21 @@ class ExperimentControl:
         changed = change(document)
         if whole:
             problems = self._gate(changed).check(changed, key)
-        else:
-            try:
-                parse_experiments(changed, "change", frozenset(self._known_models()))
-                problems = []
-            except ExperimentConfigError as exc:
-                problems = exc.problems
+        else:  # no power check: no traffic to read
+            problems = Gate(self._known_models(), {}).document_problems(changed)
         if problems:
             raise GateProblems(problems)
         return await self.store.commit(base, changed, audit.author, audit.reason)
 
     async def get(self, key: str) -> ExperimentView:
         head, document = await self._document(0)
-        return ExperimentView(lifecycle.find(document, key), _layer_of(document, key), head)
+        return ExperimentView(lifecycle.find(document, key), _layer_key(document, key), head)
 
     async def experiments(self) -> tuple[list[ExperimentView], int]:
         """Every experiment of the head, and the head's number."""
         head, document = await self._document(0)
         found = lifecycle.experiments_of(document)
-        return [ExperimentView(e, _layer_of(document, str(e.get("key"))), head) for e in found], head
+        return [ExperimentView(e, _layer_key(document, str(e.get("key"))), head) for e in found], head
 
     async def revisions(self, limit: int) -> list[Revision]:
         return await history(self.store, limit)

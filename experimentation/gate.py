@@ -20,7 +20,7 @@ from typing import Any
 
 from experimentation.planner import TrafficEstimate
 from serving.experiments.config import ExperimentConfigError, parse_experiments
-from serving.experiments.lifecycle import FROZEN_FIELDS, IllegalTransition, experiments_of, find, status_of
+from serving.experiments.lifecycle import IllegalTransition, experiments_of, find, layer_of, replacement_problems
 
 
 @dataclass(frozen=True)
@@ -30,7 +30,8 @@ class Gate:
     known_models: Collection[str] | None  # None: model versions not checked
     traffic: Mapping[str, TrafficEstimate]  # by surface
 
-    def _document_problems(self, document: Mapping[str, Any]) -> list[str]:
+    def document_problems(self, document: Mapping[str, Any]) -> list[str]:
+        """The experiments file validation of ``document`` (model versions against ``known_models``)."""
         known = None if self.known_models is None else frozenset(self.known_models)
         try:
             parse_experiments(document, "change", known)
@@ -43,12 +44,12 @@ class Gate:
         the lifecycle rules for every experiment ``before`` had (a started one keeps its variants,
         weights, seed, surface and range; a stopped one stays stopped), and every experiment that is
         new or changed and not stopped must be judged on metrics and powered."""
-        problems = self._document_problems(after)
+        problems = self.document_problems(after)
         old = {str(e.get("key")): e for e in experiments_of(before)}
         for experiment in experiments_of(after):
             key = str(experiment.get("key"))
             if key in old:
-                problems.extend(_lifecycle_problems(key, old[key], experiment))
+                problems.extend(str(broken) for broken in replacement_problems(key, old[key], experiment))
             if experiment.get("status") == "stopped" or old.get(key) == experiment:
                 continue
             problems.extend(self._judged_on(key, experiment))
@@ -56,7 +57,7 @@ class Gate:
         return problems
 
     def check(self, document: Mapping[str, Any], key: str) -> list[str]:
-        problems = self._document_problems(document)
+        problems = self.document_problems(document)
         try:
             experiment = find(document, key)
         except IllegalTransition as exc:
@@ -81,7 +82,8 @@ class Gate:
         per_arm, max_days = metrics.get("users_per_arm"), metrics.get("max_days")
         if not isinstance(per_arm, int | float) or not isinstance(max_days, int | float):
             return [f"{key}: metrics.users_per_arm and metrics.max_days: required to check power (use the planner)"]
-        traffic = self.traffic.get(str(experiment.get("surface") or _layer_surface(document, key)))
+        layer = layer_of(document, key) or {}
+        traffic = self.traffic.get(str(experiment.get("surface") or layer.get("surface", "")))
         if traffic is None or traffic.users_per_day <= 0:
             return [f"{key}: no traffic estimate for its surface: cannot check power"]
         rng = experiment.get("range") or (0.0, 1.0)
@@ -94,28 +96,3 @@ class Gate:
                 f"{reach:,.0f} users per arm in {max_days:g} days, {per_arm:,.0f} are needed"
             ]
         return []
-
-
-def _lifecycle_problems(key: str, before: Mapping[str, Any], after: Mapping[str, Any]) -> list[str]:
-    """The lifecycle rules (``serving.experiments.lifecycle``) applied to a whole-document import."""
-    was, now = status_of(before), status_of(after)
-    found = []
-    if was != "draft":
-        touched = sorted(f for f in FROZEN_FIELDS if before.get(f) != after.get(f))
-        if touched:
-            found.append(
-                f"frozen-once-started: {key!r} is {was}: {', '.join(touched)} cannot change (it would move users "
-                "between arms); stop it and create a new experiment"
-            )
-    if was == "stopped" and now != "stopped":
-        found.append(f"no-ramp-after-stop: {key!r} is stopped; create a new experiment instead")
-    if was == "running" and now == "draft":
-        found.append(f"draft-only-start: {key!r} is running; it can only be stopped")
-    return found
-
-
-def _layer_surface(document: Mapping[str, Any], key: str) -> str:
-    for layer in document.get("layers") or []:
-        if any(e.get("key") == key for e in layer.get("experiments") or []):
-            return str(layer.get("surface"))
-    return ""

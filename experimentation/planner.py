@@ -210,23 +210,40 @@ def metric_estimate(outcome_paths: Sequence[Path], metric: str, default: MetricE
     )
 
 
+SURFACES = ("home", "now_playing")
+
+
 def traffic_estimate(
     exposure_paths: Iterable[Path], document: Mapping[str, Any], surface: str, default: TrafficEstimate
 ) -> TrafficEstimate:
-    """Distinct exposed users per day on ``surface`` from exposure logs (a lower bound on its traffic:
-    only users in some experiment are logged); ``default`` when the logs say nothing."""
+    """``traffic_estimates`` for one surface."""
+    return traffic_estimates(exposure_paths, document, default, (surface,))[surface]
+
+
+def traffic_estimates(
+    exposure_paths: Iterable[Path],
+    document: Mapping[str, Any],
+    default: TrafficEstimate,
+    surfaces: Sequence[str] = SURFACES,
+) -> dict[str, TrafficEstimate]:
+    """Distinct exposed users per day on each surface from exposure logs, read once (a lower bound on
+    its traffic: only users in some experiment are logged); ``default`` where the logs say nothing."""
     from offline.experiments.outcome_logs import load_exposures
 
     paths = list(exposure_paths)
     if not paths:
-        return default
+        return dict.fromkeys(surfaces, default)
     exposures = load_exposures(paths, strict=False)
-    on_surface = {str(e.get("key")) for e in experiments_of(document) if e.get("surface") == surface}
-    keep = np.array([name in on_surface for name in exposures.experiments], dtype=np.bool_)
-    wanted = keep[exposures.experiment] if keep.size else np.zeros(0, dtype=np.bool_)
-    if not wanted.any():
-        return default
-    ts = exposures.ts_ms[wanted]
-    days = max((int(ts.max()) - int(ts.min())) / 86_400_000, 1.0)
-    users = np.unique(exposures.unit[wanted]).size
-    return TrafficEstimate(users / days, f"{users:,} exposed users over {days:.1f} days of exposure logs")
+    found = {}
+    for surface in surfaces:
+        on_surface = {str(e.get("key")) for e in experiments_of(document) if e.get("surface") == surface}
+        keep = np.array([name in on_surface for name in exposures.experiments], dtype=np.bool_)
+        wanted = keep[exposures.experiment] if keep.size else np.zeros(0, dtype=np.bool_)
+        if not wanted.any():
+            found[surface] = default
+            continue
+        ts = exposures.ts_ms[wanted]
+        days = max((int(ts.max()) - int(ts.min())) / 86_400_000, 1.0)
+        users = np.unique(exposures.unit[wanted]).size
+        found[surface] = TrafficEstimate(users / days, f"{users:,} exposed users over {days:.1f} days of exposure logs")
+    return found

@@ -62,6 +62,35 @@ def status_of(experiment: Mapping[str, Any]) -> str:
     return str(experiment.get("status", "draft"))
 
 
+def layer_of(document: Mapping[str, Any], key: str) -> Mapping[str, Any] | None:
+    """The layer holding experiment ``key``; None for an independent (or unknown) experiment."""
+    for layer in document.get("layers") or []:
+        if any(e.get("key") == key for e in layer.get("experiments") or []):
+            return dict(layer)
+    return None
+
+
+def replacement_problems(key: str, before: Mapping[str, Any], after: Mapping[str, Any]) -> list[IllegalTransition]:
+    """The rules that replacing experiment ``key``'s ``before`` by ``after`` breaks (empty: none)."""
+    was, now = status_of(before), status_of(after)
+    found = []
+    if was != "draft":
+        touched = sorted(f for f in FROZEN_FIELDS if before.get(f) != after.get(f))
+        if touched:
+            found.append(
+                IllegalTransition(
+                    "frozen-once-started",
+                    f"{key!r} is {was}: {', '.join(touched)} cannot change (it would move users between arms); "
+                    "stop it and create a new experiment",
+                )
+            )
+    if was == "stopped" and now != "stopped":
+        found.append(IllegalTransition("no-ramp-after-stop", f"{key!r} is stopped; create a new experiment instead"))
+    if was == "running" and now == "draft":
+        found.append(IllegalTransition("draft-only-start", f"{key!r} is running; it can only be stopped"))
+    return found
+
+
 def create(document: Mapping[str, Any], experiment: Mapping[str, Any], layer: str | None = None) -> Document:
     """Add ``experiment`` as a draft (to ``layer`` when given, created if new)."""
     key = experiment.get("key")
@@ -89,14 +118,9 @@ def update(document: Mapping[str, Any], key: str, changes: Mapping[str, Any]) ->
         raise IllegalTransition("frozen-once-started", "an experiment's key never changes")
     if "status" in changes:
         raise IllegalTransition("draft-only-start", "status changes only through start and stop")
-    if status_of(experiment) != "draft":
-        touched = sorted(f for f in FROZEN_FIELDS if f in changes and changes[f] != experiment.get(f))
-        if touched:
-            raise IllegalTransition(
-                "frozen-once-started",
-                f"{key!r} is {status_of(experiment)}: {', '.join(touched)} cannot change (it would move users "
-                "between arms); stop it and create a new experiment",
-            )
+    broken = replacement_problems(key, experiment, {**experiment, **changes})
+    if broken:
+        raise broken[0]
     experiment.update(copy.deepcopy(dict(changes)))
     return new
 
