@@ -15,15 +15,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import random
-import re
 import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 
-from loadtests.harness import RedisProcess, ServerProcess, start_server, stop_server
+from loadtests.harness import RedisProcess, ServerProcess, scrape_metric, start_server, stop_server
 from loadtests.stats import summarize
 from serving.experiments.store import open_store
 
@@ -43,9 +41,7 @@ def _document(i: int) -> dict[str, object]:
 
 
 def _served(server: ServerProcess) -> int:
-    text = urllib.request.urlopen(f"http://127.0.0.1:{server.metrics_port}/metrics", timeout=5).read().decode()
-    found = re.search(r"^encore_experiments_revision(?:\{[^}]*\})? ([0-9.e+-]+)$", text, re.MULTILINE)
-    return int(float(found.group(1))) if found else -1
+    return int(scrape_metric(server, "encore_experiments_revision"))
 
 
 async def _measure(server: ServerProcess, url: str, revisions: int, timeout_s: float) -> list[float]:

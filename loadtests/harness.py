@@ -272,6 +272,22 @@ class ServerProcess:
         return self.log_path.read_text(errors="replace")
 
 
+def scrape_metric(server: ServerProcess, name: str, **labels: str) -> float:
+    """The value of one sample on ``server``'s /metrics endpoint whose labels include ``labels``
+    (0 when absent; with ``--workers``, the parent's aggregate)."""
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{server.metrics_port}/metrics", timeout=5) as reply:
+        text = reply.read().decode()
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                return float(sample.value)
+    return 0.0
+
+
 def start_server(
     bundle: Path,
     workdir: Path,

@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -23,7 +21,16 @@ from encore.v1 import experiments_pb2 as xpb
 from encore.v1 import experiments_pb2_grpc as xpb_grpc
 from encore.v1 import ranking_pb2 as pb
 from encore.v1 import ranking_pb2_grpc as pb_grpc
-from loadtests.harness import REPO, RedisProcess, ServerProcess, free_port, start_server, stop_process, stop_server
+from loadtests.harness import (
+    REPO,
+    RedisProcess,
+    ServerProcess,
+    free_port,
+    scrape_metric,
+    start_server,
+    stop_process,
+    stop_server,
+)
 
 TOKEN = "t" * 24
 DEADLINE_S = 60.0
@@ -104,9 +111,7 @@ def cli(fleet: Fleet, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def revision_served(fleet: Fleet) -> float:
-    text = urllib.request.urlopen(f"http://127.0.0.1:{fleet.ranking.metrics_port}/metrics", timeout=5).read().decode()
-    found = re.search(r"^encore_experiments_revision(?:\{[^}]*\})? ([0-9.e+-]+)$", text, re.MULTILINE)
-    return float(found.group(1)) if found else -1.0
+    return scrape_metric(fleet.ranking, "encore_experiments_revision")
 
 
 def assigned(fleet: Fleet, key: str, users: int = 40) -> int:

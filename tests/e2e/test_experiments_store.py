@@ -4,9 +4,7 @@ revision in every worker without a restart, and keeps serving the last one when 
 from __future__ import annotations
 
 import asyncio
-import re
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +14,7 @@ import pytest
 
 from encore.v1 import ranking_pb2 as pb
 from encore.v1 import ranking_pb2_grpc as pb_grpc
-from loadtests.harness import RedisProcess, ServerProcess, start_server, stop_server
+from loadtests.harness import RedisProcess, ServerProcess, scrape_metric, start_server, stop_server
 from serving.experiments.store import open_store
 
 DEADLINE_S = 60.0  # generous: CI shares two cores; the propagation delay is printed, not asserted
@@ -37,12 +35,6 @@ def everyone(key: str, cap: int) -> dict[str, Any]:
             }
         ]
     }
-
-
-def metric(server: ServerProcess, name: str) -> float | None:
-    text = urllib.request.urlopen(f"http://127.0.0.1:{server.metrics_port}/metrics", timeout=5).read().decode()
-    found = re.search(rf"^{name}(?:{{[^}}]*}})? ([0-9.e+-]+)$", text, re.MULTILINE)
-    return float(found.group(1)) if found else None
 
 
 def wait_for(condition: Any, what: str) -> float:
@@ -104,15 +96,15 @@ def test_every_worker_serves_each_new_revision_and_keeps_the_last_when_the_store
     fleet: tuple[ServerProcess, RedisProcess],
 ) -> None:
     server, redis = fleet
-    assert metric(server, "encore_experiments_revision") == 0 and experiments_seen(server) == set()
+    assert scrape_metric(server, "encore_experiments_revision") == 0 and experiments_seen(server) == set()
     delays = []
     for n in range(1, 4):
         commit(redis.url, n - 1, everyone(f"cap-{n}", 2 + n), f"revision {n}")
         # the minimum over live workers: every worker serves revision n
-        delays.append(wait_for(lambda n=n: metric(server, "encore_experiments_revision") == n, f"revision {n}"))
+        delays.append(wait_for(lambda n=n: scrape_metric(server, "encore_experiments_revision") == n, f"revision {n}"))
         assert experiments_seen(server) == {f"cap-{n}"}
     print(f"commit → served by both workers: {', '.join(f'{d:.2f} s' for d in delays)}")
     redis.stop()
-    wait_for(lambda: metric(server, "encore_experiments_store_up") == 0, "store reported down")
+    wait_for(lambda: scrape_metric(server, "encore_experiments_store_up") == 0, "store reported down")
     assert experiments_seen(server) == {"cap-3"}  # the last good revision, answers still served
     assert server.process.poll() is None

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import re
-import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from prometheus_client.parser import text_string_to_metric_families
 
-from loadtests.harness import RedisProcess, ServerProcess, start_server, stop_server
+from loadtests.harness import RedisProcess, ServerProcess, scrape_metric, start_server, stop_server
 from tests.fault.proxy import LatencyProxy
 from tests.fault.report import FaultReport, format_table
 
@@ -88,15 +86,7 @@ def health(server: ServerProcess) -> int:
     return int(reply.status)
 
 
-def metric(server: ServerProcess, name: str, **labels: str) -> float:
-    """The value of one sample on the server's /metrics (0 when absent)."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{server.metrics_port}/metrics", timeout=5) as reply:
-        text = reply.read().decode()
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
-                return float(sample.value)
-    return 0.0
+metric = scrape_metric  # the fault tests' name for it
 
 
 def tracebacks(log: str, allowed: tuple[str, ...] = ()) -> list[str]:
