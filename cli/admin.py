@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
-from cli.connect import raise_if_unreachable
+from cli.connect import bearer, raise_if_unreachable
 from cli.exit_codes import FAILED, OK
 
 
@@ -28,12 +27,7 @@ def run(args: argparse.Namespace) -> int:
     from encore.v1 import admin_pb2 as apb
     from encore.v1 import admin_pb2_grpc as apb_grpc
 
-    token = (
-        args.token_file.read_text(encoding="utf-8").strip()
-        if args.token_file
-        else os.environ.get("ENCORE_ADMIN_TOKEN", "")
-    )
-    metadata = (("authorization", f"Bearer {token}"),)
+    metadata = bearer(args.token_file, "ENCORE_ADMIN_TOKEN")
     with grpc.insecure_channel(args.target) as channel:
         stub = apb_grpc.AdminServiceStub(channel)
         try:

@@ -1,8 +1,11 @@
-"""Client channels for the commands that talk to a running server (``rank``, ``admin``)."""
+"""Client channels and call metadata for the commands that talk to a running server (``rank``, ``admin``,
+the experiments API client)."""
 
 from __future__ import annotations
 
 import argparse
+import os
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cli.exit_codes import TargetUnreachable
@@ -26,6 +29,12 @@ def channel(args: argparse.Namespace) -> grpc.Channel:
         certificate_chain=args.tls_cert.read_bytes() if args.tls_cert else None,
     )
     return grpc.secure_channel(args.target, credentials)
+
+
+def bearer(token_file: Path | None, env: str) -> tuple[tuple[str, str], ...]:
+    """Call metadata ``authorization: Bearer <token>``, the token from ``token_file`` or ``env``."""
+    token = token_file.read_text(encoding="utf-8").strip() if token_file else os.environ.get(env, "")
+    return (("authorization", f"Bearer {token}"),)
 
 
 def raise_if_unreachable(exc: grpc.RpcError, ch: grpc.Channel, target: str) -> None:

@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from cli.connect import channel, raise_if_unreachable
+from cli.connect import bearer, channel, raise_if_unreachable
 from cli.exit_codes import FAILED, OK
 
 TOKEN_ENV = "ENCORE_EXPERIMENTS_TOKEN"
@@ -155,13 +154,11 @@ def _call(args: argparse.Namespace, method: str, request: Any) -> Any:
 
     from encore.v1 import experiments_pb2_grpc as xpb_grpc
 
-    token = args.token_file.read_text(encoding="utf-8").strip() if args.token_file else os.environ.get(TOKEN_ENV, "")
+    metadata = bearer(args.token_file, TOKEN_ENV)
     with channel(args) as ch:
         stub = xpb_grpc.ExperimentServiceStub(ch)
         try:
-            return getattr(stub, method)(
-                request, metadata=(("authorization", f"Bearer {token}"),), timeout=args.timeout
-            )
+            return getattr(stub, method)(request, metadata=metadata, timeout=args.timeout)
         except grpc.RpcError as exc:
             raise_if_unreachable(exc, ch, args.target)
             print(f"{exc.code().name}: {exc.details()}", file=sys.stderr)
