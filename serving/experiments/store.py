@@ -23,6 +23,7 @@ written; nothing was committed, or the commit's outcome is unknown when it says 
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 import os
@@ -34,6 +35,10 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from features.redis_store import _cluster_client, is_cluster_url, redacted_url
 from serving.experiments.config import ExperimentError
 
 
@@ -207,27 +212,17 @@ class RedisExperimentStore:
     """Revisions in Redis (a single node or a Redis Cluster); ``timeout_s`` bounds every call."""
 
     def __init__(self, url: str, timeout_s: float = 1.0) -> None:
-        from features.redis_store import is_cluster_url, redacted_url
-
         self.url = redacted_url(url)
         self._timeout_s = timeout_s
         if is_cluster_url(url):
-            from features.redis_store import _cluster_client
-
             self._client: Any = _cluster_client(url, {"socket_timeout": timeout_s})
         else:
-            import redis.asyncio as aioredis
-
             self._client = aioredis.Redis.from_url(
                 url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s, decode_responses=False
             )
         self._commit = self._client.register_script(_COMMIT_SCRIPT)
 
     async def _call(self, what: str, coro: Any) -> Any:
-        import asyncio
-
-        from redis.exceptions import RedisError
-
         try:
             async with asyncio.timeout(self._timeout_s):
                 return await coro
