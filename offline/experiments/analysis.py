@@ -49,7 +49,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import stats
 
-from offline.experiments.outcome_logs import Exposures, Outcomes, ReadStats
+from offline.experiments.outcome_logs import Exposures, Outcomes, ReadStats, codes_in
 
 __all__ = [
     "SRM_P_THRESHOLD",
@@ -348,8 +348,7 @@ def analyze(
     metric_names = tuple(sorted(outcomes.metrics)) if metrics is None else tuple(dict.fromkeys(metrics))
 
     # Outcomes → exposure unit codes and metric positions; drop what cannot matter.
-    unit_code = {u: i for i, u in enumerate(exposures.unit_ids)}
-    unit_map = np.fromiter((unit_code.get(u, -1) for u in outcomes.unit_ids), np.intp, len(outcomes.unit_ids))
+    unit_map = codes_in(outcomes.unit_ids, exposures.unit_ids)
     metric_pos = {m: i for i, m in enumerate(metric_names)}
     metric_map = np.fromiter((metric_pos.get(m, -1) for m in outcomes.metrics), np.intp, len(outcomes.metrics))
     o_unit = unit_map[outcomes.unit] if len(outcomes) else np.empty(0, np.intp)

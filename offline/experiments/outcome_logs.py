@@ -35,21 +35,25 @@ import io
 import json
 import math
 import os
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 from numpy.typing import NDArray
 
 from serving.experiments.config import ExperimentError
 
 __all__ = [
     "AnalysisInputError",
+    "UnitIds",
     "Exposures",
     "Outcomes",
     "ReadStats",
+    "codes_in",
     "expand_paths",
     "load_exposures",
     "load_outcomes",
@@ -64,6 +68,8 @@ _TS_LIMIT: Final[int] = 2**63
 _DECODER: Final[json.JSONDecoder] = json.JSONDecoder()
 
 PathArg = str | os.PathLike[str]
+UnitIds = Sequence[str] | pa.Array
+"""Unit ids by code: a tuple (records, the line reader) or an Arrow string array (the columnar reader)."""
 
 
 class AnalysisInputError(ExperimentError):
@@ -104,7 +110,7 @@ class Exposures:
     unit: NDArray[np.intp]
     experiment: NDArray[np.intp]
     variant: NDArray[np.intp]
-    unit_ids: tuple[str, ...]
+    unit_ids: UnitIds
     experiments: tuple[str, ...]
     variants: tuple[str, ...]
     read: ReadStats
@@ -128,7 +134,7 @@ class Outcomes:
     unit: NDArray[np.intp]
     metric: NDArray[np.intp]
     value: NDArray[np.float64]
-    unit_ids: tuple[str, ...]
+    unit_ids: UnitIds
     metrics: tuple[str, ...]
     read: ReadStats
 
@@ -141,6 +147,16 @@ class Outcomes:
         builder = _OutcomeBuilder()
         _consume(((_RECORDS, i, r) for i, r in enumerate(records, 1)), builder.add, builder.stats, strict)
         return builder.build(files=0)
+
+
+def codes_in(values: UnitIds, value_set: UnitIds) -> NDArray[np.intp]:
+    """For each of ``values``, its position in ``value_set`` (-1 when absent); a C++ hash join."""
+    found = pc.index_in(_arrow_strings(values), value_set=_arrow_strings(value_set))
+    return np.asarray(found.fill_null(-1).to_numpy(zero_copy_only=False), dtype=np.intp)
+
+
+def _arrow_strings(ids: UnitIds) -> pa.Array:
+    return ids if isinstance(ids, pa.Array) else pa.array(list(ids), type=pa.string())
 
 
 def expand_paths(paths: Iterable[PathArg]) -> list[Path]:
