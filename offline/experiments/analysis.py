@@ -49,6 +49,9 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import stats
 
+from offline.experiments.decision import Verdict, decide
+from offline.experiments.inference import DEFAULT_TUNING_UNITS, Method, MetricInference, infer_metric
+from offline.experiments.metric_specs import DEFAULT_METRICS, MetricSpec
 from offline.experiments.outcome_logs import Exposures, Outcomes, ReadStats, codes_in
 
 __all__ = [
@@ -56,6 +59,8 @@ __all__ = [
     "AnalysisReport",
     "Comparison",
     "Correction",
+    "DayPoint",
+    "DecisionMetric",
     "ExperimentResult",
     "Interval",
     "MetricResult",
@@ -68,6 +73,8 @@ __all__ = [
 Correction = Literal["holm", "bh"]
 SRM_P_THRESHOLD: Final[float] = 0.001
 CONTROL_NAME: Final[str] = "control"
+DAY_MS: Final[int] = 86_400_000
+DEFAULT_CUPED_WINDOW_DAYS: Final[float] = 14.0
 
 
 @dataclass(frozen=True)
@@ -137,6 +144,29 @@ class SrmCheck:
 
 
 @dataclass(frozen=True)
+class DecisionMetric:
+    """A decision metric's inference; ``variants`` names the inference's arms (control first)."""
+
+    spec: MetricSpec
+    variants: tuple[str, ...]
+    inference: MetricInference
+
+
+@dataclass(frozen=True)
+class DayPoint:
+    """The cumulative analysis at the end of one UTC day (units exposed and outcomes before it)."""
+
+    day: str
+    """``YYYY-MM-DD`` (UTC)."""
+    end_ms: int
+    units: tuple[int, ...]
+    """Units per variant, in ``ExperimentResult.variants`` order."""
+    srm_p: float | None
+    metrics: tuple[MetricInference, ...]
+    """One per decision metric, in ``ExperimentResult.decision`` order."""
+
+
+@dataclass(frozen=True)
 class ExperimentResult:
     """Everything reported for one experiment; ``units`` counts analysed (kept) units."""
 
@@ -149,6 +179,13 @@ class ExperimentResult:
     outcomes_before_exposure: int
     srm: SrmCheck
     metrics: tuple[MetricResult, ...]
+    variants: tuple[str, ...] = ()
+    """Variants with units, control first (the order of every decision inference's arms)."""
+    decision: tuple[DecisionMetric, ...] = ()
+    verdict: Verdict | None = None
+    timeline: tuple[DayPoint, ...] = ()
+    first_exposure_ms: int = 0
+    last_event_ms: int = 0
 
 
 @dataclass(frozen=True)
@@ -163,6 +200,9 @@ class AnalysisReport:
     outcomes_read: ReadStats
     unmatched_outcomes: int
     """Outcome records whose unit has no exposure at all (ignored)."""
+    method: Method = "sequential"
+    cuped_window_days: float = DEFAULT_CUPED_WINDOW_DAYS
+    tuning_units: int = DEFAULT_TUNING_UNITS
 
     @property
     def srm_flagged(self) -> tuple[str, ...]:
@@ -330,33 +370,52 @@ def analyze(
     correction: Correction = "holm",
     alpha: float = 0.05,
     metrics: Sequence[str] | None = None,
+    decision_metrics: Sequence[MetricSpec] = DEFAULT_METRICS,
+    method: Method = "sequential",
+    cuped_window_days: float = DEFAULT_CUPED_WINDOW_DAYS,
+    planned_units: int | None = None,
+    plan_complete: bool = False,
+    timeline: bool = True,
 ) -> AnalysisReport:
     """Analyse every experiment in ``exposures`` (contract and formulas in the module docstring).
 
     ``expected_weights`` maps experiment → variant → weight (any positive scale; its variant order
     also picks the control when none is named ``control``). ``metrics`` defaults to every metric in
     ``outcomes``, sorted; a requested metric without outcomes is all zeros.
+
+    The decision layer (``ExperimentResult.decision``/``verdict``/``timeline``) analyses
+    ``decision_metrics`` with ``offline.experiments.inference`` (``method``; CUPED over the
+    ``cuped_window_days`` before each unit's first exposure, 0 disables it) and
+    ``offline.experiments.decision``. ``planned_units`` (the planned total units of an experiment)
+    tunes the sequential intervals and completes the plan once reached; ``plan_complete`` states it.
     """
     if correction not in get_args(Correction):
         raise ValueError(f"correction must be one of {get_args(Correction)}, got {correction!r}")
     if not 0.0 < alpha < 1.0:
         raise ValueError(f"alpha must be in (0, 1), got {alpha!r}")
+    if not (math.isfinite(cuped_window_days) and cuped_window_days >= 0.0):
+        raise ValueError(f"cuped_window_days must be >= 0, got {cuped_window_days!r}")
+    if planned_units is not None and planned_units < 2:
+        raise ValueError(f"planned_units must be >= 2, got {planned_units!r}")
     for exp_key, weights in (expected_weights or {}).items():
         bad = {v: w for v, w in weights.items() if not (math.isfinite(w) and w >= 0.0)}
         if bad or not any(w > 0.0 for w in weights.values()):
             raise ValueError(f"expected_weights[{exp_key!r}] needs finite weights >= 0, some > 0; got {weights!r}")
     metric_names = tuple(sorted(outcomes.metrics)) if metrics is None else tuple(dict.fromkeys(metrics))
+    # Raw metrics summed per unit: the reported ones, then whatever the decision metrics read.
+    all_names = tuple(dict.fromkeys([*metric_names, *(m for s in decision_metrics for m in s.outcome_metrics)]))
 
     # Outcomes → exposure unit codes and metric positions; drop what cannot matter.
     unit_map = codes_in(outcomes.unit_ids, exposures.unit_ids)
-    metric_pos = {m: i for i, m in enumerate(metric_names)}
+    metric_pos = {m: i for i, m in enumerate(all_names)}
     metric_map = np.fromiter((metric_pos.get(m, -1) for m in outcomes.metrics), np.intp, len(outcomes.metrics))
     o_unit = unit_map[outcomes.unit] if len(outcomes) else np.empty(0, np.intp)
     o_metric = metric_map[outcomes.metric] if len(outcomes) else np.empty(0, np.intp)
     unmatched = int(np.count_nonzero(o_unit < 0))
     keep = (o_unit >= 0) & (o_metric >= 0)
-    o_unit, o_metric = o_unit[keep], o_metric[keep]
-    o_ts, o_value = outcomes.ts_ms[keep], outcomes.value[keep]
+    sums = _UnitSums(o_unit[keep], o_metric[keep], outcomes.ts_ms[keep], outcomes.value[keep], len(all_names))
+    tuning = planned_units or DEFAULT_TUNING_UNITS
+    window_ms = round(cuped_window_days * DAY_MS)
 
     # Group exposures by (experiment, unit), earliest first; file order breaks ts ties.
     n_rows = len(exposures)
@@ -369,6 +428,7 @@ def analyze(
     mixed = np.minimum.reduceat(v, starts) != np.maximum.reduceat(v, starts) if n_rows else np.empty(0, dtype=bool)
     g_exp, g_unit, g_var, g_ts = e[starts], u[starts], v[starts], ts[starts]
     g_rows = np.diff(np.append(starts, n_rows))
+    last_event = max(int(exposures.ts_ms.max()) if n_rows else 0, int(sums.ts.max()) if sums.ts.size else 0)
 
     results = []
     positions = np.full(len(exposures.unit_ids), -1, dtype=np.intp)
@@ -378,35 +438,73 @@ def analyze(
         kept = in_exp & ~mixed
         units, variant_codes, first_ts = g_unit[kept], g_var[kept], g_ts[kept]
         positions[units] = np.arange(units.shape[0])
-        idx = positions[o_unit]
+        view = sums.for_units(positions, first_ts)
         positions[units] = -1
-        hit = idx >= 0
-        after = np.zeros_like(hit)
-        after[hit] = o_ts[hit] >= first_ts[idx[hit]]
-        sums = np.bincount(
-            idx[after] * len(metric_names) + o_metric[after],
-            weights=o_value[after],
-            minlength=units.shape[0] * len(metric_names),
-        )
-        values = np.asarray(sums, dtype=np.float64).reshape(units.shape[0], len(metric_names))
+        values = view.between(0, None)
         exp_weights = None if expected_weights is None else expected_weights.get(key)
         rows = int(g_rows[in_exp].sum())
-        results.append(
-            _experiment_result(
-                key=key,
-                variant_names=exposures.variants,
-                variant_codes=variant_codes,
-                values=values,
-                metric_names=metric_names,
-                weights=exp_weights,
-                correction=correction,
-                alpha=alpha,
-                exposure_rows=rows,
-                duplicates=rows - int(np.count_nonzero(in_exp)),
-                multiple_variant_units=int(np.count_nonzero(in_exp & mixed)),
-                before_exposure=int(np.count_nonzero(hit)) - int(np.count_nonzero(after)),
-            )
+        result = _experiment_result(
+            key=key,
+            variant_names=exposures.variants,
+            variant_codes=variant_codes,
+            values=values[:, : len(metric_names)],
+            metric_names=metric_names,
+            weights=exp_weights,
+            correction=correction,
+            alpha=alpha,
+            exposure_rows=rows,
+            duplicates=rows - int(np.count_nonzero(in_exp)),
+            multiple_variant_units=int(np.count_nonzero(in_exp & mixed)),
+            before_exposure=view.before_exposure,
         )
+        if result.units and decision_metrics:
+            pre = view.between(-window_ms, 0) if window_ms > 0 else None
+            names = [*result.srm.variants, *(x for x in result.srm.unexpected_variants)]
+            arm_names = tuple(dict.fromkeys([result.control, *names]))
+            arm_of = {exposures.variants.index(n): i for i, n in enumerate(arm_names)}
+            arm = np.fromiter((arm_of[c] for c in variant_codes.tolist()), np.intp, variant_codes.shape[0])
+            decision = tuple(
+                DecisionMetric(
+                    spec, arm_names, _infer(spec, all_names, arm, values, pre, len(arm_names), alpha, method, tuning)
+                )
+                for spec in decision_metrics
+            )
+            verdict = decide(
+                arm_names,
+                decision_metrics,
+                [d.inference for d in decision],
+                srm_flagged=result.srm.flagged,
+                srm_p=result.srm.p_value,
+                plan_complete=plan_complete or (planned_units is not None and result.units >= planned_units),
+            )
+            days = (
+                _timeline(
+                    view,
+                    first_ts,
+                    arm,
+                    arm_names,
+                    all_names,
+                    decision_metrics,
+                    exp_weights,
+                    pre,
+                    alpha,
+                    method,
+                    tuning,
+                    last_event,
+                )
+                if timeline
+                else ()
+            )
+            result = replace(
+                result,
+                variants=arm_names,
+                decision=decision,
+                verdict=verdict,
+                timeline=days,
+                first_exposure_ms=int(first_ts.min()),
+                last_event_ms=last_event,
+            )
+        results.append(result)
     return AnalysisReport(
         experiments=tuple(results),
         metrics=metric_names,
@@ -415,7 +513,130 @@ def analyze(
         exposures_read=exposures.read,
         outcomes_read=outcomes.read,
         unmatched_outcomes=unmatched,
+        method=method,
+        cuped_window_days=cuped_window_days,
+        tuning_units=tuning,
     )
+
+
+class _UnitSums:
+    """Outcomes already mapped to exposure unit codes and metric positions; sums them per unit."""
+
+    def __init__(
+        self,
+        unit: NDArray[np.intp],
+        metric: NDArray[np.intp],
+        ts: NDArray[np.int64],
+        value: NDArray[np.float64],
+        n_metrics: int,
+    ) -> None:
+        self.unit, self.metric, self.ts, self.value, self.n_metrics = unit, metric, ts, value, n_metrics
+
+    def for_units(self, positions: NDArray[np.intp], first_ts: NDArray[np.int64]) -> _UnitView:
+        """The outcomes of one experiment's units (``positions[code]`` is the unit's row, or -1)."""
+        idx = positions[self.unit] if self.unit.size else np.empty(0, np.intp)
+        hit = idx >= 0
+        idx = idx[hit]
+        offset = self.ts[hit] - first_ts[idx]
+        return _UnitView(
+            idx, self.metric[hit], offset, self.ts[hit], self.value[hit], first_ts.shape[0], self.n_metrics
+        )
+
+
+class _UnitView:
+    """One experiment's outcomes, each with its unit's row and its time since that unit's first exposure."""
+
+    def __init__(
+        self,
+        row: NDArray[np.intp],
+        metric: NDArray[np.intp],
+        offset: NDArray[np.int64],
+        ts: NDArray[np.int64],
+        value: NDArray[np.float64],
+        n_units: int,
+        n_metrics: int,
+    ) -> None:
+        self.row, self.metric, self.offset, self.ts, self.value = row, metric, offset, ts, value
+        self.n_units, self.n_metrics = n_units, n_metrics
+        self.before_exposure = int(np.count_nonzero(offset < 0))
+
+    def between(self, start_ms: int, end_ms: int | None, before_ts: int | None = None) -> NDArray[np.float64]:
+        """Units × metrics sums of outcomes with ``start <= ts - first exposure < end`` (and ``ts < before_ts``)."""
+        mask = self.offset >= start_ms
+        if end_ms is not None:
+            mask &= self.offset < end_ms
+        if before_ts is not None:
+            mask &= self.ts < before_ts
+        totals = np.bincount(
+            self.row[mask] * self.n_metrics + self.metric[mask],
+            weights=self.value[mask],
+            minlength=self.n_units * self.n_metrics,
+        )
+        return np.asarray(totals, dtype=np.float64).reshape(self.n_units, self.n_metrics)
+
+
+def _column(values: NDArray[np.float64], names: Sequence[str], wanted: Sequence[str]) -> NDArray[np.float64]:
+    cols = [names.index(m) for m in wanted]
+    return values[:, cols[0]] if len(cols) == 1 else values[:, cols].sum(axis=1)
+
+
+def _infer(
+    spec: MetricSpec,
+    names: Sequence[str],
+    arm: NDArray[np.intp],
+    values: NDArray[np.float64],
+    pre: NDArray[np.float64] | None,
+    n_arms: int,
+    alpha: float,
+    method: Method,
+    tuning: int,
+) -> MetricInference:
+    y = _column(values, names, [spec.numerator])
+    d = _column(values, names, spec.denominator) if spec.denominator else None
+    x = None if pre is None else _column(pre, names, [spec.numerator])
+    xd = None if pre is None or not spec.denominator else _column(pre, names, spec.denominator)
+    return infer_metric(arm, y, d, x, xd, n_arms=n_arms, alpha=alpha, method=method, tuning_units=tuning)
+
+
+def _timeline(
+    view: _UnitView,
+    first_ts: NDArray[np.int64],
+    arm: NDArray[np.intp],
+    arm_names: Sequence[str],
+    names: Sequence[str],
+    specs: Sequence[MetricSpec],
+    weights: Mapping[str, float] | None,
+    pre: NDArray[np.float64] | None,
+    alpha: float,
+    method: Method,
+    tuning: int,
+    last_event: int,
+) -> tuple[DayPoint, ...]:
+    """Cumulative analysis at the end of each UTC day from the first exposure to the last event."""
+    first_day = int(first_ts.min()) // DAY_MS
+    points = []
+    for day in range(first_day, last_event // DAY_MS + 1):
+        end = (day + 1) * DAY_MS
+        present = first_ts < end
+        if not np.any(present):
+            continue
+        values = view.between(0, None, before_ts=end)[present]
+        a = arm[present]
+        counts = np.bincount(a, minlength=len(arm_names))
+        srm = _srm(list(arm_names), counts.tolist(), weights)
+        sub_pre = None if pre is None else pre[present]
+        points.append(
+            DayPoint(
+                day=np.datetime64(day, "D").astype(str),
+                end_ms=end,
+                units=tuple(int(c) for c in counts),
+                srm_p=srm.p_value,
+                metrics=tuple(
+                    _infer(spec, names, a, values, sub_pre, len(arm_names), alpha, method, tuning) for spec in specs
+                ),
+            )
+        )
+    return tuple(points)
 
 
 def _experiment_result(
