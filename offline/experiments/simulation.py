@@ -7,12 +7,13 @@ behind an experiment, with simulated listeners instead of real ones:
    retrieval order, the raw inner product, which favours items with long vectors — popular ones)
    and ``cosine-v1`` (treatment: cosine to the user's taste and recent plays);
 2. serves it on a real gRPC server (loopback, free port) with a 50/50 experiment on Home and
-   the exposure log on;
+   the exposure and outcome logs on;
 3. simulated users call ``Rank`` over gRPC and stream each shown item with probability
    ``position_bias(p) × appeal(taste · item)`` — their hidden taste is their ALS vector plus noise —
    skip it otherwise (top 5 only), and report what they did with ``RecordEvents``;
-4. analyses exposures × outcomes with ``offline.experiments.analysis`` and reports whether the
-   better arm (treatment) won significantly with no sample ratio mismatch.
+4. analyses the server's exposure log × its outcome log (nothing written by the client) with
+   ``offline.experiments.analysis`` and reports whether the better arm (treatment) won
+   significantly with no sample ratio mismatch.
 
 All randomness is seeded: the same config gives the same users, sessions and decisions.
 """
@@ -20,7 +21,6 @@ All randomness is seeded: the same config gives the same users, sessions and dec
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections.abc import Callable
@@ -76,7 +76,8 @@ class SimulationConfig:
 
 @dataclass(frozen=True)
 class SimulationRun:
-    """Where the run left its files, and what it sent."""
+    """Where the run left its files, and what it sent. ``exposures`` and ``outcomes`` are the
+    server's log directories."""
 
     bundle: Path
     experiments: Path
@@ -151,7 +152,6 @@ async def _listen(
     listeners: SimulatedListeners,
     user: int,
     config: SimulationConfig,
-    outcomes: list[str],
 ) -> tuple[int, int, int]:
     requests = streams = errors = 0
     user_id = listeners.user_ids[user]
@@ -166,15 +166,13 @@ async def _listen(
         requests += 1
         shown = [i.item_id for i in response.items]
         decisions = listeners.decide(user, session, shown)
-        ts_ms = int(time.time() * 1000) + 1
+        ts_ms = int(time.time() * 1000)
         events = []
         for position, (item_id, streamed) in enumerate(zip(shown, decisions, strict=True)):
             if streamed:
                 streams += 1
-                outcomes.append(json.dumps({"ts_ms": ts_ms, "unit_id": user_id, "metric": "stream", "value": 1.0}))
                 events.append(pb.Event(type=pb.EVENT_TYPE_PLAY, item_id=item_id, timestamp_ms=ts_ms))
             elif position < SKIP_DEPTH:
-                outcomes.append(json.dumps({"ts_ms": ts_ms, "unit_id": user_id, "metric": "skip", "value": 1.0}))
                 events.append(pb.Event(type=pb.EVENT_TYPE_SKIP, item_id=item_id, timestamp_ms=ts_ms))
         if events:
             await stub.RecordEvents(pb.RecordEventsRequest(user_id=user_id, events=events), timeout=2.0)
@@ -182,7 +180,7 @@ async def _listen(
 
 
 async def run_simulation(config: SimulationConfig, progress: Callable[[str], None] = print) -> SimulationRun:
-    """Build, serve, simulate; returns the paths of the exposure and outcome logs."""
+    """Build, serve, simulate; returns the server's exposure and outcome log directories."""
     from serving.app import lifespan
 
     config.out_dir.mkdir(parents=True, exist_ok=True)
@@ -190,18 +188,19 @@ async def run_simulation(config: SimulationConfig, progress: Callable[[str], Non
     bundle_path = build_simulation_bundle(config)
     experiments = config.out_dir / "experiments.yaml"
     experiments.write_text(EXPERIMENTS_YAML, encoding="utf-8")
-    exposures = config.out_dir / f"exposures-{int(time.time())}"
+    started = int(time.time())
+    exposures, outcomes = config.out_dir / f"exposures-{started}", config.out_dir / f"outcomes-{started}"
     settings = replace(
         load_settings(bundle_path),
         experiments=experiments,
         exposure_log_dir=exposures,
+        outcome_log_dir=outcomes,
         metrics_port=None,
         # the simulated listeners send ``concurrency`` calls at once: admit them all (not a load test)
         max_in_flight=max(4, config.concurrency),
         max_pending=max(4, 2 * config.concurrency),
     )
     listeners = SimulatedListeners(bundle_path, config.taste_noise, config.seed)
-    outcomes: list[str] = []
     totals = np.zeros(3, dtype=np.int64)
     async with lifespan(settings) as app:
         server, port, health = await create_server(app, "127.0.0.1", 0)
@@ -217,7 +216,7 @@ async def run_simulation(config: SimulationConfig, progress: Callable[[str], Non
 
             async def one(user: int) -> tuple[int, int, int]:
                 async with limit:
-                    return await _listen(stub, listeners, user, config, outcomes)
+                    return await _listen(stub, listeners, user, config)
 
             tasks = asyncio.as_completed([one(u) for u in range(len(listeners.user_ids))])
             for done, result in enumerate(tasks, start=1):
@@ -225,13 +224,11 @@ async def run_simulation(config: SimulationConfig, progress: Callable[[str], Non
                 if done % max(1, len(listeners.user_ids) // 5) == 0:
                     progress(f"  {done}/{len(listeners.user_ids)} users done")
         await server.stop(1.0)
-    outcomes_path = config.out_dir / "outcomes.jsonl"
-    outcomes_path.write_text("".join(line + "\n" for line in outcomes), encoding="utf-8")
     return SimulationRun(
         bundle=bundle_path,
         experiments=experiments,
         exposures=exposures,
-        outcomes=outcomes_path,
+        outcomes=outcomes,
         requests=int(totals[0]),
         streams=int(totals[1]),
         errors=int(totals[2]),
