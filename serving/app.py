@@ -44,6 +44,7 @@ from serving.experiments.assignment import Assigner, Assignment
 from serving.experiments.config import ExperimentError, ExperimentsConfig, load_experiments, parse_experiments
 from serving.experiments.exposure_log import ExposureLog, exposure_files
 from serving.experiments.follow import StoreFollower
+from serving.experiments.outcome_log import OutcomeLog, outcome_files
 from serving.experiments.reload import ExperimentsReloader
 from serving.experiments.store import open_store
 from serving.logsink import BackgroundWriter
@@ -77,6 +78,7 @@ class EncoreApp:
     store_follower: StoreFollower | None = None  # with experiments_store: follows its revisions
     bundle_reloader: BundleReloader | None = None
     capture: BackgroundWriter[CapturedRank] | None = None
+    outcomes: OutcomeLog | None = None  # RecordEvents offers every event the store accepted
     experiments: ExperimentsConfig | None = None
     started_at: float = field(default_factory=time.monotonic)
 
@@ -314,6 +316,21 @@ def _exposure_log(settings: Settings, metrics: Metrics) -> ExposureLog | None:
     return exposures
 
 
+def _outcome_log(settings: Settings, metrics: Metrics) -> OutcomeLog | None:
+    if settings.outcome_log_dir is None:
+        log.info("outcome logging disabled (outcome_log_dir is null)")
+        return None
+    outcomes = OutcomeLog(
+        outcome_files(settings.outcome_log_dir, max_bytes=settings.outcome_file_mb << 20),
+        outcomes=metrics.outcomes,
+        dropped=metrics.outcomes_dropped,
+        queue_size=settings.outcome_queue_size,
+    )
+    outcomes.start()
+    log.info("outcomes logged to %s/", settings.outcome_log_dir)
+    return outcomes
+
+
 @asynccontextmanager
 async def lifespan(settings: Settings, bundle: Bundle | None = None) -> AsyncIterator[EncoreApp]:
     """Build the app; raises ``BundleError``/``ConfigError``/``ExperimentConfigError`` on bad input.
@@ -331,6 +348,7 @@ async def lifespan(settings: Settings, bundle: Bundle | None = None) -> AsyncIte
     executor = ThreadPoolExecutor(max_workers=settings.cpu_threads, thread_name_prefix="encore-cpu")
     store = await _open_store(settings, bundle)
     exposures = _exposure_log(settings, metrics)
+    outcomes = _outcome_log(settings, metrics)
     capture = _capture_log(settings, metrics)
     app: EncoreApp | None = None
     try:
@@ -346,6 +364,7 @@ async def lifespan(settings: Settings, bundle: Bundle | None = None) -> AsyncIte
             builder=builder,
             admission=AdmissionController(settings.admission),
             capture=capture,
+            outcomes=outcomes,
         )
         app.apply_experiments(experiments)
         if settings.experiments is not None:
@@ -384,6 +403,8 @@ async def lifespan(settings: Settings, bundle: Bundle | None = None) -> AsyncIte
             await app.bundle_reloader.close()
         if exposures is not None:
             await exposures.close()
+        if outcomes is not None:
+            await outcomes.close()
         if capture is not None:
             await capture.close()
         await store.close()

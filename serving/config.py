@@ -18,6 +18,9 @@ YAML layout (every key optional)::
     exposure_log_dir: exposures # rotating JSONL exposure logs; null disables exposure logging
     exposure_queue_size: 10000  # exposures waiting to be written; beyond it they are dropped and counted
     exposure_file_mb: 64        # rotate exposure files at this size
+    outcome_log_dir: outcomes   # rotating JSONL outcome logs (every accepted RecordEvents event); null disables
+    outcome_queue_size: 10000   # outcomes waiting to be written; beyond it they are dropped and counted
+    outcome_file_mb: 64         # rotate outcome files at this size
     capture_fraction: 0.0       # share of users whose Rank exchanges are captured for replay (by user hash)
     capture_dir: captures       # length-delimited encore.v1.CapturedRank files
     capture_file_mb: 64
@@ -98,6 +101,9 @@ class Settings:
     exposure_log_dir: Path | None = Path("exposures")
     exposure_queue_size: int = 10_000
     exposure_file_mb: int = 64
+    outcome_log_dir: Path | None = Path("outcomes")
+    outcome_queue_size: int = 10_000
+    outcome_file_mb: int = 64
     capture_fraction: float = 0.0
     capture_dir: Path = Path("captures")
     capture_file_mb: int = 64
@@ -143,6 +149,9 @@ _SCALARS: dict[str, tuple[type, ...]] = {
     "exposure_log_dir": (str, type(None)),
     "exposure_queue_size": (int,),
     "exposure_file_mb": (int,),
+    "outcome_log_dir": (str, type(None)),
+    "outcome_queue_size": (int,),
+    "outcome_file_mb": (int,),
     "capture_fraction": (int, float),
     "capture_dir": (str,),
     "capture_file_mb": (int,),
@@ -162,7 +171,16 @@ _SCALARS: dict[str, tuple[type, ...]] = {
     "max_events": (int,),
 }
 _PATHS = frozenset(
-    {"experiments", "exposure_log_dir", "capture_dir", "tls_cert", "tls_key", "tls_client_ca", "admin_token_file"}
+    {
+        "experiments",
+        "exposure_log_dir",
+        "outcome_log_dir",
+        "capture_dir",
+        "tls_cert",
+        "tls_key",
+        "tls_client_ca",
+        "admin_token_file",
+    }
 )
 _STAGE_KEYS = {
     "user_features_ms": "user_features",
@@ -228,6 +246,8 @@ def load_settings(bundle: Path, config_file: Path | None = None, **overrides: An
         "max_events",
         "exposure_queue_size",
         "exposure_file_mb",
+        "outcome_queue_size",
+        "outcome_file_mb",
         "max_in_flight",
         "max_pending",
     ):

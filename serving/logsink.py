@@ -6,7 +6,8 @@ reported through the ``dropped(reason, items)`` callback (``queue_full`` / ``wri
 ``written(items)`` reports what reached the file. A failed write never leaves a partial record:
 the file is cut back to its last whole record, so every file stays readable to the end.
 Files are ``<dir>/<prefix>-<UTC start>-<pid>-<seq><suffix>``; a new one starts once a file
-reaches ``max_bytes`` (a file never exceeds it by more than one record).
+reaches ``max_bytes`` (a file never exceeds it by more than one record). ``json_line`` frames a
+JSONL record (the exposure and outcome logs).
 """
 
 from __future__ import annotations
@@ -14,10 +15,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import json
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO, Generic, TypeVar
@@ -27,6 +29,11 @@ from common.errors import EncoreError
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+
+def json_line(record: Mapping[str, object]) -> bytes:
+    """``record`` as one compact JSON object and a newline (a JSONL record)."""
+    return (json.dumps(record, separators=(",", ":")) + "\n").encode()
 
 
 class WriteError(EncoreError, OSError):

@@ -67,6 +67,15 @@ class Metrics:
         self.exposures_dropped = Counter(
             "encore_exposures_dropped", "Exposures not logged: queue_full or write_error", ["reason"], registry=r
         )
+        self.outcomes = Counter(
+            "encore_outcomes",
+            "Outcome lines (accepted RecordEvents events) written to the log, by metric (stream, skip, like)",
+            ["metric"],
+            registry=r,
+        )
+        self.outcomes_dropped = Counter(
+            "encore_outcomes_dropped", "Outcomes not logged: queue_full or write_error", ["reason"], registry=r
+        )
         self.experiment_reloads = Counter(
             "encore_experiments_reloads",
             "Experiments file or store revision reloads, by outcome (applied, rejected)",

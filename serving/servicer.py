@@ -25,11 +25,15 @@ from serving.app import EncoreApp
 from serving.capture import in_capture_sample
 from serving.errors import status_for
 from serving.experiments.assignment import Assignment
+from serving.experiments.outcome_log import OutcomeEvent
 from serving.metrics import Metrics
 from serving.request_context import current_request_id
 from serving.requests import parse_events, parse_rank_request, surface_of
 
 log = logging.getLogger(__name__)
+
+#: The outcome-log metric of each event type ``parse_events`` accepts.
+_OUTCOME_METRICS = {pb.EVENT_TYPE_PLAY: "stream", pb.EVENT_TYPE_SKIP: "skip", pb.EVENT_TYPE_LIKE: "like"}
 
 
 async def _abort(
@@ -109,6 +113,7 @@ class RankingServicer(pb_grpc.RankingServiceServicer):
             app.metrics.request("RecordEvents", "", "INVALID_ARGUMENT", 0.0)
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "request: not a valid encore.v1.RecordEventsRequest")
         started = time.perf_counter()
+        received_ms = int(time.time() * 1000)  # the exposure log's clock
         outcome = "OK"
         try:
             current_request_id()  # refuses an over-long request id first, as Rank does
@@ -126,6 +131,12 @@ class RankingServicer(pb_grpc.RankingServiceServicer):
                     f"the client's deadline ({timeout * 1000:.1f} ms left) passed before the feature store "
                     "answered; the write may not have landed"
                 ) from exc
+            if app.outcomes is not None:  # only what the store accepted; never blocks or raises
+                user_id = request.user_id
+                app.outcomes.offer(
+                    OutcomeEvent(received_ms, user_id, _OUTCOME_METRICS[e.type], 1.0, e.item_id, e.timestamp_ms)
+                    for e in request.events
+                )
             for kind, items in (("play", events.plays), ("skip", events.skips), ("like", events.likes)):
                 if items:
                     app.metrics.events.labels(kind).inc(len(items))

@@ -17,7 +17,6 @@ that logs a unit twice is harmless. ``encore_exposures_total`` counts lines writ
 
 from __future__ import annotations
 
-import json
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import asdict
@@ -26,7 +25,7 @@ from pathlib import Path
 from prometheus_client import Counter
 
 from ranking.side_effects.exposure_log import ExposureEvent
-from serving.logsink import BackgroundWriter, RotatingFileWriter
+from serving.logsink import BackgroundWriter, RotatingFileWriter, json_line
 
 
 def exposure_files(directory: Path, max_bytes: int = 64 << 20) -> RotatingFileWriter:
@@ -34,7 +33,7 @@ def exposure_files(directory: Path, max_bytes: int = 64 << 20) -> RotatingFileWr
 
 
 def encode_exposure(event: ExposureEvent) -> bytes:
-    return (json.dumps(asdict(event), separators=(",", ":")) + "\n").encode()
+    return json_line(asdict(event))
 
 
 class ExposureLog:

@@ -11,11 +11,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
+import numpy as np
 import pytest
 
 from encore.v1 import ranking_pb2 as pb
 from encore.v1 import ranking_pb2_grpc as pb_grpc
 from loadtests.harness import ServerProcess, start_server, stop_server
+from offline.experiments.outcome_logs import expand_paths, load_outcomes
 from offline.experiments.simulation import SimulationConfig, simulate_and_analyze
 from serving.experiments.assignment import Assigner
 from serving.experiments.config import load_experiments
@@ -195,3 +197,12 @@ async def test_simulated_experiment_through_the_server_finds_the_better_ranker_a
     result = outcome.report.experiments[0]
     assert not result.srm.flagged
     assert result.units == 1000
+    # the outcomes are the server's outcome log (one line per accepted event), not a file the client wrote
+    assert not (tmp_path / "outcomes.jsonl").exists()
+    assert outcome.run.outcomes.parent == tmp_path and outcome.run.outcomes.is_dir()
+    server_files = sorted(outcome.run.outcomes.glob("outcomes-*-*-*.jsonl"))
+    assert server_files and expand_paths([outcome.run.outcomes]) == server_files
+    outcomes = load_outcomes([outcome.run.outcomes])
+    streams = outcomes.metrics.index("stream")
+    assert int(np.count_nonzero(outcomes.metric == streams)) == outcome.run.streams > 0
+    assert set(outcomes.metrics) == {"stream", "skip"}

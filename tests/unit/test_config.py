@@ -52,6 +52,25 @@ def test_yaml_then_flags_override_defaults(tmp_path: Path) -> None:
     assert settings.surfaces[Surface.NOW_PLAYING].budget_ms == 60
 
 
+def test_outcomes_are_logged_to_a_directory_by_default_and_null_disables_it(tmp_path: Path) -> None:
+    defaults = load_settings(Path("b"))
+    assert (defaults.outcome_log_dir, defaults.outcome_queue_size, defaults.outcome_file_mb) == (
+        Path("outcomes"),
+        10_000,
+        64,
+    )
+    config = tmp_path / "s.yaml"
+    config.write_text(f"outcome_log_dir: {tmp_path / 'out'}\noutcome_queue_size: 50\noutcome_file_mb: 2\n")
+    settings = load_settings(Path("b"), config)
+    assert (settings.outcome_log_dir, settings.outcome_queue_size, settings.outcome_file_mb) == (
+        tmp_path / "out",
+        50,
+        2,
+    )
+    config.write_text("outcome_log_dir: null\n")
+    assert load_settings(Path("b"), config).outcome_log_dir is None
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [
@@ -66,6 +85,9 @@ def test_yaml_then_flags_override_defaults(tmp_path: Path) -> None:
         ("surfaces: {now_playing: {seed_weight: 2}}\n", "surfaces.now_playing.seed_weight: must be in 0..1"),
         ("stages: {ranking_ms: 3}\n", "stages.ranking_ms: unknown stage"),
         ("load_features: 1\n", "load_features: expected bool"),
+        ("outcome_log_dir: 3\n", "outcome_log_dir: expected str or NoneType"),
+        ("outcome_queue_size: 0\n", "outcome_queue_size: must be an integer >= 1"),
+        ("outcome_file_mb: 1.5\n", "outcome_file_mb: expected int"),
         ("- a\n", "expected a mapping"),
     ],
 )
