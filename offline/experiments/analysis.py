@@ -61,6 +61,7 @@ __all__ = [
     "Correction",
     "DayPoint",
     "DecisionMetric",
+    "Distribution",
     "ExperimentResult",
     "Interval",
     "MetricResult",
@@ -153,6 +154,21 @@ class DecisionMetric:
 
 
 @dataclass(frozen=True)
+class Distribution:
+    """Per-unit values of one decision metric as a histogram per variant (shared bins).
+
+    A mean metric's unit value is its sum; a ratio metric's is the unit's own ratio (units with a
+    zero denominator left out). Bins span 0 (or the minimum) to the 99th percentile; the last bin
+    also holds everything above it.
+    """
+
+    metric: str
+    edges: tuple[float, ...]
+    counts: tuple[tuple[int, ...], ...]
+    """One row per variant, in ``ExperimentResult.variants`` order."""
+
+
+@dataclass(frozen=True)
 class DayPoint:
     """The cumulative analysis at the end of one UTC day (units exposed and outcomes before it)."""
 
@@ -182,6 +198,7 @@ class ExperimentResult:
     variants: tuple[str, ...] = ()
     """Variants with units, control first (the order of every decision inference's arms)."""
     decision: tuple[DecisionMetric, ...] = ()
+    distributions: tuple[Distribution, ...] = ()
     verdict: Verdict | None = None
     timeline: tuple[DayPoint, ...] = ()
     first_exposure_ms: int = 0
@@ -499,6 +516,9 @@ def analyze(
                 result,
                 variants=arm_names,
                 decision=decision,
+                distributions=tuple(
+                    _distribution(spec, all_names, arm, values, len(arm_names)) for spec in decision_metrics
+                ),
                 verdict=verdict,
                 timeline=days,
                 first_exposure_ms=int(first_ts.min()),
@@ -596,6 +616,25 @@ def _infer(
     x = None if pre is None else _column(pre, names, [spec.numerator])
     xd = None if pre is None or not spec.denominator else _column(pre, names, spec.denominator)
     return infer_metric(arm, y, d, x, xd, n_arms=n_arms, alpha=alpha, method=method, tuning_units=tuning)
+
+
+def _distribution(
+    spec: MetricSpec, names: Sequence[str], arm: NDArray[np.intp], values: NDArray[np.float64], n_arms: int
+) -> Distribution:
+    y = _column(values, names, [spec.numerator])
+    if spec.denominator:
+        d = _column(values, names, spec.denominator)
+        keep = d > 0.0
+        y, arm = y[keep] / d[keep], arm[keep]
+    if y.size == 0:
+        return Distribution(spec.name, (0.0, 1.0), tuple((0,) for _ in range(n_arms)))
+    low, high = min(0.0, float(y.min())), float(np.quantile(y, 0.99))
+    high = high if high > low else low + 1.0
+    bins = 30 if spec.denominator else int(min(30, max(1, np.ceil(high - low))))
+    edges = np.linspace(low, high, bins + 1)
+    clipped = np.minimum(y, high)
+    counts = [np.histogram(clipped[arm == a], bins=edges)[0] for a in range(n_arms)]
+    return Distribution(spec.name, tuple(edges.tolist()), tuple(tuple(int(c) for c in row) for row in counts))
 
 
 def _timeline(

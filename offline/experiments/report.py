@@ -1,9 +1,10 @@
 """The analysis report as text for people (``format_report``) and as JSON for tools (``report_to_json``).
 
 Both render an ``offline.experiments.analysis.AnalysisReport`` and compute nothing new: the text
-has the inputs read, then per experiment an SRM line (a loud banner when it failed) and one
-aligned table per metric; the JSON has stable keys (``schema_version`` 1) and null for undefined
-figures.
+has the inputs read, then per experiment the verdict with its reasons, an SRM line (a loud banner
+when it failed), the decision metrics (CUPED-adjusted, with the method's intervals) and one aligned
+fixed-horizon table per outcome metric; the JSON has stable keys (``schema_version`` 2) and null for
+undefined figures.
 """
 
 from __future__ import annotations
@@ -11,12 +12,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Final
 
-from offline.experiments.analysis import SRM_P_THRESHOLD, AnalysisReport, Interval, SrmCheck
+from offline.experiments.analysis import SRM_P_THRESHOLD, AnalysisReport, ExperimentResult, Interval, SrmCheck
+from offline.experiments.decision import Verdict
+from offline.experiments.inference import Lift, MetricInference
 from offline.experiments.outcome_logs import ReadStats
 
 __all__ = ["JSON_SCHEMA_VERSION", "format_report", "report_to_json"]
 
-JSON_SCHEMA_VERSION: Final[int] = 1
+JSON_SCHEMA_VERSION: Final[int] = 2
+"""2 added ``decision`` per experiment (verdict, decision metrics, timeline); nothing else changed."""
 
 
 def _num(x: float | None, spec: str = ".4g") -> str:
@@ -86,6 +90,7 @@ def format_report(report: AnalysisReport) -> str:
         srm = exp.srm
         verdict = "MISMATCH" if srm.flagged else "ok"
         srm_stat = "n/a" if srm.p_value is None else f"chi2={srm.chi2:.4g} p={_p(srm.p_value)}"
+        out += _decision_lines(exp, report.method)
         out += [
             f"units={exp.units}  control={exp.control}  exposure rows={exp.exposure_rows}",
             f"duplicate exposures dropped={exp.duplicate_exposures}  "
@@ -124,8 +129,152 @@ def format_report(report: AnalysisReport) -> str:
                 "adj p",
             ]
             header += ["sig", f"conv lift [{ci_label}]", "conv p"]
-            out += ["", f"metric: {metric.metric}", *_table(header, rows)]
+            out += ["", f"metric: {metric.metric} (fixed horizon)", *_table(header, rows)]
     return "\n".join(out) + "\n"
+
+
+def _lift_text(lift: Lift | None, relative: bool) -> str:
+    if lift is None:
+        return "n/a"
+    if relative:
+        return f"{_pct(lift.estimate, True)} [{_pct(lift.low, True)}, {_pct(lift.high, True)}]"
+    return f"{lift.estimate:+.4g} [{lift.low:+.4g}, {lift.high:+.4g}]"
+
+
+def _decision_lines(exp: ExperimentResult, method: str) -> list[str]:
+    """The verdict banner and the decision-metric table (empty when the experiment had no decision)."""
+    if exp.verdict is None:
+        return []
+    lines = [f"VERDICT: {exp.verdict.label.upper()}", *(f"  - {r}" for r in exp.verdict.reasons)]
+    header = [
+        "metric",
+        "role",
+        "variant",
+        "adj value",
+        "adj control",
+        f"rel lift [{method} CI]",
+        "p",
+        "CUPED var -",
+        "call",
+    ]
+    rows = []
+    calls = {(c.metric, v.variant): c for v in exp.verdict.variants for c in v.calls}
+    for d in exp.decision:
+        inf = d.inference
+        for i, variant in enumerate(d.variants[1:]):
+            rel = inf.relative[i]
+            lift, relative = (rel, True) if rel is not None else (inf.absolute[i], False)
+            call = calls.get((d.spec.name, variant))
+            rows.append(
+                [
+                    d.spec.name,
+                    d.spec.role + ("" if d.spec.margin is None else f" ({100 * d.spec.margin:g}%)"),
+                    variant,
+                    _num(inf.arms[i + 1].adjusted),
+                    _num(inf.arms[0].adjusted),
+                    _lift_text(lift, relative),
+                    "n/a" if lift is None else _p(lift.p_value),
+                    _pct(inf.variance_reduction),
+                    "" if call is None else call.status,
+                ]
+            )
+    return [*lines, "", *_table(header, rows, left=3), ""]
+
+
+def _lift_json(lift: Lift | None) -> dict[str, float] | None:
+    if lift is None:
+        return None
+    return {"estimate": lift.estimate, "se": lift.se, "low": lift.low, "high": lift.high, "p_value": lift.p_value}
+
+
+def _inference_json(variants: Sequence[str], inf: MetricInference) -> dict[str, Any]:
+    return {
+        "theta": inf.theta,
+        "variance_reduction": inf.variance_reduction,
+        "arms": [
+            {
+                "variant": v,
+                "n": a.n,
+                "value": _finite(a.raw),
+                "adjusted": _finite(a.adjusted),
+                "variance": _finite(a.variance),
+            }
+            for v, a in zip(variants, inf.arms, strict=True)
+        ],
+        "lifts": [
+            {"variant": v, "absolute": _lift_json(ab), "relative": _lift_json(rel)}
+            for v, ab, rel in zip(variants[1:], inf.absolute, inf.relative, strict=True)
+        ],
+    }
+
+
+def _finite(x: float) -> float | None:
+    return x if x == x and abs(x) != float("inf") else None
+
+
+def _verdict_json(verdict: Verdict) -> dict[str, Any]:
+    return {
+        "verdict": verdict.kind,
+        "label": verdict.label,
+        "variant": verdict.variant,
+        "reasons": list(verdict.reasons),
+        "variants": [
+            {
+                "variant": v.variant,
+                "verdict": v.kind,
+                "reasons": list(v.reasons),
+                "calls": [
+                    {
+                        "metric": c.metric,
+                        "role": c.role,
+                        "status": c.status,
+                        "relative": c.relative,
+                        "estimate": c.estimate,
+                        "bound": c.bound,
+                    }
+                    for c in v.calls
+                ],
+            }
+            for v in verdict.variants
+        ],
+    }
+
+
+def _decision_json(exp: ExperimentResult, report: AnalysisReport) -> dict[str, Any] | None:
+    if exp.verdict is None:
+        return None
+    return {
+        "method": report.method,
+        "tuning_units": report.tuning_units,
+        "cuped_window_days": report.cuped_window_days,
+        "variants": list(exp.variants),
+        **_verdict_json(exp.verdict),
+        "metrics": [
+            {
+                "metric": d.spec.name,
+                "role": d.spec.role,
+                "direction": d.spec.direction,
+                "margin": d.spec.margin,
+                "numerator": d.spec.numerator,
+                "denominator": None if d.spec.denominator is None else list(d.spec.denominator),
+                **_inference_json(d.variants, d.inference),
+            }
+            for d in exp.decision
+        ],
+        "timeline": [
+            {
+                "day": p.day,
+                "end_ms": p.end_ms,
+                "units": list(p.units),
+                "srm_p": p.srm_p,
+                "metrics": [
+                    {"metric": d.spec.name, "lifts": _inference_json(d.variants, inf)["lifts"]}
+                    for d, inf in zip(exp.decision, p.metrics, strict=True)
+                ],
+            }
+            for p in exp.timeline
+        ],
+    }
 
 
 def _interval_json(ci: Interval | None) -> list[float] | None:
@@ -162,6 +311,7 @@ def report_to_json(report: AnalysisReport) -> dict[str, Any]:
                 "duplicate_exposures": exp.duplicate_exposures,
                 "multiple_variant_units": exp.multiple_variant_units,
                 "outcomes_before_exposure": exp.outcomes_before_exposure,
+                "decision": _decision_json(exp, report),
                 "srm": {
                     "flagged": exp.srm.flagged,
                     "chi2": exp.srm.chi2,

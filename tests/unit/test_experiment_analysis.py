@@ -445,7 +445,7 @@ def test_json_report_round_trips_through_json_dumps_with_null_for_undefined_figu
     doc = report_to_json(report)
 
     assert json.loads(json.dumps(doc, allow_nan=False)) == doc
-    assert doc["schema_version"] == 1
+    assert doc["schema_version"] == 2
     exp = doc["experiments"][0]
     assert exp["srm"]["unexpected_variants"] == ["heavy"]
     assert doc["srm_flagged"] == [EXP]
@@ -466,7 +466,7 @@ def test_text_report_has_one_aligned_row_per_variant_with_lift_ci_and_p_values()
 
     text = format_report(report)
 
-    table = text.split("metric: stream\n", 1)[1].splitlines()
+    table = text.split("metric: stream (fixed horizon)\n", 1)[1].splitlines()
     header, control_row, lite_row = table[:3]
     assert header.split()[:5] == ["variant", "n", "mean", "std", "conv"]
     assert control_row.startswith("control") and "(control)" in control_row
