@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from cli import experiments_api
+from cli import experiments_api, experiments_growthbook
 from cli.exit_codes import FAILED, OK, SRM
 
 
@@ -66,6 +66,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     experiments_api.add_client_options(eh)
     eh.set_defaults(func=show_history)
     experiments_api.add_parsers(esub)
+    experiments_growthbook.add_parsers(esub)
 
 
 def _open_unit_interval(text: str) -> float:

@@ -229,6 +229,7 @@ def test_every_command_module_is_registered() -> None:
         "exit_codes",
         "connect",
         "experiments_api",  # the API server and client subcommands of `experiments`
+        "experiments_growthbook",  # the GrowthBook export and import subcommands of `experiments`
     }
     assert names == {m.__name__.rpartition(".")[2] for m in cli.main.COMMANDS}
 
