@@ -1,16 +1,22 @@
-"""``encore experiments validate | analyze | simulate | import | export | history``: check, analyse
-and simulate experiments; commit them to the experiments store and read its audit trail.
+"""``encore experiments validate | analyze | report | aa | simulate | import | export | history``: check,
+analyse (text, JSON or an HTML page) and simulate experiments; commit them to the experiments store
+and read its audit trail.
 
-``analyze`` and ``simulate`` are offline work; their modules are imported only when they run.
+``analyze``, ``report``, ``aa`` and ``simulate`` are offline work; their modules are imported only
+when they run.
 """
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cli import experiments_api, experiments_growthbook
 from cli.exit_codes import FAILED, OK, SRM
+
+if TYPE_CHECKING:
+    from offline.experiments.analysis import AnalysisReport
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -26,15 +32,26 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     ev.add_argument("--models", help="comma-separated known model versions (instead of --bundle)")
     experiments_api.add_gate_options(ev)
     ev.set_defaults(func=validate)
-    ea = esub.add_parser("analyze", help="join exposures with outcomes: lifts, CIs, p-values, SRM (exit 3 on SRM)")
-    ea.add_argument("--exposures", nargs="+", required=True, help="exposure JSONL files or directories")
-    ea.add_argument("--outcomes", nargs="+", required=True, help="outcome JSONL files or directories")
-    ea.add_argument("--experiments", type=Path, help="experiments YAML: expected weights for the SRM check")
-    ea.add_argument("--correction", choices=["holm", "bh"], default="holm", help="multiple-testing correction")
-    ea.add_argument("--alpha", type=_open_unit_interval, default=0.05, help="significance level, in (0, 1)")
-    ea.add_argument("--lenient", action="store_true", help="skip malformed lines (counted) instead of failing")
+    ea = esub.add_parser(
+        "analyze", help="join exposures with outcomes: verdict, CUPED lifts, intervals, SRM (exit 3 on SRM)"
+    )
+    _analysis_options(ea)
     ea.add_argument("--json", action="store_true", help="machine-readable output")
     ea.set_defaults(func=analyze)
+    er = esub.add_parser("report", help="the analysis as one self-contained HTML page with plots")
+    _analysis_options(er)
+    er.add_argument("--out", type=Path, default=Path("experiment-report.html"), help="the HTML file to write")
+    er.add_argument("--title", default="Experiment results")
+    er.set_defaults(func=report)
+    eaa = esub.add_parser(
+        "aa", help="A/A simulation with daily looks: false-positive rate, sequential vs peeking fixed-horizon"
+    )
+    eaa.add_argument("--runs", type=_positive_int, default=1000)
+    eaa.add_argument("--days", type=_positive_int, default=14)
+    eaa.add_argument("--units-per-day", type=_positive_int, default=400)
+    eaa.add_argument("--alpha", type=_open_unit_interval, default=0.05)
+    eaa.add_argument("--seed", type=int, default=0)
+    eaa.set_defaults(func=aa)
     es = esub.add_parser("simulate", help="run a synthetic experiment through a real server and analyse it")
     es.add_argument("--out", type=Path, default=Path("simulation"), help="where bundle, logs and outcomes go")
     es.add_argument("--users", type=int, default=1000)
@@ -101,12 +118,50 @@ def validate(args: argparse.Namespace) -> int:
     return OK
 
 
-def analyze(args: argparse.Namespace) -> int:
-    import json
+def _analysis_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--exposures", nargs="+", required=True, help="exposure logs: files or directories")
+    parser.add_argument(
+        "--outcomes", nargs="+", required=True, help="outcome logs (the server's): files or directories"
+    )
+    parser.add_argument("--experiments", type=Path, help="experiments YAML: expected weights for the SRM check")
+    parser.add_argument("--metrics", type=Path, help="decision metrics YAML (default: streams, skip_rate, likes)")
+    parser.add_argument(
+        "--method",
+        choices=["sequential", "fixed"],
+        default="sequential",
+        help="intervals for the verdict: always-valid (read any day) or fixed-horizon (read once)",
+    )
+    parser.add_argument(
+        "--cuped-window-days", type=_non_negative, default=14.0, help="pre-exposure window for CUPED; 0 disables"
+    )
+    parser.add_argument(
+        "--planned-units", type=_positive_int, help="planned units per experiment: tunes the sequential test"
+    )
+    parser.add_argument("--plan-complete", action="store_true", help="the experiment ran its planned course")
+    parser.add_argument("--correction", choices=["holm", "bh"], default="holm", help="multiple-testing correction")
+    parser.add_argument("--alpha", type=_open_unit_interval, default=0.05, help="significance level, in (0, 1)")
+    parser.add_argument("--lenient", action="store_true", help="skip malformed lines (counted) instead of failing")
 
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
+    return value
+
+
+def _non_negative(text: str) -> float:
+    value = float(text)
+    if not value >= 0.0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
+    return value
+
+
+def _run_analysis(args: argparse.Namespace) -> AnalysisReport:
+    """Read the logs and analyse them with the options of ``_analysis_options``."""
     from offline.experiments.analysis import analyze
+    from offline.experiments.metric_specs import DEFAULT_METRICS, load_metric_specs
     from offline.experiments.outcome_logs import load_exposures, load_outcomes
-    from offline.experiments.report import format_report, report_to_json
     from serving.experiments.config import load_experiments
 
     weights = None
@@ -116,15 +171,51 @@ def analyze(args: argparse.Namespace) -> int:
         if config.holdout is not None:
             c = config.holdout.coverage
             weights[config.holdout.key] = {"holdout": c, "general": 1.0 - c}
-    report = analyze(
+    return analyze(
         load_exposures(args.exposures, strict=not args.lenient),
         load_outcomes(args.outcomes, strict=not args.lenient),
         expected_weights=weights,
         correction=args.correction,
         alpha=args.alpha,
+        decision_metrics=DEFAULT_METRICS if args.metrics is None else load_metric_specs(args.metrics),
+        method=args.method,
+        cuped_window_days=args.cuped_window_days,
+        planned_units=args.planned_units,
+        plan_complete=args.plan_complete,
     )
+
+
+def analyze(args: argparse.Namespace) -> int:
+    import json
+
+    from offline.experiments.report import format_report, report_to_json
+
+    report = _run_analysis(args)
     print(json.dumps(report_to_json(report), indent=2, allow_nan=False) if args.json else format_report(report))
     return SRM if report.srm_flagged else OK
+
+
+def report(args: argparse.Namespace) -> int:
+    from offline.experiments.html_report import render_html
+
+    result = _run_analysis(args)
+    page = render_html(result, title=args.title, sources=[*map(str, args.exposures), *map(str, args.outcomes)])
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    partial = args.out.with_name(args.out.name + ".partial")
+    partial.write_text(page, encoding="utf-8")
+    partial.replace(args.out)
+    for exp in result.experiments:
+        print(f"{exp.experiment}: {'no decision' if exp.verdict is None else exp.verdict.label}")
+    print(f"wrote {args.out} ({len(page.encode()) // 1024} KiB)")
+    return SRM if result.srm_flagged else OK
+
+
+def aa(args: argparse.Namespace) -> int:
+    from offline.experiments.aa_simulation import simulate_aa
+
+    result = simulate_aa(args.runs, args.days, args.units_per_day, args.alpha, args.seed, progress=print)
+    print(result.table())
+    return OK
 
 
 def simulate(args: argparse.Namespace) -> int:

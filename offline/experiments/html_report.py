@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import html
 import io
+import re
 from collections.abc import Sequence
 from typing import Final
 
@@ -57,9 +58,9 @@ figure.plot{margin:1.5rem 0} figcaption{font-size:.9rem;color:#555;margin-top:.3
 
 def _svg(fig: Figure) -> str:
     buffer = io.StringIO()
-    fig.savefig(buffer, format="svg", bbox_inches="tight")
+    fig.savefig(buffer, format="svg", bbox_inches="tight", metadata={"Date": None})
     text = buffer.getvalue()
-    return text[text.index("<svg") :]
+    return re.sub(r"<metadata>.*?</metadata>", "", text[text.index("<svg") :], flags=re.DOTALL)
 
 
 def _figure(kind: str, fig: Figure, caption: str) -> str:

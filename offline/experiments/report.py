@@ -154,7 +154,7 @@ def _decision_lines(exp: ExperimentResult, method: str) -> list[str]:
         "adj control",
         f"rel lift [{method} CI]",
         "p",
-        "CUPED var -",
+        "CUPED var cut",
         "call",
     ]
     rows = []

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import grpc
 import numpy as np
+from numpy.typing import NDArray
 
 from encore.v1 import ranking_pb2 as pb
 from encore.v1 import ranking_pb2_grpc as pb_grpc
@@ -40,7 +41,7 @@ from models.training import compute_tables, popularity_order, train_embeddings
 from offline.experiments.analysis import AnalysisReport, analyze
 from offline.experiments.outcome_logs import load_exposures, load_outcomes
 from offline.experiments.report import format_report
-from serving.config import load_settings
+from serving.config import Settings, load_settings
 from serving.experiments.config import load_experiments
 from serving.server import create_server, mark_serving
 
@@ -72,6 +73,9 @@ class SimulationConfig:
     taste_noise: float = 0.5
     concurrency: int = 8
     seed: int = 0
+    pre_period: bool = True
+    """Listen once before the experiment starts too (no experiment, default model): the outcomes
+    CUPED uses as each user's pre-exposure covariate."""
 
 
 @dataclass(frozen=True)
@@ -134,7 +138,13 @@ class SimulatedListeners:
         # streamed about half the time at the top position.
         sample = self.taste[rng.choice(len(self.user_ids), size=min(200, len(self.user_ids)), replace=False)]
         self.pivot = float(np.quantile(sample @ self.items.T, 0.95))
+        # Some listeners come back far more often than others, in every period (Gamma, mean 1).
+        self.activity = rng.gamma(2.0, 0.5, len(self.user_ids))
         self._seed = seed
+
+    def sessions(self, user: int, typical: int) -> int:
+        """How many Home sessions ``user`` has in a period where a typical user has ``typical``."""
+        return max(1, round(float(self.activity[user]) * typical))
 
     def decide(self, user: int, session: int, item_ids: list[str]) -> list[bool]:
         """Whether the user streams each shown item, best position first (seeded per session)."""
@@ -152,10 +162,11 @@ async def _listen(
     listeners: SimulatedListeners,
     user: int,
     config: SimulationConfig,
+    first_session: int,
 ) -> tuple[int, int, int]:
     requests = streams = errors = 0
     user_id = listeners.user_ids[user]
-    for session in range(config.sessions_per_user):
+    for session in range(first_session, first_session + listeners.sessions(user, config.sessions_per_user)):
         try:
             response = await stub.Rank(
                 pb.RankRequest(user_id=user_id, surface=pb.SURFACE_HOME, limit=config.limit), timeout=2.0
@@ -179,9 +190,42 @@ async def _listen(
     return requests, streams, errors
 
 
+async def _serve_and_listen(
+    settings: Settings,
+    listeners: SimulatedListeners,
+    config: SimulationConfig,
+    *,
+    first_session: int,
+    progress: Callable[[str], None],
+) -> NDArray[np.int64]:
+    """Serve ``settings`` on a free loopback port while every user listens; (requests, streams, errors)."""
+    from serving.app import lifespan
+
+    totals = np.zeros(3, dtype=np.int64)
+    async with lifespan(settings) as app:
+        server, port, health = await create_server(app, "127.0.0.1", 0)
+        await server.start()
+        await mark_serving(health, True)
+        progress(f"serving on 127.0.0.1:{port}; {len(listeners.user_ids)} simulated users")
+        limit = asyncio.Semaphore(config.concurrency)
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = pb_grpc.RankingServiceStub(channel)
+
+            async def one(user: int) -> tuple[int, int, int]:
+                async with limit:
+                    return await _listen(stub, listeners, user, config, first_session)
+
+            tasks = asyncio.as_completed([one(u) for u in range(len(listeners.user_ids))])
+            for done, result in enumerate(tasks, start=1):
+                totals += np.asarray(await result)
+                if done % max(1, len(listeners.user_ids) // 5) == 0:
+                    progress(f"  {done}/{len(listeners.user_ids)} users done")
+        await server.stop(1.0)
+    return totals
+
+
 async def run_simulation(config: SimulationConfig, progress: Callable[[str], None] = print) -> SimulationRun:
     """Build, serve, simulate; returns the server's exposure and outcome log directories."""
-    from serving.app import lifespan
 
     config.out_dir.mkdir(parents=True, exist_ok=True)
     progress(f"building the simulation bundle ({config.n_items} items, {config.n_users} users)")
@@ -202,28 +246,12 @@ async def run_simulation(config: SimulationConfig, progress: Callable[[str], Non
     )
     listeners = SimulatedListeners(bundle_path, config.taste_noise, config.seed)
     totals = np.zeros(3, dtype=np.int64)
-    async with lifespan(settings) as app:
-        server, port, health = await create_server(app, "127.0.0.1", 0)
-        await server.start()
-        await mark_serving(health, True)
-        progress(
-            f"serving on 127.0.0.1:{port}; {len(listeners.user_ids)} simulated users, "
-            f"{config.sessions_per_user} Home sessions each"
-        )
-        limit = asyncio.Semaphore(config.concurrency)
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-            stub = pb_grpc.RankingServiceStub(channel)
-
-            async def one(user: int) -> tuple[int, int, int]:
-                async with limit:
-                    return await _listen(stub, listeners, user, config)
-
-            tasks = asyncio.as_completed([one(u) for u in range(len(listeners.user_ids))])
-            for done, result in enumerate(tasks, start=1):
-                totals += np.asarray(await result)
-                if done % max(1, len(listeners.user_ids) // 5) == 0:
-                    progress(f"  {done}/{len(listeners.user_ids)} users done")
-        await server.stop(1.0)
+    if config.pre_period:
+        progress("pre-period: the same users listen before the experiment starts (no exposures)")
+        pre = replace(settings, experiments=None, exposure_log_dir=None)
+        await _serve_and_listen(pre, listeners, config, first_session=10_000, progress=progress)
+    progress("experiment period")
+    totals += await _serve_and_listen(settings, listeners, config, first_session=0, progress=progress)
     return SimulationRun(
         bundle=bundle_path,
         experiments=experiments,
