@@ -42,6 +42,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         help="follow the experiments store's revisions (file:///dir or redis://…) instead of a file",
     )
     s.add_argument("--exposure-log-dir", type=Path, help="directory for exposure JSONL files (default ./exposures)")
+    s.add_argument(
+        "--outcome-log-dir", type=Path, help="directory for outcome JSONL files from RecordEvents (default ./outcomes)"
+    )
     s.set_defaults(func=run)
 
 
@@ -79,6 +82,7 @@ def run(args: argparse.Namespace) -> int:
         experiments=str(args.experiments) if args.experiments else None,
         experiments_store=args.experiments_store,
         exposure_log_dir=str(args.exposure_log_dir) if args.exposure_log_dir else None,
+        outcome_log_dir=str(args.outcome_log_dir) if args.outcome_log_dir else None,
         max_in_flight=args.max_in_flight,
         capture_fraction=args.capture_fraction,
         tls_cert=str(args.tls_cert) if args.tls_cert else None,

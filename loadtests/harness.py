@@ -301,7 +301,8 @@ def start_server(
     """``encore serve --bundle bundle *extra`` on free ports, returned once its health check says
     SERVING over ``channel`` (pass a TLS channel factory for a TLS server).
 
-    Exposures go to ``workdir/exposures`` unless ``extra`` names ``--exposure-log-dir``; output to
+    Exposures go to ``workdir/exposures`` unless ``extra`` names ``--exposure-log-dir`` (outcomes
+    likewise to ``workdir/outcomes``, ``--outcome-log-dir``); output to
     ``log_path`` (default ``workdir/server-<port>.log``). ``new_session`` starts it as its own
     process group, so ``stop_server`` also ends its worker processes. RuntimeError with the log
     if it exits or is not SERVING within ``timeout_s``.
@@ -309,6 +310,7 @@ def start_server(
     port, metrics_port = free_port(), free_port()
     log_path = log_path if log_path is not None else workdir / f"server-{port}.log"
     extra = extra if "--exposure-log-dir" in extra else (*extra, "--exposure-log-dir", str(workdir / "exposures"))
+    extra = extra if "--outcome-log-dir" in extra else (*extra, "--outcome-log-dir", str(workdir / "outcomes"))
     cmd = [
         sys.executable,
         "-m",

@@ -47,7 +47,7 @@ cleanup() {
 trap cleanup EXIT
 
 "$BIN/encore" serve --bundle "$bundle" --host 127.0.0.1 --port "$port" --no-metrics \
-  --exposure-log-dir "$work/exposures" >"$OUT/server.log" 2>&1 &
+  --exposure-log-dir "$work/exposures" --outcome-log-dir "$work/outcomes" >"$OUT/server.log" 2>&1 &
 server_pid=$!
 for _ in $(seq 300); do
   grep -q "encore serving" "$OUT/server.log" && break
