@@ -249,7 +249,7 @@ async def run_simulation(config: SimulationConfig, progress: Callable[[str], Non
     if config.pre_period:
         progress("pre-period: the same users listen before the experiment starts (no exposures)")
         pre = replace(settings, experiments=None, exposure_log_dir=None)
-        await _serve_and_listen(pre, listeners, config, first_session=10_000, progress=progress)
+        totals += await _serve_and_listen(pre, listeners, config, first_session=10_000, progress=progress)
     progress("experiment period")
     totals += await _serve_and_listen(settings, listeners, config, first_session=0, progress=progress)
     return SimulationRun(
@@ -273,12 +273,15 @@ class SimulationOutcome:
 
 
 def judge(report: AnalysisReport) -> tuple[bool, str]:
-    """Did the analysis find the better arm (treatment, more streams) without an SRM?"""
+    """Did the analysis find the better arm (treatment, more streams) without an SRM, and say ship it?"""
     result = next((e for e in report.experiments if e.experiment == EXPERIMENT_KEY), None)
     if result is None:
         return False, f"FAIL: no exposures for {EXPERIMENT_KEY}"
     if result.srm.flagged:
         return False, f"FAIL: sample ratio mismatch in {EXPERIMENT_KEY} (p={result.srm.p_value})"
+    if result.verdict is None or result.verdict.kind != "ship" or result.verdict.variant != "treatment":
+        label = "none" if result.verdict is None else result.verdict.label
+        return False, f"FAIL: the verdict is {label!r}, not 'ship (treatment)'"
     streams = next((m for m in result.metrics if m.metric == "stream"), None)
     comparison = None if streams is None else next((c for c in streams.comparisons if c.variant == "treatment"), None)
     if comparison is None:

@@ -206,3 +206,8 @@ async def test_simulated_experiment_through_the_server_finds_the_better_ranker_a
     streams = outcomes.metrics.index("stream")
     assert int(np.count_nonzero(outcomes.metric == streams)) == outcome.run.streams > 0
     assert set(outcomes.metrics) == {"stream", "skip"}
+    # the pre-period the listeners had before the experiment is CUPED's covariate; it ships on a verdict
+    assert result.verdict is not None and result.verdict.label == "ship (treatment)"
+    streams_decision = next(d for d in result.decision if d.spec.name == "streams")
+    assert streams_decision.inference.variance_reduction > 0.3
+    assert result.outcomes_before_exposure > 0
