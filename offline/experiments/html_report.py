@@ -48,7 +48,7 @@ h1{font-size:1.6rem} h2{margin-top:2.5rem;border-bottom:1px solid #ddd;padding-b
 .verdict{color:#fff;padding:.8rem 1.2rem;border-radius:8px;font-size:1.3rem;font-weight:600}
 .verdict ul{font-size:.95rem;font-weight:400;margin:.4rem 0 0 1rem;padding:0}
 table{border-collapse:collapse;margin:1rem 0;font-size:.9rem}
-th,td{padding:.3rem .7rem;border-bottom:1px solid #e5e5e5;text-align:right}
+th,td{padding:.3rem .7rem;border-bottom:1px solid #e5e5e5;text-align:right;white-space:nowrap}
 th:nth-child(-n+3),td:nth-child(-n+3){text-align:left}
 figure.plot{margin:1.5rem 0} figcaption{font-size:.9rem;color:#555;margin-top:.3rem}
 .meta{color:#555;font-size:.9rem}
@@ -93,11 +93,12 @@ def _lift_over_time(exp: ExperimentResult) -> str:
                 continue
             xs = [x for x, _ in shown]
             colour = _PALETTE[(i + 1) % len(_PALETTE)]
-            ax.fill_between(
-                xs, [100 * lift.low for _, lift in shown], [100 * lift.high for _, lift in shown],
-                color=colour, alpha=0.2, linewidth=0,
-            )  # fmt: skip
-            ax.plot(xs, [100 * lift.estimate for _, lift in shown], marker="o", color=colour, label=variant)
+            est = [100 * lift.estimate for _, lift in shown]
+            low, high = [100 * lift.low for _, lift in shown], [100 * lift.high for _, lift in shown]
+            if len(xs) > 1:
+                ax.fill_between(xs, low, high, color=colour, alpha=0.2, linewidth=0)
+            yerr = [[e - lo for e, lo in zip(est, low, strict=True)], [h - e for e, h in zip(est, high, strict=True)]]
+            ax.errorbar(xs, est, yerr=yerr, marker="o", color=colour, capsize=3, label=variant)
         ax.axhline(0.0, color="#333", linewidth=0.8)
         if d.spec.margin is not None:
             bad = d.spec.margin * (100 if d.spec.direction == "decrease" else -100)
@@ -118,7 +119,8 @@ def _lift_over_time(exp: ExperimentResult) -> str:
 
 
 def _distributions(exp: ExperimentResult) -> str:
-    dists = [d for d in exp.distributions if any(sum(row) for row in d.counts)]
+    empty = {d.spec.name for d in exp.decision if not any(a.raw for a in d.inference.arms if a.raw == a.raw)}
+    dists = [d for d in exp.distributions if d.metric not in empty and any(sum(row) for row in d.counts)]
     if not dists:
         return ""
     fig = Figure(figsize=(10, 2.6), layout="constrained")
