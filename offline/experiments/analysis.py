@@ -32,6 +32,13 @@ Contract (per experiment, per metric):
   (``expected_weights[experiment]``, else equal), ``scipy.stats.chisquare``; flagged when
   p < ``SRM_P_THRESHOLD`` or when a variant with no (or zero) expected weight has units.
 
+- **Decision layer** (``ExperimentResult.variants``/``decision``/``distributions``/``verdict``/
+  ``timeline``): each of ``decision_metrics`` (``offline.experiments.metric_specs``) is analysed
+  with ``offline.experiments.inference`` — CUPED with the unit's outcomes in the
+  ``cuped_window_days`` before its first exposure as covariate, fixed or always-valid intervals —
+  and ``offline.experiments.decision`` turns them into the verdict. ``timeline`` repeats the
+  inference at the end of each UTC day on the units exposed, and the outcomes logged, before it.
+
 A statistic that is undefined (a variant with n < 2, zero variance in both arms, control mean 0)
 is ``None``; ``None`` p-values are left out of the correction family. Bad arguments raise
 ``ValueError``. Reading the logs is ``offline.experiments.outcome_logs`` (bad input files raise
