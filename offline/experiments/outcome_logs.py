@@ -1,4 +1,4 @@
-"""Reading exposure and outcome logs (JSON Lines) into columnar arrays for offline analysis.
+"""Reading exposure and outcome logs (JSON Lines or Parquet) into columnar arrays for offline analysis.
 
 Formats, one JSON object per line (extra fields are ignored)::
 
@@ -8,15 +8,26 @@ Formats, one JSON object per line (extra fields are ignored)::
 
 ``ts_ms`` is an integer (an integral float is accepted); string fields are non-empty; an outcome's
 ``value`` is optional (default 1.0) and, when present, a finite number. Blank lines are ignored.
+A Parquet file holds the same columns (others ignored; ``value`` optional); a null cell counts as
+an absent field and row ``N`` (1-based) is reported as line ``N``. ``offline.experiments.compact``
+writes such files from closed JSONL logs.
 
-A path is a file (read whatever its name; gzip is detected by its magic bytes, not its suffix) or
-a directory, searched recursively for files whose name contains ``.jsonl`` (``a.jsonl``,
-``a.jsonl.gz``, rotated ``a.jsonl.1`` / ``a.jsonl.2025-11-23.gz``), hidden files skipped, read in
-sorted path order. A file named twice is read once.
+A path is a file (read whatever its name; gzip and Parquet are detected by their magic bytes, not
+the suffix) or a directory, searched recursively for files whose name contains ``.jsonl``
+(``a.jsonl``, ``a.jsonl.gz``, rotated ``a.jsonl.1`` / ``a.jsonl.2025-11-23.gz``) or ends with
+``.parquet``, hidden files skipped, read in sorted path order. A file named twice is read once.
 
 A malformed line raises ``AnalysisInputError`` naming the file and line number; with
 ``strict=False`` it is skipped and counted in ``ReadStats`` instead. Unreadable files (missing,
-corrupt gzip) always raise.
+corrupt gzip or Parquet, a Parquet file without a required column) always raise.
+
+Speed: with ``columnar=True`` (the default) each JSONL file is parsed by Arrow's C++ JSON reader
+(``offline.experiments.columnar``) and strings are dictionary-encoded in C++; ``unit_ids`` is then
+a ``pyarrow`` string array, never millions of Python strings. A file the fast path cannot vouch
+for (any malformed line, blank lines, integral floats as ``ts_ms``, ...) is re-read by the Python
+line reader, so errors, skip counts and results are the same either way: only the speed and the
+type of ``unit_ids`` (a tuple with ``columnar=False`` or from ``from_records``) differ. Codes are
+dense, in first-seen order over all files in read order.
 
 Exceptions::
 
@@ -38,37 +49,40 @@ import os
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import Any, Final, TypeAlias
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from numpy.typing import NDArray
 
+from offline.experiments.columnar import Kind, invalid_rows, read_jsonl_table, read_parquet_table, schema_of
 from serving.experiments.config import ExperimentError
 
 __all__ = [
     "AnalysisInputError",
-    "UnitIds",
     "Exposures",
     "Outcomes",
     "ReadStats",
+    "UnitIds",
     "codes_in",
     "expand_paths",
     "load_exposures",
     "load_outcomes",
+    "read_log_table",
 ]
 
 MAX_REPORTED_PROBLEMS: Final[int] = 10
 """How many skipped-line messages ``ReadStats.problems`` keeps (the count is always exact)."""
 
 _GZIP_MAGIC: Final[bytes] = b"\x1f\x8b"
+_PARQUET_MAGIC: Final[bytes] = b"PAR1"
 _RECORDS: Final[str] = "<records>"
 _TS_LIMIT: Final[int] = 2**63
 _DECODER: Final[json.JSONDecoder] = json.JSONDecoder()
 
 PathArg = str | os.PathLike[str]
-UnitIds = Sequence[str] | pa.Array
+UnitIds: TypeAlias = Sequence[str] | pa.Array
 """Unit ids by code: a tuple (records, the line reader) or an Arrow string array (the columnar reader)."""
 
 
@@ -166,11 +180,9 @@ def expand_paths(paths: Iterable[PathArg]) -> list[Path]:
     for arg in paths:
         path = Path(arg)
         if path.is_dir():
-            found = sorted(
-                p for p in path.rglob("*") if ".jsonl" in p.name and not p.name.startswith(".") and p.is_file()
-            )
+            found = sorted(p for p in path.rglob("*") if _is_log_name(p.name) and p.is_file())
             if not found:
-                raise AnalysisInputError("directory holds no *.jsonl files", path=str(path))
+                raise AnalysisInputError("directory holds no *.jsonl files and no *.parquet files", path=str(path))
         elif path.is_file():
             found = [path]
         else:
@@ -185,20 +197,160 @@ def expand_paths(paths: Iterable[PathArg]) -> list[Path]:
     return files
 
 
-def load_exposures(paths: Iterable[PathArg], *, strict: bool = True) -> Exposures:
-    """Read exposure logs from files/directories (see the module docstring)."""
-    files = expand_paths(paths)
-    builder = _ExposureBuilder()
-    _consume(_json_lines(files), builder.add, builder.stats, strict)
-    return builder.build(files=len(files))
+def _is_log_name(name: str) -> bool:
+    return not name.startswith(".") and (".jsonl" in name or name.endswith(".parquet"))
 
 
-def load_outcomes(paths: Iterable[PathArg], *, strict: bool = True) -> Outcomes:
-    """Read outcome logs from files/directories (see the module docstring)."""
+def load_exposures(paths: Iterable[PathArg], *, strict: bool = True, columnar: bool = True) -> Exposures:
+    """Read exposure logs from files/directories (see the module docstring).
+
+    ``columnar=False`` reads every record in Python (the reference; ``unit_ids`` is then a tuple).
+    """
     files = expand_paths(paths)
-    builder = _OutcomeBuilder()
-    _consume(_json_lines(files), builder.add, builder.stats, strict)
-    return builder.build(files=len(files))
+    if not columnar:
+        builder = _ExposureBuilder()
+        _consume(_records(files, "exposures"), builder.add, builder.stats, strict)
+        return builder.build(files=len(files))
+    table, stats = _read_tables(files, "exposures", strict)
+    unit, unit_ids = _encode(table.column("unit_id"))
+    experiment, experiments = _encode(table.column("experiment"))
+    variant, variants = _encode(table.column("variant"))
+    return Exposures(
+        ts_ms=_numpy(table.column("ts_ms"), np.int64),
+        unit=unit,
+        experiment=experiment,
+        variant=variant,
+        unit_ids=unit_ids,
+        experiments=tuple(experiments.to_pylist()),
+        variants=tuple(variants.to_pylist()),
+        read=stats.freeze(len(files), table.num_rows),
+    )
+
+
+def load_outcomes(paths: Iterable[PathArg], *, strict: bool = True, columnar: bool = True) -> Outcomes:
+    """Read outcome logs from files/directories (see the module docstring and ``load_exposures``)."""
+    files = expand_paths(paths)
+    if not columnar:
+        builder = _OutcomeBuilder()
+        _consume(_records(files, "outcomes"), builder.add, builder.stats, strict)
+        return builder.build(files=len(files))
+    table, stats = _read_tables(files, "outcomes", strict)
+    unit, unit_ids = _encode(table.column("unit_id"))
+    metric, metrics = _encode(table.column("metric"))
+    return Outcomes(
+        ts_ms=_numpy(table.column("ts_ms"), np.int64),
+        unit=unit,
+        metric=metric,
+        value=_numpy(table.column("value"), np.float64),
+        unit_ids=unit_ids,
+        metrics=tuple(metrics.to_pylist()),
+        read=stats.freeze(len(files), table.num_rows),
+    )
+
+
+def read_log_table(paths: Iterable[PathArg], kind: Kind, *, strict: bool = True) -> tuple[pa.Table, ReadStats]:
+    """The valid records of ``paths`` as an Arrow table (``columnar.schema_of(kind)``, ``value`` filled).
+
+    Same files, validation and errors as ``load_exposures`` / ``load_outcomes``; rows in read order.
+    """
+    files = expand_paths(paths)
+    table, stats = _read_tables(files, kind, strict)
+    return table, stats.freeze(len(files), table.num_rows)
+
+
+# --- columnar reading ----------------------------------------------------------------------------
+
+
+def _read_tables(files: list[Path], kind: Kind, strict: bool) -> tuple[pa.Table, _Stats]:
+    """Every file's valid rows, concatenated; the fast path per file, else the line reader."""
+    stats = _Stats()
+    tables: list[pa.Table] = []
+    for path in files:
+        if _is_parquet(path):
+            tables.append(_parquet_table(path, kind, strict, stats))
+            continue
+        table = read_jsonl_table(path, kind)
+        if table is None:
+            builder = _ExposureBuilder(stats) if kind == "exposures" else _OutcomeBuilder(stats)
+            _consume(_json_lines([path]), builder.add, stats, strict)
+            table = builder.table()
+        tables.append(table)
+    return (pa.concat_tables(tables) if tables else schema_of(kind).empty_table()), stats
+
+
+def _encode(column: pa.ChunkedArray) -> tuple[NDArray[np.intp], pa.Array]:
+    """Dense codes (first-seen order) and the distinct values; one C++ hash pass."""
+    encoded = column.dictionary_encode()
+    if encoded.num_chunks == 0:
+        return np.empty(0, dtype=np.intp), pa.array([], type=column.type)
+    codes = [np.asarray(chunk.indices.to_numpy(zero_copy_only=False)) for chunk in encoded.chunks]
+    return np.concatenate(codes).astype(np.intp, copy=False), encoded.chunk(encoded.num_chunks - 1).dictionary
+
+
+def _numpy(column: pa.ChunkedArray, dtype: type[np.generic]) -> NDArray[Any]:
+    if column.num_chunks == 0:
+        return np.empty(0, dtype=dtype)
+    return np.asarray(column.to_numpy(), dtype=dtype)
+
+
+def _is_parquet(path: Path) -> bool:
+    try:
+        with path.open("rb") as probe:
+            return probe.read(4) == _PARQUET_MAGIC
+    except OSError as exc:
+        raise AnalysisInputError(f"cannot open: {exc.strerror or exc}", path=str(path)) from exc
+
+
+def _parquet_columns(path: Path, kind: Kind) -> pa.Table:
+    try:
+        return read_parquet_table(path, kind)
+    except (OSError, pa.ArrowException) as exc:  # before ValueError: ArrowInvalid is one
+        raise AnalysisInputError(f"unreadable Parquet file: {exc}", path=str(path)) from exc
+    except ValueError as exc:
+        raise AnalysisInputError(str(exc), path=str(path)) from None
+
+
+def _parquet_table(path: Path, kind: Kind, strict: bool, stats: _Stats) -> pa.Table:
+    """Valid rows of a Parquet file; bad rows raise (strict) or are skipped and counted."""
+    table = _parquet_columns(path, kind)
+    bad = invalid_rows(table, kind)
+    if bad.true_count:
+        name = str(path)
+        rows = np.flatnonzero(bad.to_numpy(zero_copy_only=False))
+        # The messages come from the record validation itself, so they read as for JSONL lines.
+        check = (_ExposureBuilder() if kind == "exposures" else _OutcomeBuilder()).add
+        for row in rows[: 1 if strict else max(0, MAX_REPORTED_PROBLEMS - len(stats.problems))].tolist():
+            problem = "invalid row"
+            try:
+                check(_row_record(table, row))
+            except _BadLine as exc:
+                problem = str(exc)
+            if strict:
+                raise AnalysisInputError(problem, path=name, line=row + 1)
+            stats.problems.append(f"{name}:{row + 1}: {problem}")
+        stats.skipped += int(rows.shape[0])
+        table = table.filter(pc.invert(bad))
+    if kind == "outcomes":
+        table = table.set_column(3, "value", table.column("value").fill_null(1.0))
+    return table
+
+
+def _row_record(table: pa.Table, row: int) -> dict[str, object]:
+    """Row ``row`` as a record; a null cell is an absent field."""
+    values: dict[str, object] = table.slice(row, 1).to_pylist()[0]
+    return {key: value for key, value in values.items() if value is not None}
+
+
+def _records(files: list[Path], kind: Kind) -> Iterator[tuple[str, int, object]]:
+    """Every file's records for the Python reader: JSON lines, or Parquet rows as records."""
+    for path in files:
+        if _is_parquet(path):
+            table = _parquet_columns(path, kind)
+            name = str(path)
+            for row in range(table.num_rows):
+                yield name, row + 1, _row_record(table, row)
+        else:
+            yield from _json_lines([path])
 
 
 # --- reading -------------------------------------------------------------------------------------
@@ -310,18 +462,25 @@ def _ts(obj: Mapping[str, object]) -> int:
     raise _BadLine(f"field 'ts_ms' must be a non-negative int64, got {_short(repr(value))}")
 
 
+def _finite(value: float) -> bool:
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int beyond the float range
+        return False
+
+
 def _value(obj: Mapping[str, object]) -> float:
     if "value" not in obj:
         return 1.0
     value = obj["value"]
-    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+    if isinstance(value, int | float) and not isinstance(value, bool) and _finite(value):
         return float(value)
     raise _BadLine(f"field 'value' must be a finite number, got {_short(repr(value))}")
 
 
 class _ExposureBuilder:
-    def __init__(self) -> None:
-        self.stats = _Stats()
+    def __init__(self, stats: _Stats | None = None) -> None:
+        self.stats = _Stats() if stats is None else stats
         self.ts: list[int] = []
         self.unit: list[int] = []
         self.experiment: list[int] = []
@@ -365,10 +524,22 @@ class _ExposureBuilder:
             read=self.stats.freeze(files, len(self.ts)),
         )
 
+    def table(self) -> pa.Table:
+        """The rows as an Arrow table of ``columnar.EXPOSURE_SCHEMA``."""
+        return pa.Table.from_arrays(
+            [
+                pa.array(self.ts, type=pa.int64()),
+                _decode(self.units, self.unit),
+                _decode(self.experiments, self.experiment),
+                _decode(self.variants, self.variant),
+            ],
+            schema=schema_of("exposures"),
+        )
+
 
 class _OutcomeBuilder:
-    def __init__(self) -> None:
-        self.stats = _Stats()
+    def __init__(self, stats: _Stats | None = None) -> None:
+        self.stats = _Stats() if stats is None else stats
         self.ts: list[int] = []
         self.unit: list[int] = []
         self.metric: list[int] = []
@@ -410,3 +581,19 @@ class _OutcomeBuilder:
             metrics=self.metrics.names(),
             read=self.stats.freeze(files, len(self.ts)),
         )
+
+    def table(self) -> pa.Table:
+        """The rows as an Arrow table of ``columnar.OUTCOME_SCHEMA``."""
+        return pa.Table.from_arrays(
+            [
+                pa.array(self.ts, type=pa.int64()),
+                _decode(self.units, self.unit),
+                _decode(self.metrics, self.metric),
+                pa.array(self.value, type=pa.float64()),
+            ],
+            schema=schema_of("outcomes"),
+        )
+
+
+def _decode(vocab: _Vocab, codes: list[int]) -> pa.Array:
+    return pa.array(vocab.names(), type=pa.string()).take(pa.array(codes, type=pa.int64()))

@@ -415,7 +415,7 @@ def test_directories_gzip_and_rotated_files_are_read(tmp_path: Path) -> None:
     loaded = load_exposures([logs, single_gz, logs / "exposures.jsonl"])
 
     assert loaded.read.files == 4
-    assert sorted(loaded.unit_ids) == ["a", "b", "c", "d"]
+    assert sorted(map(str, loaded.unit_ids)) == ["a", "b", "c", "d"]
     outcomes = load_outcomes([write_jsonl(tmp_path / "o.jsonl.gz", [outcome("c", value=2.5)], gz=True)])
     assert comparison(analyze(loaded, outcomes), "lite").abs_lift == pytest.approx(1.25)
 
