@@ -1,8 +1,8 @@
-"""``encore experiments validate | analyze | report | aa | simulate | import | export | history``: check,
-analyse (text, JSON or an HTML page) and simulate experiments; commit them to the experiments store
-and read its audit trail.
+"""``encore experiments validate | analyze | report | compact | aa | simulate | import | export | history``:
+check, analyse (text, JSON or an HTML page) and simulate experiments; commit them to the experiments
+store and read its audit trail.
 
-``analyze``, ``report``, ``aa`` and ``simulate`` are offline work; their modules are imported only
+``analyze``, ``report``, ``compact``, ``aa`` and ``simulate`` are offline work; their modules are imported only
 when they run.
 """
 
@@ -43,6 +43,13 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     er.add_argument("--out", type=Path, default=Path("experiment-report.html"), help="the HTML file to write")
     er.add_argument("--title", default="Experiment results")
     er.set_defaults(func=report)
+    ec = esub.add_parser("compact", help="convert closed JSONL exposure/outcome logs to Parquet (faster analysis)")
+    ec.add_argument("src", type=Path, help="a log directory (exposures/ or outcomes/)")
+    ec.add_argument("dest", type=Path, help="where the Parquet files go (mirrors src; not inside it)")
+    ec.add_argument("--kind", choices=["exposures", "outcomes"], help="default: told by each file's first record")
+    ec.add_argument("--min-age", type=_non_negative, default=60.0, help="skip files modified less than this many s ago")
+    ec.add_argument("--lenient", action="store_true", help="skip malformed lines (counted) instead of failing")
+    ec.set_defaults(func=compact)
     eaa = esub.add_parser(
         "aa", help="A/A simulation with daily looks: false-positive rate, sequential vs peeking fixed-horizon"
     )
@@ -157,8 +164,9 @@ def _non_negative(text: str) -> float:
     return value
 
 
-def _run_analysis(args: argparse.Namespace) -> AnalysisReport:
-    """Read the logs and analyse them with the options of ``_analysis_options``."""
+def _run_analysis(args: argparse.Namespace, *, timeline: bool) -> AnalysisReport:
+    """Read the logs and analyse them with the options of ``_analysis_options`` (``timeline``: the
+    cumulative analysis per day, which the text output does not show)."""
     from offline.experiments.analysis import analyze
     from offline.experiments.metric_specs import DEFAULT_METRICS, load_metric_specs
     from offline.experiments.outcome_logs import load_exposures, load_outcomes
@@ -182,6 +190,7 @@ def _run_analysis(args: argparse.Namespace) -> AnalysisReport:
         cuped_window_days=args.cuped_window_days,
         planned_units=args.planned_units,
         plan_complete=args.plan_complete,
+        timeline=timeline,
     )
 
 
@@ -190,7 +199,7 @@ def analyze(args: argparse.Namespace) -> int:
 
     from offline.experiments.report import format_report, report_to_json
 
-    report = _run_analysis(args)
+    report = _run_analysis(args, timeline=args.json)
     print(json.dumps(report_to_json(report), indent=2, allow_nan=False) if args.json else format_report(report))
     return SRM if report.srm_flagged else OK
 
@@ -198,7 +207,7 @@ def analyze(args: argparse.Namespace) -> int:
 def report(args: argparse.Namespace) -> int:
     from offline.experiments.html_report import render_html
 
-    result = _run_analysis(args)
+    result = _run_analysis(args, timeline=True)
     page = render_html(result, title=args.title, sources=[*map(str, args.exposures), *map(str, args.outcomes)])
     args.out.parent.mkdir(parents=True, exist_ok=True)
     partial = args.out.with_name(args.out.name + ".partial")
@@ -208,6 +217,25 @@ def report(args: argparse.Namespace) -> int:
         print(f"{exp.experiment}: {'no decision' if exp.verdict is None else exp.verdict.label}")
     print(f"wrote {args.out} ({len(page.encode()) // 1024} KiB)")
     return SRM if result.srm_flagged else OK
+
+
+def compact(args: argparse.Namespace) -> int:
+    from offline.experiments.compact import CompactEvent, compact_logs
+
+    def progress(event: CompactEvent) -> None:
+        if event.action == "converted":
+            print(f"{event.source} -> {event.dest}: {event.rows:,} rows in {event.seconds:.1f} s", flush=True)
+
+    if args.dest.resolve().is_relative_to(args.src.resolve()):
+        raise SystemExit(f"encore experiments compact: dest {args.dest} must not be inside src {args.src}")
+    summary = compact_logs(
+        args.src, args.dest, kind=args.kind, strict=not args.lenient, min_age_s=args.min_age, progress=progress
+    )
+    print(
+        f"{summary.converted} converted ({summary.rows:,} rows, {summary.skipped_lines} malformed lines skipped), "
+        f"{summary.current} already current, {summary.open} still open, {summary.empty} empty"
+    )
+    return OK
 
 
 def aa(args: argparse.Namespace) -> int:

@@ -486,7 +486,9 @@ def analyze(
             names = [*result.srm.variants, *(x for x in result.srm.unexpected_variants)]
             arm_names = tuple(dict.fromkeys([result.control, *names]))
             arm_of = {exposures.variants.index(n): i for i, n in enumerate(arm_names)}
-            arm = np.fromiter((arm_of[c] for c in variant_codes.tolist()), np.intp, variant_codes.shape[0])
+            lut = np.full(len(exposures.variants), -1, dtype=np.intp)
+            lut[list(arm_of)] = list(arm_of.values())
+            arm = lut[variant_codes]
             decision = tuple(
                 DecisionMetric(
                     spec, arm_names, _infer(spec, all_names, arm, values, pre, len(arm_names), alpha, method, tuning)
@@ -587,13 +589,11 @@ class _UnitView:
         self.n_units, self.n_metrics = n_units, n_metrics
         self.before_exposure = int(np.count_nonzero(offset < 0))
 
-    def between(self, start_ms: int, end_ms: int | None, before_ts: int | None = None) -> NDArray[np.float64]:
-        """Units × metrics sums of outcomes with ``start <= ts - first exposure < end`` (and ``ts < before_ts``)."""
+    def between(self, start_ms: int, end_ms: int | None) -> NDArray[np.float64]:
+        """Units × metrics sums of outcomes with ``start <= ts - first exposure < end``."""
         mask = self.offset >= start_ms
         if end_ms is not None:
             mask &= self.offset < end_ms
-        if before_ts is not None:
-            mask &= self.ts < before_ts
         totals = np.bincount(
             self.row[mask] * self.n_metrics + self.metric[mask],
             weights=self.value[mask],
@@ -660,13 +660,25 @@ def _timeline(
 ) -> tuple[DayPoint, ...]:
     """Cumulative analysis at the end of each UTC day from the first exposure to the last event."""
     first_day = int(first_ts.min()) // DAY_MS
+    # Outcomes after exposure in time order, added to running per-unit sums one day at a time.
+    post = view.offset >= 0
+    order = np.argsort(view.ts[post], kind="stable")
+    ts = view.ts[post][order]
+    cells = (view.row[post] * view.n_metrics + view.metric[post])[order]
+    weights_sorted = view.value[post][order]
+    running = np.zeros(view.n_units * view.n_metrics)
+    done = 0
     points = []
     for day in range(first_day, last_event // DAY_MS + 1):
         end = (day + 1) * DAY_MS
+        upto = int(np.searchsorted(ts, end, side="left"))
+        if upto > done:
+            running += np.bincount(cells[done:upto], weights=weights_sorted[done:upto], minlength=running.shape[0])
+            done = upto
         present = first_ts < end
         if not np.any(present):
             continue
-        values = view.between(0, None, before_ts=end)[present]
+        values = running.reshape(view.n_units, view.n_metrics)[present]
         a = arm[present]
         counts = np.bincount(a, minlength=len(arm_names))
         srm = _srm(list(arm_names), counts.tolist(), weights)

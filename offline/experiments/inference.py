@@ -165,11 +165,43 @@ def _pre_linearised(x: Floats, xd: Floats | None) -> Floats:
     return np.asarray((x - (float(x.sum()) / total_d) * xd) / (total_d / x.shape[0]), dtype=np.float64)
 
 
-def _within_sums(values: Floats, other: Floats, arm: NDArray[np.intp], n_arms: int, counts: Floats) -> float:
-    """``Σ_a Σ (values - mean_a)(other - mean_a)`` over units of every arm."""
-    v_mean = np.bincount(arm, weights=values, minlength=n_arms) / np.maximum(counts, 1.0)
-    o_mean = np.bincount(arm, weights=other, minlength=n_arms) / np.maximum(counts, 1.0)
-    return float(np.dot(values - v_mean[arm], other - o_mean[arm]))
+def _sums(arm: NDArray[np.intp], weights: Floats, n_arms: int) -> Floats:
+    return np.asarray(np.bincount(arm, weights=weights, minlength=n_arms), dtype=np.float64)
+
+
+class _Moments:
+    """Per-arm sums of ``L``, ``M``, ``L²``, ``M²`` and ``L·M`` (values centred on their overall
+    means first, for precision): every within-arm sum of squares and products without another pass."""
+
+    def __init__(self, arm: NDArray[np.intp], n_arms: int, counts: Floats, linear: Floats, cov: Floats | None) -> None:
+        lc = linear - float(linear.mean()) if linear.size else linear
+        self.counts = counts
+        self.sl = _sums(arm, lc, n_arms)
+        self.sll = _sums(arm, lc * lc, n_arms)
+        if cov is None:
+            zeros = np.zeros(n_arms)
+            self.sm, self.smm, self.slm = zeros, zeros, zeros
+        else:
+            mc = cov - float(cov.mean())
+            self.sm, self.smm, self.slm = (
+                _sums(arm, mc, n_arms),
+                _sums(arm, mc * mc, n_arms),
+                _sums(arm, lc * mc, n_arms),
+            )
+
+    def within(self, theta: float) -> Floats:
+        """Per arm: ``Σ (r - r̄_a)²`` of ``r = L - θM``."""
+        n = np.maximum(self.counts, 1.0)
+        sum_r = self.sl - theta * self.sm
+        sum_rr = self.sll - 2.0 * theta * self.slm + theta * theta * self.smm
+        return np.asarray(np.maximum(sum_rr - sum_r * sum_r / n, 0.0), dtype=np.float64)
+
+    def slope(self) -> float:
+        """The pooled within-arm least-squares slope of ``L`` on ``M`` (0 without variation in ``M``)."""
+        n = np.maximum(self.counts, 1.0)
+        sxx = float(np.sum(self.smm - self.sm * self.sm / n))
+        sxy = float(np.sum(self.slm - self.sl * self.sm / n))
+        return sxy / sxx if sxx > 1e-12 * max(1.0, float(np.sum(self.smm))) else 0.0
 
 
 def infer_metric(
@@ -196,24 +228,16 @@ def infer_metric(
         raise ValueError(f"tuning_units must be >= 1, got {tuning_units!r}")
     counts = np.bincount(arm, minlength=n_arms).astype(np.float64)
     estimates, linear = _linearised(y, d, arm, n_arms)
-    theta = 0.0
-    covariate: Floats | None = None
-    if x is not None:
-        covariate = _pre_linearised(x, xd)
-        sxx = _within_sums(covariate, covariate, arm, n_arms, counts)
-        if sxx > 1e-12 * max(1.0, float(np.dot(covariate, covariate))):
-            theta = _within_sums(covariate, linear, arm, n_arms, counts) / sxx
-    adjusted_values = linear if covariate is None or theta == 0.0 else linear - theta * covariate
+    covariate = None if x is None else _pre_linearised(x, xd)
+    moments = _Moments(arm, n_arms, counts, linear, covariate)
+    theta = moments.slope() if covariate is not None else 0.0
     adjusted = estimates.copy()
     if covariate is not None and theta != 0.0:
         m_arm = np.bincount(arm, weights=covariate, minlength=n_arms) / np.maximum(counts, 1.0)
         adjusted = estimates - theta * (m_arm - float(covariate.mean()))
-    ss_raw = _within_sums(linear, linear, arm, n_arms, counts)
-    ss_adj = _within_sums(adjusted_values, adjusted_values, arm, n_arms, counts)
-    reduction = 1.0 - ss_adj / ss_raw if ss_raw > 0.0 else 0.0
-    a_mean = np.bincount(arm, weights=adjusted_values, minlength=n_arms) / np.maximum(counts, 1.0)
-    a_ss = np.bincount(arm, weights=(adjusted_values - a_mean[arm]) ** 2, minlength=n_arms)
-    variance = np.where(counts > 1.0, a_ss / np.maximum(counts - 1.0, 1.0) / np.maximum(counts, 1.0), np.nan)
+    ss_raw, ss_adj = moments.within(0.0), moments.within(theta)
+    reduction = 1.0 - float(ss_adj.sum()) / float(ss_raw.sum()) if ss_raw.sum() > 0.0 else 0.0
+    variance = np.where(counts > 1.0, ss_adj / np.maximum(counts - 1.0, 1.0) / np.maximum(counts, 1.0), np.nan)
     arms = tuple(
         ArmEstimate(i, int(counts[i]), float(estimates[i]), float(adjusted[i]), float(variance[i]))
         for i in range(n_arms)
