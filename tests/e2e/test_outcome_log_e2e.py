@@ -52,10 +52,11 @@ def wait_for(condition: Callable[[], bool], what: str, server: ServerProcess) ->
 
 
 def test_the_server_logs_every_accepted_event_as_an_outcome(tiny_bundle_path: Path, tmp_path: Path) -> None:
-    experiments, settings, outcome_dir = tmp_path / "experiments.yaml", tmp_path / "settings.yaml", tmp_path / "outs"
+    experiments, outcome_dir = tmp_path / "experiments.yaml", tmp_path / "outs"
     experiments.write_text(EXPERIMENTS)
-    settings.write_text(f"outcome_log_dir: {outcome_dir}\n")
-    server = start_server(tiny_bundle_path, tmp_path, "--experiments", str(experiments), "--config", str(settings))
+    server = start_server(
+        tiny_bundle_path, tmp_path, "--experiments", str(experiments), "--outcome-log-dir", str(outcome_dir)
+    )
     received: list[tuple[int, int]] = []  # per accepted event: the wall clock around its call, ms
     try:
         with grpc.insecure_channel(server.target) as channel:
