@@ -21,6 +21,7 @@ from typing import cast
 
 from cli import admin, bench, build, experiments, rank, replay, serve
 from cli.exit_codes import INTERNAL, exit_code_for
+from common.cli_help import show_defaults
 
 log = logging.getLogger("encore")
 
@@ -45,7 +46,7 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     for command in COMMANDS:
         command.add_parser(sub)
-    return p
+    return show_defaults(p)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

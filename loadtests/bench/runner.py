@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import loadtests.bench
+from common.cli_help import show_defaults
 from loadtests.bench.closed_loop import closed_loop
 from loadtests.bench.memory import process_memory
 from loadtests.bench.openloop import background_openloop, run_openloop
@@ -149,7 +150,10 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="encore bench", description=loadtests.bench.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    p.add_argument("--bundles", default="synthetic-1m,hetrec-bench", help="comma-separated bundle names")
+    p.add_argument(
+        "--bundles",
+        help="comma-separated bundle names (default: synthetic-1m,hetrec-bench; with --quick: synthetic-20k)",
+    )
     p.add_argument("--bundles-dir", type=Path, default=Path("bundles"), help="where bundles live / are built")
     p.add_argument("--data-path", type=Path, default=DEFAULT_DATA, help="HetRec data for hetrec-bench")
     p.add_argument("--rates", help="comma-separated open-loop rates, req/s (default: 50,100,...,1000)")
@@ -190,7 +194,7 @@ def parser() -> argparse.ArgumentParser:
         help="run Encore from this checkout (e.g. `git worktree add ../encore-before <commit>`): a before/after",
     )
     p.add_argument("--out", type=Path, default=Path("bench-results"), help="directory for bench.json and logs")
-    return p
+    return show_defaults(p)
 
 
 def _plan(args: argparse.Namespace) -> Plan:
@@ -274,7 +278,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     plan = _plan(args)
     versus = None if args.no_versus else _versus_plan(args, plan)
-    names = [n.strip() for n in args.bundles.split(",") if n.strip()]
+    default = "synthetic-20k" if args.quick else "synthetic-1m,hetrec-bench"
+    names = [n.strip() for n in (args.bundles or default).split(",") if n.strip()]
     if args.versus_only and (versus is None or versus.bundle not in names):
         raise SystemExit(f"bench: --versus-only needs --versus-bundle ({args.versus_bundle}) in --bundles")
     args.out.mkdir(parents=True, exist_ok=True)

@@ -14,6 +14,8 @@ def _build_command(name: str, bundles_dir: Path, data_path: Path) -> list[str] |
     base = [sys.executable, "-m", "cli", "build", "--version", name, "--out", str(bundles_dir)]
     if name == "synthetic-1m":
         return [*base, "--n-items", "1000000", "--n-users", "20000"]
+    if name == "synthetic-20k":  # what --quick uses: a smoke run needs no million-item index
+        return [*base, "--n-items", "20000", "--n-users", "2000"]
     if name == "hetrec-bench":
         return [*base, "--dataset", "hetrec", "--data-path", str(data_path)]
     return None

@@ -2,8 +2,8 @@
 
     encore replay --log captures/ --target HOST:PORT [--candidate HOST:PORT] [--secondary HOST:PORT]
                   [--speed 2.0 | --rate N] [--concurrency 16] [--deadline-ms 200] [--limit N] [--k 10]
-                  [--json report.json] [--max-rbo-drop 0.1] [--min-overlap 0.8] [--max-p99-increase-ms 10]
-                  [--max-error-rate 0.01] [--max-degraded-rate 0.01] [--quiet]
+                  [--json] [--report-json report.json] [--max-rbo-drop 0.1] [--min-overlap 0.8]
+                  [--max-p99-increase-ms 10] [--max-error-rate 0.01] [--max-degraded-rate 0.01] [--quiet]
 
 Reads the ``encore.v1.CapturedRank`` files the server writes (``serving.capture``), orders them by
 arrival time and re-sends each captured ``RankRequest`` — same user, surface, seed, limit and
@@ -41,6 +41,7 @@ from typing import Any, TextIO
 
 import grpc
 
+from common.cli_help import show_defaults
 from common.errors import EncoreError
 from encore.v1 import capture_pb2
 from encore.v1 import ranking_pb2 as pb
@@ -143,8 +144,8 @@ class Progress:
             return
         width = len(str(self.total))
         line = (
-            f"replay  sent {self.sent:{width}d}/{self.total}  done {self.done:{width}d}  failed calls {self.errors}"
-            f"  ({100.0 * self.done / max(1, self.total):5.1f} %)"
+            f"replay  sent {self.sent:{width}d}/{self.total}  done {self.done:{width}d}/{self.total}"
+            f" ({100.0 * self.done / max(1, self.total):5.1f} % done)  failed calls {self.errors}"
         )
         if self.tty:
             self.stream.write("\r" + line + ("\n" if final else ""))
@@ -298,49 +299,50 @@ def parser() -> argparse.ArgumentParser:
         help="recorded inter-arrival times divided by this (default 1.0: real time)",
     )
     pace.add_argument("--rate", type=_positive(float), default=None, help="send at a fixed rate, requests/s")
-    p.add_argument("--concurrency", type=_positive(int), default=16, help="requests in flight per target (16)")
-    p.add_argument("--deadline-ms", type=_positive(float), default=200.0, help="gRPC deadline of each call (200)")
+    p.add_argument("--concurrency", type=_positive(int), default=16, help="requests in flight per target")
+    p.add_argument("--deadline-ms", type=_positive(float), default=200.0, help="gRPC deadline of each call")
     p.add_argument(
         "--connect-timeout-s",
         type=_positive(float),
         default=5.0,
-        help="how long to wait for each target to accept a connection (5)",
+        help="how long to wait for each target to accept a connection",
     )
     p.add_argument("--limit", type=_positive(int), default=None, help="replay only the first N captures")
-    p.add_argument("--k", type=_positive(int), default=10, help="K of overlap@K (10)")
-    p.add_argument("--json", type=Path, default=None, metavar="PATH", help="also write the report as JSON")
+    p.add_argument("--k", type=_positive(int), default=10, help="K of overlap@K")
+    p.add_argument("--json", action="store_true", help="print the report as JSON on stdout instead of text")
+    p.add_argument("--report-json", type=Path, default=None, metavar="PATH", help="also write the JSON report here")
     p.add_argument(
         "--max-rbo-drop",
         type=_fraction,
         default=d.max_rbo_drop,
-        help=f"max (1 − RBO) beyond noise, candidate vs primary ({d.max_rbo_drop:g})",
+        help="max (1 − RBO) beyond noise, candidate vs primary",
     )
     p.add_argument(
         "--min-overlap",
         type=_fraction,
         default=d.min_overlap,
-        help=f"min overlap@K, noise-adjusted ({d.min_overlap:g})",
+        help="min overlap@K, noise-adjusted",
     )
     p.add_argument(
         "--max-p99-increase-ms",
         type=float,
         default=d.max_p99_increase_ms,
-        help=f"max candidate p99 − primary p99, beyond the secondary's ({d.max_p99_increase_ms:g})",
+        help="max candidate p99 − primary p99, beyond the secondary's",
     )
     p.add_argument(
         "--max-error-rate",
         type=_fraction,
         default=d.max_error_rate,
-        help=f"max share of requests failing on the candidate only, beyond noise ({d.max_error_rate:g})",
+        help="max share of requests failing on the candidate only, beyond noise",
     )
     p.add_argument(
         "--max-degraded-rate",
         type=_fraction,
         default=d.max_degraded_rate,
-        help=f"max share degraded on the candidate only, beyond noise ({d.max_degraded_rate:g})",
+        help="max share degraded on the candidate only, beyond noise",
     )
     p.add_argument("--quiet", action="store_true", help="no progress line; print only the verdict")
-    return p
+    return show_defaults(p)
 
 
 def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None, stderr: TextIO | None = None) -> int:
@@ -405,13 +407,14 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None, std
         max_degraded_rate=args.max_degraded_rate,
     )
     report = jsonable(build_report(run.outcomes, k=args.k, thresholds=thresholds, replay=meta))
-    out.write(format_report(report, verdict_only=args.quiet))
+    text = json.dumps(report, indent=2, sort_keys=False) + "\n"
+    out.write(text if args.json else format_report(report, verdict_only=args.quiet))
     out.flush()
-    if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        tmp = args.json.with_name(f".{args.json.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(report, indent=2, sort_keys=False) + "\n", encoding="utf-8")
-        tmp.replace(args.json)
+    if args.report_json is not None:
+        args.report_json.parent.mkdir(parents=True, exist_ok=True)
+        tmp = args.report_json.with_name(f".{args.report_json.name}.{os.getpid()}.tmp")
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(args.report_json)
     return 0 if report["passed"] else 1
 
 

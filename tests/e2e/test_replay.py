@@ -138,11 +138,22 @@ def test_a_candidate_with_another_model_is_flagged_above_the_noise_floor(
         *STEADY,
         "--max-rbo-drop",
         "0.05",
-        "--json",
+        "--report-json",
         str(json_path),
     )
     assert code == 1, text + err
     report: dict[str, Any] = json.loads(json_path.read_text())
+    code_json, text_json, _ = replay(
+        capture_log,
+        "--target",
+        fleet.primary.target,
+        "--candidate",
+        fleet.candidate.target,
+        *STEADY,
+        "--json",
+        "--quiet",
+    )
+    assert code_json == 1 and json.loads(text_json)["replay"]["captures"] == N_CAPTURES  # --json: JSON on stdout
     assert report["replay"]["captures"] == N_CAPTURES
     assert report["replay"]["captured_status"] == {"INVALID_ARGUMENT": INVALID, "OK": N_CAPTURES - INVALID}
     noise, cand = report["agreement"]["secondary"], report["agreement"]["candidate"]

@@ -1,0 +1,44 @@
+"""``--help`` that shows every option's default: the formatter every ``encore`` parser uses.
+
+``DefaultsHelpFormatter`` keeps descriptions as written (like ``RawDescriptionHelpFormatter``) and
+appends ``(default: X)`` to an option's help unless the help already names its default, the
+default is ``None``/``False``/suppressed, or the option is a flag. ``show_defaults(parser)`` applies
+it to a parser and every sub-parser under it.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+__all__ = ["DefaultsHelpFormatter", "show_defaults"]
+
+
+class DefaultsHelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Raw descriptions, and ``(default: X)`` after each option that has a meaningful default."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        default = action.default
+        if (
+            default is None
+            or default is False
+            or default is argparse.SUPPRESS
+            or action.nargs == 0  # flags: store_true / store_const / help / version
+            or "default" in text
+            or "%(default)" in text
+        ):
+            return action.help
+        shown = default.name if hasattr(default, "name") and not isinstance(default, str) else default
+        if isinstance(default, list | tuple):
+            shown = " ".join(map(str, default))
+        return f"{text} (default: {shown})".strip() if text else f"default: {shown}"
+
+
+def show_defaults(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Use ``DefaultsHelpFormatter`` on ``parser`` and on every sub-parser below it; returns ``parser``."""
+    parser.formatter_class = DefaultsHelpFormatter
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                show_defaults(child)
+    return parser
