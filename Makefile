@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 BUNDLES ?= bundles
 STAMP := $(VENV)/.installed
 
-.PHONY: system-packages install run build build-real serve test check lint typecheck lint-imports proto bench loadtest faults clean
+.PHONY: system-packages install run build build-real serve test check lint typecheck lint-imports proto bench loadtest faults clean stack
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -80,6 +80,13 @@ proto: $(STAMP)
 	PATH=$(BIN):$$PATH $(BIN)/python -m grpc_tools.protoc -Iprotos --python_out=protos --grpc_python_out=protos \
 		--mypy_out=protos --mypy_grpc_out=protos protos/encore/v1/ranking.proto protos/encore/v1/admin.proto \
 		protos/encore/v1/experiments.proto
+
+## The whole stack in containers (deploy/compose/compose.yaml): Encore serving the newest bundle under
+## bundles/ (`make build` first), Redis, Prometheus with the Encore rules, Grafana with the Encore
+## dashboard (http://127.0.0.1:3000). Ports and images are variables; see deploy/README.md.
+COMPOSE ?= podman compose
+stack:
+	$(COMPOSE) -f deploy/compose/compose.yaml up
 
 clean:
 	rm -rf $(VENV) $(BUNDLES) .pytest_cache .mypy_cache .ruff_cache .import_linter_cache
