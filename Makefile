@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 BUNDLES ?= bundles
 STAMP := $(VENV)/.installed
 
-.PHONY: system-packages install run build build-real serve test check lint typecheck lint-imports proto bench loadtest faults clean stack
+.PHONY: system-packages install run build build-real serve test check lint typecheck lint-imports proto bench loadtest faults clean stack client
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -87,6 +87,11 @@ proto: $(STAMP)
 COMPOSE ?= podman compose
 stack:
 	$(COMPOSE) -f deploy/compose/compose.yaml up
+
+## The encore-client wheel (clients/python: generated stubs, .proto files, a typed client; needs only
+## grpcio and protobuf) from protos/, staged in build/encore-client, written to dist/; prints its size.
+client: $(STAMP)
+	PATH=$(BIN):$$PATH $(BIN)/python clients/python/build_client.py --out dist
 
 clean:
 	rm -rf $(VENV) $(BUNDLES) .pytest_cache .mypy_cache .ruff_cache .import_linter_cache
