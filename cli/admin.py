@@ -5,9 +5,13 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cli.connect import bearer, raise_if_unreachable
 from cli.exit_codes import FAILED, OK
+
+if TYPE_CHECKING:
+    from google.protobuf.message import Message
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -18,7 +22,16 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     a.add_argument("--bundle", action="store_true", help="reload: only the bundle")
     a.add_argument("--experiments", action="store_true", help="reload: only the experiments file")
     a.add_argument("--timeout", type=float, default=120.0)
+    a.add_argument("--json", action="store_true", help="print the reply as JSON on stdout instead of text")
     a.set_defaults(func=run)
+
+
+def _render(message: Message, as_json: bool) -> str:
+    if not as_json:
+        return str(message)
+    from google.protobuf.json_format import MessageToJson
+
+    return MessageToJson(message, preserving_proto_field_name=True, indent=2)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -33,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
         try:
             if args.action == "status":
                 status = stub.Status(apb.StatusRequest(), metadata=metadata, timeout=args.timeout)
-                print(status)
+                print(_render(status, args.json))
             else:
                 both = not (args.bundle or args.experiments)
                 reply = stub.Reload(
@@ -41,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
                     metadata=metadata,
                     timeout=args.timeout,
                 )
-                print(reply)
+                print(_render(reply, args.json))
         except grpc.RpcError as exc:
             raise_if_unreachable(exc, channel, args.target)
             print(f"encore admin {args.action}: {exc.code().name}: {exc.details()}", file=sys.stderr)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -22,6 +23,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     r.add_argument("--tls-ca", type=Path, help="PEM CA to verify the server (enables TLS)")
     r.add_argument("--tls-cert", type=Path, help="client certificate (mutual TLS)")
     r.add_argument("--tls-key", type=Path, help="client private key (mutual TLS)")
+    r.add_argument("--json", action="store_true", help="print the response as JSON on stdout instead of a table")
     r.set_defaults(func=run)
 
 
@@ -45,6 +47,12 @@ def run(args: argparse.Namespace) -> int:
             print(f"encore rank: {exc.code().name}: {exc.details()}", file=sys.stderr)
             return FAILED
         elapsed_ms = (time.perf_counter() - started) * 1000
+    if args.json:
+        from google.protobuf.json_format import MessageToDict
+
+        body = MessageToDict(response, preserving_proto_field_name=True)
+        print(json.dumps({**body, "client_ms": round(elapsed_ms, 3)}, indent=2))
+        return OK
     print(
         f"request {response.request_id}  bundle {response.bundle_version}  model {response.model_version or '-'}"
         f"  {elapsed_ms:.1f} ms"

@@ -18,26 +18,30 @@ class DefaultsHelpFormatter(argparse.RawDescriptionHelpFormatter):
 
     def _get_help_string(self, action: argparse.Action) -> str | None:
         text = action.help or ""
-        default = action.default
-        if (
-            default is None
-            or default is False
-            or default is argparse.SUPPRESS
-            or action.nargs == 0  # flags: store_true / store_const / help / version
-            or "default" in text
-            or "%(default)" in text
-        ):
+        if not _meaningful(action) or "default" in text:
             return action.help
-        shown = default.name if hasattr(default, "name") and not isinstance(default, str) else default
-        if isinstance(default, list | tuple):
-            shown = " ".join(map(str, default))
-        return f"{text} (default: {shown})".strip() if text else f"default: {shown}"
+        default = action.default
+        return f"{text} (default: {_shown(default)})"
+
+
+def _meaningful(action: argparse.Action) -> bool:
+    """Whether ``action`` has a default worth printing (flags and unset options have none)."""
+    default = action.default
+    return not (default is None or default is False or default is argparse.SUPPRESS or action.nargs == 0)
+
+
+def _shown(default: object) -> str:
+    if isinstance(default, list | tuple):
+        return " ".join(map(str, default))
+    return str(default)
 
 
 def show_defaults(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Use ``DefaultsHelpFormatter`` on ``parser`` and on every sub-parser below it; returns ``parser``."""
     parser.formatter_class = DefaultsHelpFormatter
     for action in parser._actions:
+        if action.help is None and action.option_strings and _meaningful(action):
+            action.help = f"default: {_shown(action.default)}"  # argparse prints nothing for help=None
         if isinstance(action, argparse._SubParsersAction):
             for child in action.choices.values():
                 show_defaults(child)
