@@ -9,10 +9,14 @@ STAMP := $(VENV)/.installed
 .PHONY: system-packages install run build build-real serve test check lint typecheck lint-imports proto bench loadtest faults clean stack client
 
 $(STAMP): pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
-	touch $(STAMP)
+	@start=$$(date +%s); \
+	echo "[install 1/3] virtualenv in $(VENV)"; $(PYTHON) -m venv $(VENV) && \
+	echo "[install 2/3] pip itself ($$(( $$(date +%s) - start )) s so far)" && $(BIN)/pip install --quiet --upgrade pip && \
+	echo "[install 3/3] the pinned dependencies: ~1 GB (FAISS, ONNX Runtime, LightGBM, ...), 1-3 min the first time" && \
+	{ $(BIN)/pip install --progress-bar off -e '.[dev]'; echo $$? > $(VENV)/.pip-status; } \
+	  | grep -E --line-buffered '^(Collecting|Installing collected|Successfully installed|ERROR)' | cut -c1-160; \
+	test "$$(cat $(VENV)/.pip-status)" = 0 && touch $(STAMP) && \
+	echo "[install] done in $$(( $$(date +%s) - start )) s; later runs skip this until pyproject.toml changes"
 
 install: $(STAMP)
 

@@ -16,7 +16,8 @@ code  name          meaning
                     experiments, dataset, captures, logs), a malformed Redis URL, an address
                     that cannot be used (a ``--port`` already in use, a ``--target`` or a
                     Redis that does not answer); every ``EncoreError`` not listed elsewhere
-3     SRM           ``experiments analyze``: sample-ratio mismatch (the report is printed)
+3     SRM           ``experiments analyze``/``report``: sample-ratio mismatch (the report is
+                    printed or written)
 70    INTERNAL      a bug in Encore (``common.errors.InternalError`` or an unexpected
                     exception, whose traceback is printed)
 130   INTERRUPTED   Ctrl-C
