@@ -72,13 +72,13 @@ def fit_baselines(
         info["popularity"] = {"chosen": {}, "label": label}
     if "itemknn" in methods:
         grid = tuple(replace(c, k=itemknn_k) for c in ITEMKNN_GRID)
-        knn = tune(fit_itemknn, grid, ItemKnnConfig.summary, split.train, split.label, users)
+        knn = tune(fit_itemknn, grid, ItemKnnConfig.summary, split.train, split.label, users, log, "itemknn")
         baselines["itemknn"] = fit_itemknn(known, knn.best)
         info["itemknn"] = {"chosen": knn.best.summary(), "grid": knn.table}
         log(f"baseline itemknn: {knn.best.summary()}")
     if "ease" in methods:
         grid_e = tuple(replace(c, max_items=ease_max_items) for c in EASE_GRID)
-        ease = tune(fit_ease, grid_e, EaseConfig.summary, split.train, split.label, users)
+        ease = tune(fit_ease, grid_e, EaseConfig.summary, split.train, split.label, users, log, "ease")
         baselines["ease"] = fit_ease(known, ease.best)
         info["ease"] = {"chosen": ease.best.summary(), "grid": ease.table}
         log(f"baseline ease: {ease.best.summary()}")
@@ -92,7 +92,7 @@ def fit_baselines(
 
     grid_a = als_grid(als_base) if tune_als else (als_base,)
     als_tuning: TuningResult[AlsConfig] = tune(
-        fit_als_cached, grid_a, AlsConfig.summary, split.train, split.label, users
+        fit_als_cached, grid_a, AlsConfig.summary, split.train, split.label, users, log, "als"
     )
     chosen = als_tuning.best
     als_known = train_als(known, chosen)

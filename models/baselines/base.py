@@ -138,9 +138,11 @@ def tune(
     train: sp.csr_matrix,
     label: sp.csr_matrix,
     users: I64,
+    log: Callable[[str], None] | None = None,
+    name: str = "",
 ) -> TuningResult[Config]:
     """Fit every configuration of ``grid`` on ``train``; keep the best Home NDCG@10 on ``label``
-    (the first of equals)."""
+    (the first of equals). ``log`` gets one progress line per configuration."""
     if not grid:
         raise ValueError("empty tuning grid")
     table: list[dict[str, Any]] = []
@@ -149,6 +151,8 @@ def tune(
         metrics = label_metrics(fit(train, config), train, label, users) if users.size else {}
         value = metrics.get(f"ndcg@{NDCG_K}", 0.0)
         table.append({**describe(config), **{k: round(v, 4) for k, v in metrics.items()}})
+        if log is not None:
+            log(f"  tuning {name} {len(table)}/{len(grid)}: {describe(config)} -> ndcg@{NDCG_K} {value:.4f}")
         if value > best_value:
             best, best_value = config, value
     return TuningResult(best=best, table=table)
