@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import faiss
+from opentelemetry import trace
 
 from features.store import FeatureStore
 from models.bundle import Bundle
@@ -33,6 +34,7 @@ from ranking.sources.popularity import PopularitySource
 from ranking.sources.seed_neighbors import SeedNeighborSource
 from ranking.stages import SideEffect
 from ranking.surfaces import home, now_playing
+from ranking.tracing import NO_TRACER
 from ranking.types import RankingParams, Surface
 
 #: Rows the full model scores after the bundle's light model scored every candidate (README,
@@ -73,12 +75,14 @@ def assemble(
     side_effects: SideEffectFactory | None = None,
     *,
     score_inline: bool = False,
+    tracer: trace.Tracer = NO_TRACER,
 ) -> Assembly:
     """Components and one executor per surface (declared in ``ranking.surfaces``) for ``bundle``.
 
     ``sessions`` maps model version → warmed ONNX session (``models.runtime.load_sessions``);
     ``executor`` runs ONNX (unless ``score_inline``: on the caller's thread, no hop) and FAISS when
-    the index is expensive off the event loop.
+    the index is expensive off the event loop. ``tracer``: the executors' (``ranking.tracing``; by
+    default nothing is recorded).
     """
     scorer = OnnxRankerScorer(
         sessions,
@@ -109,8 +113,8 @@ def assemble(
         side_effects=tuple(side_effects(scorer, selector)) if side_effects is not None else (),
     )
     pipelines = {
-        Surface.HOME: PipelineExecutor(home.declare(components), observer),
-        Surface.NOW_PLAYING: PipelineExecutor(now_playing.declare(components), observer),
+        Surface.HOME: PipelineExecutor(home.declare(components), observer, tracer=tracer),
+        Surface.NOW_PLAYING: PipelineExecutor(now_playing.declare(components), observer, tracer=tracer),
     }
     return Assembly(scorer=scorer, selector=selector, components=components, pipelines=pipelines)
 

@@ -26,6 +26,10 @@ Disabled components (``enabled(query)`` is False) are skipped by design, never m
 
 ``RankResult.scoring_inputs`` (for shadow scoring) is set only when the scorer really scored.
 
+Tracing: with a recording ``tracer`` (``ranking.tracing``), each stage runs inside its own span
+(current while it runs, children of the caller's current span, which gets the request-level
+attributes); the default tracer records nothing.
+
 Errors: ``DeadlineExceeded`` when the budget is spent before the pipeline starts, or when the
 client's own deadline has passed by the time the answer is ready (nobody is waiting for it; no
 side effect runs). Untimed (in-process) sources run even when the retrieval slice is zero, so a
@@ -37,11 +41,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 
 import numpy as np
+from opentelemetry import trace
 
 from common.errors import InternalError
+from ranking import tracing
 from ranking.budget import Budget, DeadlineExceeded
 from ranking.observer import PipelineObserver
 from ranking.stages import (
@@ -93,11 +100,24 @@ class PipelineExecutor:
     """Runs one ``PipelineDeclaration`` for a query within its ``Budget``."""
 
     def __init__(
-        self, declaration: PipelineDeclaration, observer: PipelineObserver, *, max_side_effect_tasks: int = 1000
+        self,
+        declaration: PipelineDeclaration,
+        observer: PipelineObserver,
+        *,
+        max_side_effect_tasks: int = 1000,
+        tracer: trace.Tracer = tracing.NO_TRACER,
     ) -> None:
         self.declaration = declaration
         self._observer = observer
         self._surface = declaration.surface.value
+        self._tracer = tracer
+        self._traced = tracing.is_recording(tracer)
+        #: tracing off: one reusable do-nothing block per stage (the no-op tracer's costs ~3 µs a stage)
+        self._no_span: AbstractContextManager[trace.Span] = nullcontext(trace.INVALID_SPAN)
+        # built once: the attributes every span of a stage starts with (the SDK copies them)
+        self._stage_attributes = {
+            stage: {tracing.SURFACE: self._surface, tracing.STAGE: stage} for stage in tracing.STAGES
+        }
         self._source_names = tuple(s.name for s in declaration.sources)
         self._side_effect_tasks: set[asyncio.Task[None]] = set()
         self._max_side_effect_tasks = max_side_effect_tasks
@@ -105,60 +125,90 @@ class PipelineExecutor:
         self._last_degraded_log: dict[str, float] = {}
         self._suppressed: dict[str, int] = {}
 
-    async def execute(self, query: Query, budget: Budget, *, run_side_effects: bool = True) -> RankResult:
+    async def execute(
+        self, query: Query, budget: Budget, *, run_side_effects: bool = True, traced: bool = True
+    ) -> RankResult:
         """Rank for ``query``, then schedule the side effects (not awaited; ``run_side_effects=False``
-        skips them, e.g. for the start-up warm-up). Raises ``DeadlineExceeded`` only when no time is
-        left at all or the client's deadline has passed."""
+        skips them, e.g. for the start-up warm-up; ``traced=False`` records no span, ditto). Raises
+        ``DeadlineExceeded`` only when no time is left at all or the client's deadline has passed."""
         budget.require("ranking")
         d = self.declaration
         timings: dict[str, float] = {}
         degraded: list[str] = []
         started = time.perf_counter()
+        traced = traced and self._traced
+        request_span = trace.get_current_span() if traced else trace.INVALID_SPAN
+        if request_span.is_recording():
+            request_span.set_attributes({tracing.SURFACE: self._surface, tracing.REQUEST_ID: query.request_id})
 
         clock = time.perf_counter()
-        user = await self._hydrate_user(query, budget, degraded)
+        with self._span("user_features", traced) as span:
+            user = await self._hydrate_user(query, budget, degraded)
+            if span.is_recording():
+                self._annotate(span, "user_features", query, degraded)
         clock = self._timed("user_features", clock, timings)
 
-        candidates = await self._retrieve(query, user, budget, degraded)
+        with self._span("retrieval", traced) as span:
+            candidates = await self._retrieve(query, user, budget, degraded)
+            if span.is_recording():
+                self._annotate(span, "retrieval", query, degraded, n_out=len(candidates))
         clock = self._timed("retrieval", clock, timings)
 
         removed_by_filter: dict[str, int] = {}
-        for component in d.filters:
-            if not component.enabled(query):
-                continue
-            result = component.apply(query, user, candidates)
-            if len(result.kept) + len(result.removed) != len(candidates):
-                raise ConservationError(
-                    f"filter {component.name}: {len(candidates)} in, "
-                    f"{len(result.kept)} kept + {len(result.removed)} removed"
-                )
-            removed_by_filter[component.name] = len(result.removed)
-            self._observer.filtered(self._surface, component.name, len(result.removed))
-            candidates = result.kept
+        with self._span("filters", traced) as span:
+            n_in = len(candidates)
+            for component in d.filters:
+                if not component.enabled(query):
+                    continue
+                result = component.apply(query, user, candidates)
+                if len(result.kept) + len(result.removed) != len(candidates):
+                    raise ConservationError(
+                        f"filter {component.name}: {len(candidates)} in, "
+                        f"{len(result.kept)} kept + {len(result.removed)} removed"
+                    )
+                removed_by_filter[component.name] = len(result.removed)
+                self._observer.filtered(self._surface, component.name, len(result.removed))
+                candidates = result.kept
+            if span.is_recording():
+                self._annotate(span, "filters", query, degraded, n_in=n_in, n_out=len(candidates))
+                for name, count in removed_by_filter.items():
+                    span.set_attribute(tracing.REMOVED_PREFIX + name, count)
         clock = self._timed("filters", clock, timings)
 
-        hydrated = d.candidate_hydrator.enabled(query)
-        features = (
-            d.candidate_hydrator.hydrate(query, user, candidates)
-            if hydrated
-            else np.empty((len(candidates), 0), dtype=np.float32)
-        )
+        with self._span("candidate_features", traced) as span:
+            hydrated = d.candidate_hydrator.enabled(query)
+            features = (
+                d.candidate_hydrator.hydrate(query, user, candidates)
+                if hydrated
+                else np.empty((len(candidates), 0), dtype=np.float32)
+            )
+            if span.is_recording():
+                n = len(candidates)
+                self._annotate(span, "candidate_features", query, degraded, n_in=n, n_out=n)
         clock = self._timed("candidate_features", clock, timings)
 
-        if hydrated and d.scorer.enabled(query):
-            scores, model_version = await self._score(query, candidates, features, budget, degraded)
-            scored = "scoring" not in degraded
-        else:  # skipped by design: retrieval order, not a degradation
-            scores, model_version, scored = _retrieval_order(len(candidates)), "", False
+        with self._span("scoring", traced) as span:
+            if hydrated and d.scorer.enabled(query):
+                scores, model_version = await self._score(query, candidates, features, budget, degraded)
+                scored = "scoring" not in degraded
+            else:  # skipped by design: retrieval order, not a degradation
+                scores, model_version, scored = _retrieval_order(len(candidates)), "", False
+            if span.is_recording():
+                n = len(candidates)
+                self._annotate(span, "scoring", query, degraded, n_in=n, n_out=n)
+                span.set_attribute(tracing.MODEL_VERSION, model_version)
         clock = self._timed("scoring", clock, timings)
 
-        selection = (
-            d.selector.select(query, candidates, scores)
-            if d.selector.enabled(query)
-            else _top_by_score(scores, query.limit)
-        )
-        if len(selection.selected) + len(selection.held_back) != len(candidates):
-            raise ConservationError(f"selector {d.selector.name} did not account for every candidate")
+        with self._span("selection", traced) as span:
+            selection = (
+                d.selector.select(query, candidates, scores)
+                if d.selector.enabled(query)
+                else _top_by_score(scores, query.limit)
+            )
+            if len(selection.selected) + len(selection.held_back) != len(candidates):
+                raise ConservationError(f"selector {d.selector.name} did not account for every candidate")
+            if span.is_recording():
+                self._annotate(span, "selection", query, degraded, n_in=len(candidates), n_out=len(selection.selected))
         self._timed("selection", clock, timings)
 
         items = tuple(
@@ -169,6 +219,15 @@ class PipelineExecutor:
             )
             for row in selection.selected
         )
+        if request_span.is_recording():
+            request_span.set_attributes(
+                {
+                    tracing.DEGRADED: tuple(degraded),
+                    tracing.MODEL_VERSION: model_version,
+                    tracing.ITEMS: len(items),
+                    tracing.EXPERIMENTS: tuple(f"{a.experiment}:{a.variant}" for a in query.assignments),
+                }
+            )
         if budget.client_bound and budget.remaining() <= 0:
             raise DeadlineExceeded(f"answer not ready within the client's {budget.total_s * 1000:.1f} ms deadline")
         timings["total"] = (time.perf_counter() - started) * 1000.0
@@ -184,6 +243,29 @@ class PipelineExecutor:
         if run_side_effects:
             self._spawn_side_effects(query, ranked)
         return ranked
+
+    def _span(self, stage: str, traced: bool) -> AbstractContextManager[trace.Span]:
+        """The stage's span, current until the block ends (records and re-raises an exception)."""
+        if not traced:
+            return self._no_span
+        return self._tracer.start_as_current_span(stage, attributes=self._stage_attributes[stage])
+
+    @staticmethod
+    def _annotate(
+        span: trace.Span,
+        stage: str,
+        query: Query,
+        degraded: list[str],
+        *,
+        n_in: int | None = None,
+        n_out: int | None = None,
+    ) -> None:
+        span.set_attribute(tracing.REQUEST_ID, query.request_id)
+        span.set_attribute(tracing.DEGRADED, stage in degraded)
+        if n_in is not None:
+            span.set_attribute(tracing.CANDIDATES_IN, n_in)
+        if n_out is not None:
+            span.set_attribute(tracing.CANDIDATES_OUT, n_out)
 
     def _spawn_side_effects(self, query: Query, result: RankResult) -> None:
         """Schedule side effects to run after the response; never awaited, never raising."""

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import faiss
+from opentelemetry.sdk.trace.export import SpanExporter
 
 from encore.v1.capture_pb2 import CapturedRank
 from features.memory_store import MemoryFeatureStore
@@ -49,6 +50,7 @@ from serving.experiments.reload import ExperimentsReloader
 from serving.experiments.store import open_store
 from serving.logsink import BackgroundWriter
 from serving.metrics import Metrics
+from serving.tracing import DISABLED, Tracing, build_tracing
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +81,7 @@ class EncoreApp:
     bundle_reloader: BundleReloader | None = None
     capture: BackgroundWriter[CapturedRank] | None = None
     outcomes: OutcomeLog | None = None  # RecordEvents offers every event the store accepted
+    tracing: Tracing = DISABLED  # serving.tracing: the server span interceptor, the pipelines' tracer
     experiments: ExperimentsConfig | None = None
     started_at: float = field(default_factory=time.monotonic)
 
@@ -142,6 +145,7 @@ class StateBuilder:
     metrics: Metrics
     executor: ThreadPoolExecutor
     exposures: ExposureLog | None
+    tracing: Tracing = DISABLED
 
     async def build(self, bundle: Bundle) -> ServingState:
         sessions = await asyncio.to_thread(load_sessions, bundle, 1)
@@ -160,6 +164,7 @@ class StateBuilder:
             self.metrics,
             side_effects,
             score_inline=self.settings.score_inline,
+            tracer=self.tracing.tracer,
         )
         await _warm_up(built.pipelines, self.settings, bundle)
         return ServingState(bundle=bundle, scorer=built.scorer, pipelines=built.pipelines)
@@ -251,7 +256,8 @@ async def _warm_up(pipelines: dict[Surface, PipelineExecutor], settings: Setting
             seed_item=int(bundle.popularity[0]) if surface is Surface.NOW_PLAYING else None,
         )
         budget = Budget(surface_budget_s=30.0, client_timeout_s=None, limits=generous)
-        result = await pipeline.execute(query, budget, run_side_effects=False)  # no exposures, no shadow metrics
+        # no exposures, no shadow metrics, no spans: not a request
+        result = await pipeline.execute(query, budget, run_side_effects=False, traced=False)
         log.info(
             "warm-up %s: %d items in %.1f ms, degraded %s",
             surface.value,
@@ -332,11 +338,15 @@ def _outcome_log(settings: Settings, metrics: Metrics) -> OutcomeLog | None:
 
 
 @asynccontextmanager
-async def lifespan(settings: Settings, bundle: Bundle | None = None) -> AsyncIterator[EncoreApp]:
+async def lifespan(
+    settings: Settings, bundle: Bundle | None = None, *, span_exporter: SpanExporter | None = None
+) -> AsyncIterator[EncoreApp]:
     """Build the app; raises ``BundleError``/``ConfigError``/``ExperimentConfigError`` on bad input.
 
     ``bundle``: an already loaded bundle (a worker process inherits its parent's, so the FAISS
     index and item arrays are shared, not copied); loaded from ``settings.bundle`` when None.
+    ``span_exporter``: with ``tracing`` on, spans go there as they end instead of to the OTLP
+    collector (``serving.tracing.build_tracing``; tests).
     """
     started = time.perf_counter()
     faiss.omp_set_num_threads(1)
@@ -350,9 +360,10 @@ async def lifespan(settings: Settings, bundle: Bundle | None = None) -> AsyncIte
     exposures = _exposure_log(settings, metrics)
     outcomes = _outcome_log(settings, metrics)
     capture = _capture_log(settings, metrics)
+    tracing = build_tracing(settings, span_exporter)
     app: EncoreApp | None = None
     try:
-        builder = StateBuilder(settings, store, metrics, executor, exposures)
+        builder = StateBuilder(settings, store, metrics, executor, exposures, tracing)
         state = await builder.build(bundle)
         metrics.bundle_info.labels(bundle.version, bundle.default_model).set(1)
         app = EncoreApp(
@@ -365,6 +376,7 @@ async def lifespan(settings: Settings, bundle: Bundle | None = None) -> AsyncIte
             admission=AdmissionController(settings.admission),
             capture=capture,
             outcomes=outcomes,
+            tracing=tracing,
         )
         app.apply_experiments(experiments)
         if settings.experiments is not None:
@@ -409,3 +421,4 @@ async def lifespan(settings: Settings, bundle: Bundle | None = None) -> AsyncIte
             await capture.close()
         await store.close()
         executor.shutdown(wait=False, cancel_futures=True)
+        await asyncio.to_thread(tracing.shutdown)  # the last spans (bounded: an absent collector cannot hang it)

@@ -38,6 +38,10 @@ YAML layout (every key optional)::
     admin_port: null            # admin listener (Status, Reload); null = off, 0 = a free port
     admin_host: 127.0.0.1       # loopback unless you really mean it
     admin_token_file: null      # file holding the admin bearer token (or set ENCORE_ADMIN_TOKEN)
+    tracing: false              # OpenTelemetry spans per Rank/RecordEvents call and per pipeline stage
+    otlp_endpoint: null         # OTLP/gRPC collector for the spans, e.g. http://collector:4317 (https: TLS);
+                                # null: OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT, else http://localhost:4317
+    trace_sample_ratio: 1.0     # share of new traces recorded (0..1); a caller's sampled traceparent is followed
     max_events: 100
     stages: {user_features_ms: 15, retrieval_ms: 20, scoring_ms: 25, reserve_ms: 2}
     surfaces:
@@ -60,6 +64,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -120,6 +125,9 @@ class Settings:
     admin_port: int | None = None
     admin_host: str = "127.0.0.1"
     admin_token_file: Path | None = None
+    tracing: bool = False
+    otlp_endpoint: str | None = None
+    trace_sample_ratio: float = 1.0
     max_events: int = 100
     stages: StageLimits = field(default_factory=StageLimits)
     surfaces: dict[Surface, SurfaceConfig] = field(default_factory=lambda: dict(DEFAULT_SURFACES))
@@ -168,6 +176,9 @@ _SCALARS: dict[str, tuple[type, ...]] = {
     "admin_port": (int, type(None)),
     "admin_host": (str,),
     "admin_token_file": (str, type(None)),
+    "tracing": (bool,),
+    "otlp_endpoint": (str, type(None)),
+    "trace_sample_ratio": (int, float),
     "max_events": (int,),
 }
 _PATHS = frozenset(
@@ -262,7 +273,25 @@ def load_settings(bundle: Path, config_file: Path | None = None, **overrides: An
         raise ConfigError(f"{source}: tls_cert and tls_key: give both or neither")
     if result.tls_client_ca is not None and result.tls_cert is None:
         raise ConfigError(f"{source}: tls_client_ca: mutual TLS needs tls_cert and tls_key too")
+    if not 0.0 <= result.trace_sample_ratio <= 1.0:
+        raise ConfigError(f"{source}: trace_sample_ratio: must be in 0..1, got {result.trace_sample_ratio!r}")
+    if result.otlp_endpoint is not None:
+        _otlp_endpoint(source, result.otlp_endpoint)
     return result
+
+
+def _otlp_endpoint(source: str, value: str) -> None:
+    """An OTLP/gRPC collector address: http://host:port (plaintext) or https://host:port (TLS)."""
+    url = urlsplit(value)
+    try:
+        port = url.port
+    except ValueError:  # not a number, or out of range
+        port = None
+    if url.scheme not in ("http", "https") or not url.hostname or port is None or url.path not in ("", "/"):
+        raise ConfigError(
+            f"{source}: otlp_endpoint: must be http://host:port or https://host:port (e.g. http://collector:4317), "
+            f"got {value!r}"
+        )
 
 
 def _stages(source: str, value: Any) -> StageLimits:

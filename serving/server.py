@@ -47,9 +47,13 @@ async def create_server(
     The ranking service is registered by method, so its backlog is its own: health checks and
     reflection never wait behind ranking calls or count against ``max_pending``.
 
+    With ``tracing`` on, the admitted ranking calls get a server span (``serving.tracing``), between
+    admission and the request id, so refusals stay cheap and the span is current in the handler.
+
     The health service reports NOT_SERVING until ``serving_started`` flips it.
     """
     limits = app.settings.admission
+    traced = app.tracing.server_interceptor(SERVICE_NAME)
     server = grpc.aio.server(
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
@@ -61,6 +65,7 @@ async def create_server(
         ],
         interceptors=[
             AdmissionInterceptor(app.admission, app.metrics, RANKING_METHODS),
+            *([traced] if traced is not None else []),
             RequestIdInterceptor(),
         ],
     )
