@@ -35,6 +35,7 @@ NEEDS: dict[str, str] = {
     "grpcurl": "a running server (and grpcurl)",
     ".venv/bin/python -m loadtests.bench": "minutes of benchmarking",
     "git worktree": "a second checkout for the before/after benchmark",
+    "pip install": "installs into the reader's environment (test_client_package.py does it in a fresh venv)",
     "encore serve": "it serves until stopped",
     "encore experiments serve": "it serves until stopped",
     "export ENCORE_EXPERIMENTS_TOKEN": "part of the experimentation-service session (a running server)",
