@@ -475,8 +475,11 @@ def test_compose_runs_encore_redis_prometheus_and_grafana() -> None:
     assert encore["entrypoint"] == ["encore"] and encore["command"][0] == "serve"
 
 
-def test_compose_ports_are_variables_with_distinct_defaults() -> None:
+def test_compose_ports_are_stack_variables_with_distinct_defaults() -> None:
     services = compose()["services"]
+    # ENCORE_* variables are the server's own settings (serving/config.py): the stack's are STACK_*
+    names = {name for name, _ in _VARIABLE.findall(COMPOSE_FILE.read_text())}
+    assert names and all(name.startswith("STACK_") for name in names), names
     ports = {name: published(name) for name in services}
     variables = [var for mapping in ports.values() for var, _ in mapping.values()]
     defaults = [port for mapping in ports.values() for _, port in mapping.values()]
