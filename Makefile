@@ -34,9 +34,11 @@ system-packages:
 	  export DEBIAN_FRONTEND=noninteractive; apt-get update -qq && apt-get install -y -qq prometheus >/dev/null; }
 
 ## Build a synthetic bundle if none exists, then serve it on the embedded feature store.
+## `make run PORT=50052 METRICS_PORT=9465` (each optional) passes --port/--metrics-port to encore serve;
+## any setting also comes from its ENCORE_<KEY> variable (`encore config table`).
 run: $(STAMP)
 	@if ! ls $(BUNDLES)/*/manifest.json >/dev/null 2>&1; then $(BIN)/encore build --out $(BUNDLES); fi
-	$(BIN)/encore serve
+	$(BIN)/encore serve$(if $(PORT), --port $(PORT))$(if $(METRICS_PORT), --metrics-port $(METRICS_PORT))
 
 build: $(STAMP)
 	$(BIN)/encore build --out $(BUNDLES)

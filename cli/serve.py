@@ -7,6 +7,7 @@ Imports stay inside ``run``: with ``--workers`` prometheus_client must not be im
 from __future__ import annotations
 
 import argparse
+import logging
 from pathlib import Path
 
 from cli.build import DEFAULT_BUNDLES
@@ -15,12 +16,17 @@ from cli.exit_codes import OK
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     s = sub.add_parser("serve", help="serve a bundle over gRPC")
-    s.add_argument("--bundle", type=Path, help="bundle directory (default: newest under ./bundles)")
-    s.add_argument("--config", type=Path, help="settings YAML (see serving/config.py)")
+    s.add_argument("--bundle", type=Path, help="bundle directory (default: ENCORE_BUNDLE, else newest under ./bundles)")
+    s.add_argument(
+        "--config", type=Path, help="settings YAML (see serving/config.py); ENCORE_<KEY> variables override it"
+    )
     s.add_argument("--host")
     s.add_argument("--port", type=int)
     s.add_argument("--metrics-port", type=int)
     s.add_argument("--no-metrics", action="store_true", help="do not expose Prometheus metrics")
+    s.add_argument(
+        "--log-format", choices=("text", "json"), help="log lines as text or one JSON object per line (default text)"
+    )
     s.add_argument(
         "--redis-url",
         help="redis://[:password@]host:port/db, or redis+cluster://[:password@]host:port[,host:port...] "
@@ -66,11 +72,12 @@ def run(args: argparse.Namespace) -> int:
     import asyncio
     from dataclasses import replace
 
-    from serving.config import load_settings
+    from serving.config import bundle_from_env, load_settings
+    from serving.request_context import configure_logging
     from serving.server import serve
     from serving.workers import serve_workers
 
-    bundle = args.bundle or latest_bundle(DEFAULT_BUNDLES)
+    bundle = args.bundle or bundle_from_env() or latest_bundle(DEFAULT_BUNDLES)
     settings = load_settings(
         bundle,
         args.config,
@@ -91,7 +98,9 @@ def run(args: argparse.Namespace) -> int:
         admin_port=args.admin_port,
         admin_token_file=str(args.admin_token_file) if args.admin_token_file else None,
         capture_dir=str(args.capture_dir) if args.capture_dir else None,
+        log_format=args.log_format,
     )
+    configure_logging(logging.getLogger().level, settings.log_format)
     if args.no_metrics:
         settings = replace(settings, metrics_port=None)
     if args.workers > 1:

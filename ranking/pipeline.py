@@ -315,6 +315,7 @@ class PipelineExecutor:
                 stage,
                 reason,
                 f" ({suppressed} more since the last report)" if suppressed else "",
+                extra={"stage": stage},  # a field of JSON log lines (serving.request_context)
             )
         else:
             self._suppressed[stage] = self._suppressed.get(stage, 0) + 1

@@ -1,13 +1,15 @@
 """Typed settings, read once at start-up; every problem names its key.
 
-Settings come from defaults, then an optional YAML file (``--config``), then command-line flags.
+Settings come from defaults, then an optional YAML file (``--config``), then ``ENCORE_<KEY>`` environment
+variables (``settings_from_env``), then command-line flags. ``settings_table()`` renders every key
+(its variable, type, default and the comment below) as the README's table.
 YAML layout (every key optional)::
 
-    host: 127.0.0.1
-    port: 50051
+    host: 127.0.0.1             # address of the gRPC listener and of the metrics/health HTTP endpoint
+    port: 50051                 # gRPC port; 0 picks a free one
     metrics_port: 9464          # null disables the metrics endpoint
     redis_url: null             # null: embedded in-memory feature store
-    redis_timeout_ms: 20
+    redis_timeout_ms: 20        # per-call Redis timeout; a slower read fails open (degraded)
     load_features: false        # write the bundle's user snapshot into Redis at start-up
     experiments: null           # path to an experiments YAML file (hot-reloaded when it changes)
     experiments_reload_s: 2.0   # how often the experiments file is checked for changes
@@ -23,15 +25,16 @@ YAML layout (every key optional)::
     outcome_file_mb: 64         # rotate outcome files at this size
     capture_fraction: 0.0       # share of users whose Rank exchanges are captured for replay (by user hash)
     capture_dir: captures       # length-delimited encore.v1.CapturedRank files
-    capture_file_mb: 64
+    capture_file_mb: 64         # rotate capture files at this size
     cpu_threads: 4              # threads for FAISS/ONNX calls off the event loop
     score_inline: true          # run ONNX scoring on the event loop's thread (no thread hop; scale with --workers)
     max_in_flight: 4            # per process: handlers running at once; more are refused (RESOURCE_EXHAUSTED)
     max_pending: 8              # per process: calls gRPC core holds before Python picks them up; more are
                                 # refused by gRPC core itself (the client sees CANCELLED), no Python runs
     queue_delay_target_ms: 5    # CoDel: a queueing delay whose minimum stays above this for a whole
-    queue_delay_interval_ms: 100  # interval sheds new calls (RESOURCE_EXHAUSTED, grpc-retry-pushback-ms)
-    max_user_id_length: 128
+                                # interval sheds new calls (RESOURCE_EXHAUSTED, grpc-retry-pushback-ms)
+    queue_delay_interval_ms: 100  # CoDel: how long the minimum queueing delay must stay above target to shed
+    max_user_id_length: 128     # longer user ids (and request ids) are refused (INVALID_ARGUMENT)
     tls_cert: null              # PEM certificate chain: serve gRPC over TLS
     tls_key: null               # PEM private key for tls_cert
     tls_client_ca: null         # PEM CA bundle: require and verify client certificates (mutual TLS)
@@ -42,7 +45,8 @@ YAML layout (every key optional)::
     otlp_endpoint: null         # OTLP/gRPC collector for the spans, e.g. http://collector:4317 (https: TLS);
                                 # null: OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT, else http://localhost:4317
     trace_sample_ratio: 1.0     # share of new traces recorded (0..1); a caller's sampled traceparent is followed
-    max_events: 100
+    max_events: 100             # events per RecordEvents call; more are refused (INVALID_ARGUMENT)
+    log_format: text            # text (one human-readable line per record) or json (one JSON object per line)
     stages: {user_features_ms: 15, retrieval_ms: 20, scoring_ms: 25, reserve_ms: 2}
     surfaces:
       home:        {budget_ms: 80, default_limit: 20, max_limit: 100, retrieval_size: 300, diversity_cap: 2,
@@ -50,7 +54,18 @@ YAML layout (every key optional)::
       now_playing: {budget_ms: 60, default_limit: 10, max_limit: 50, retrieval_size: 200, diversity_cap: 2,
                     seed_weight: 0.7, seed_neighbors_size: 100, co_listen_size: 150, known_items: exclude,
                     open_slots: 2, cascade_size: 150}
-    # any surface may also set shadow_model: <model version> to shadow-score every request
+    # stages: the stage's time limit in ms, capped by what is left of the budget; an overrun falls back
+    # reserve_ms: kept back from the stages for filtering, selection and the response
+    # budget_ms: the surface's latency budget, capped by the client's gRPC deadline
+    # default_limit: items answered when the request gives no limit
+    # max_limit: the most items a request may ask for
+    # retrieval_size: ANN candidates (FAISS)
+    # popularity_size: candidates of the in-process popularity fallback
+    # seed_weight, recent_weight: query blend weights (0..1) of the seed item and of the recent plays
+    # diversity_cap: at most this many items per artist in the answer
+    # co_listen_size: candidates co-listened with the user's history (the item-neighbour table)
+    # seed_neighbors_size: Now Playing: the seed's own co-listened neighbours, best first
+    # shadow_model: a model version to shadow-score every request with, after the response (any surface)
     # known_items: exclude (never recommend what the user already knows: the snapshot's known items)
     #              or keep (known items may come back); *_size: 0 disables that candidate source
     # open_slots (Now Playing): the first N positions by score, then the seed's 50 nearest neighbours
@@ -61,9 +76,15 @@ YAML layout (every key optional)::
 
 from __future__ import annotations
 
+import math
+import os
+import re
+import types
+import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import yaml
@@ -73,6 +94,10 @@ from ranking.budget import StageLimits
 from ranking.types import KNOWN_ITEMS_POLICIES, RankingParams, Surface
 from serving.admission import AdmissionLimits
 from serving.errors import ConfigError
+
+#: ``log_format``: ``text`` (``%(asctime)s %(levelname)s …``) or ``json`` (``serving.request_context``).
+LogFormat = Literal["text", "json"]
+LOG_FORMATS: tuple[LogFormat, ...] = ("text", "json")
 
 
 @dataclass(frozen=True)
@@ -129,6 +154,7 @@ class Settings:
     otlp_endpoint: str | None = None
     trace_sample_ratio: float = 1.0
     max_events: int = 100
+    log_format: LogFormat = "text"
     stages: StageLimits = field(default_factory=StageLimits)
     surfaces: dict[Surface, SurfaceConfig] = field(default_factory=lambda: dict(DEFAULT_SURFACES))
 
@@ -180,6 +206,7 @@ _SCALARS: dict[str, tuple[type, ...]] = {
     "otlp_endpoint": (str, type(None)),
     "trace_sample_ratio": (int, float),
     "max_events": (int,),
+    "log_format": (str,),
 }
 _PATHS = frozenset(
     {
@@ -213,8 +240,12 @@ def _number(source: str, key: str, value: Any, *, minimum: float, integer: bool 
     return value
 
 
-def load_settings(bundle: Path, config_file: Path | None = None, **overrides: Any) -> Settings:
-    """Defaults ← YAML file ← non-None ``overrides``. Raises ``ConfigError`` naming the key."""
+def load_settings(
+    bundle: Path, config_file: Path | None = None, *, environ: Mapping[str, str] | None = None, **overrides: Any
+) -> Settings:
+    """Defaults ← YAML file ← ``ENCORE_<KEY>`` variables of ``environ`` (default ``os.environ``; see
+    ``settings_from_env``) ← non-None ``overrides`` (flags). Raises ``ConfigError`` naming the key, or
+    the environment variable when the value came from one."""
     data: dict[str, Any] = {}
     source = "settings"
     if config_file is not None:
@@ -226,7 +257,22 @@ def load_settings(bundle: Path, config_file: Path | None = None, **overrides: An
         if loaded is not None and not isinstance(loaded, dict):
             raise ConfigError(f"{config_file}: expected a mapping at the top level")
         data = dict(loaded or {})
-    data.update({k: v for k, v in overrides.items() if v is not None})
+    from_env, variables = settings_from_env(os.environ if environ is None else environ)
+    _merge(data, from_env)
+    flags = {k: v for k, v in overrides.items() if v is not None}
+    data.update(flags)
+    variables = {key: var for key, var in variables.items() if key.split(".")[0] not in flags}
+    try:
+        return _validated(bundle, source, data)
+    except ConfigError as exc:
+        named = _naming_variable(exc, source, variables)
+        if named is None:
+            raise
+        raise named from exc
+
+
+def _validated(bundle: Path, source: str, data: dict[str, Any]) -> Settings:
+    """``data`` (YAML keys, every layer merged) checked key by key and applied over the defaults."""
     settings = Settings(bundle=bundle)
     changes: dict[str, Any] = {}
     for key, value in data.items():
@@ -269,6 +315,8 @@ def load_settings(bundle: Path, config_file: Path | None = None, **overrides: An
             f"{source}: experiments and experiments_store: give one; with a store the file is import/export "
             "(`encore experiments import FILE --store URL`)"
         )
+    if result.log_format not in LOG_FORMATS:
+        raise ConfigError(f"{source}: log_format: must be one of {', '.join(LOG_FORMATS)}, got {result.log_format!r}")
     if (result.tls_cert is None) != (result.tls_key is None):
         raise ConfigError(f"{source}: tls_cert and tls_key: give both or neither")
     if result.tls_client_ca is not None and result.tls_cert is None:
@@ -348,3 +396,222 @@ def _surfaces(source: str, value: Any) -> dict[Surface, SurfaceConfig]:
             raise ConfigError(f"{source}: surfaces.{name}.default_limit: exceeds max_limit ({merged.max_limit})")
         result[surface] = merged
     return result
+
+
+# ---------------------------------------------------------------------------------------------
+# The environment (ENCORE_<KEY>) and the settings table
+
+#: A setting's variable is this prefix and its key in upper case, dots as underscores: ``port`` →
+#: ``ENCORE_PORT``, ``stages.retrieval_ms`` → ``ENCORE_STAGES_RETRIEVAL_MS``,
+#: ``surfaces.now_playing.budget_ms`` → ``ENCORE_SURFACES_NOW_PLAYING_BUDGET_MS``.
+ENV_PREFIX = "ENCORE_"
+#: ``--bundle`` from the environment (the bundle is not a YAML key; ``encore serve`` reads it).
+BUNDLE_ENV = "ENCORE_BUNDLE"
+#: What a variable of a nullable setting says for null (YAML's ``null``).
+NULL = "null"
+_TRUE = frozenset({"true", "yes", "on", "1"})
+_FALSE = frozenset({"false", "no", "off", "0"})
+_KINDS: dict[object, str] = {bool: "bool", int: "int", float: "float", str: "str", Path: "path"}
+
+
+@dataclass(frozen=True)
+class SettingSpec:
+    """One settings key as the environment and the settings table see it."""
+
+    key: str  #: the YAML key, dotted when nested (``surfaces.home.budget_ms``)
+    env: str  #: its variable (``ENCORE_SURFACES_HOME_BUDGET_MS``)
+    kind: str  #: int, float, bool, str, path, or yaml (any other type: the value is parsed as YAML)
+    nullable: bool
+    default: Any
+    description: str  #: from the layout in this module's docstring
+    choices: tuple[str, ...] = ()
+
+    @property
+    def type_name(self) -> str:
+        kind = f"one of {', '.join(self.choices)}" if self.choices else self.kind
+        return f"{kind} or null" if self.nullable else kind
+
+
+def env_name(key: str) -> str:
+    """``surfaces.home.budget_ms`` → ``ENCORE_SURFACES_HOME_BUDGET_MS``."""
+    return ENV_PREFIX + key.replace(".", "_").upper()
+
+
+def setting_specs() -> tuple[SettingSpec, ...]:
+    """Every settings key: each ``Settings`` field (a new field is picked up as it is added; its kind
+    comes from its annotation), each stage and each surface's keys, in that order."""
+    top, notes = _descriptions(__doc__ or "")
+    defaults = Settings(bundle=Path())
+    specs: list[SettingSpec] = []
+    hints = typing.get_type_hints(Settings)
+    for f in fields(Settings):
+        if f.name not in ("bundle", "stages", "surfaces"):
+            description = top.get(f.name) or notes.get(f.name, "")
+            specs.append(_spec(f.name, hints[f.name], getattr(defaults, f.name), description))
+    for key, attr in _STAGE_KEYS.items():
+        default_ms = round(getattr(defaults.stages, attr) * 1000.0, 6)
+        specs.append(_spec(f"stages.{key}", float, default_ms, notes.get(key) or notes.get("stages", "")))
+    param_hints = typing.get_type_hints(RankingParams)
+    for surface, config in defaults.surfaces.items():
+        own: list[tuple[str, object, Any]] = [
+            ("budget_ms", float, config.budget_ms),
+            ("default_limit", int, config.default_limit),
+            ("max_limit", int, config.max_limit),
+        ]
+        own += [(f.name, param_hints[f.name], getattr(config.params, f.name)) for f in fields(RankingParams)]
+        for key, hint, default in own:
+            if key in _SURFACE_KEYS or key in _PARAM_KEYS:
+                specs.append(_spec(f"surfaces.{surface.value}.{key}", hint, default, notes.get(key, "")))
+    return tuple(specs)
+
+
+def settings_from_env(environ: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, str]]:
+    """The settings ``environ`` sets: ``ENCORE_<KEY>`` for every key of ``setting_specs``, parsed by
+    the key's kind (int, float, bool: true/false/yes/no/on/off/1/0, str, path; ``null`` for a
+    nullable key). An empty variable counts as unset; other ``ENCORE_*`` names (``ENCORE_ADMIN_TOKEN``)
+    are not settings and are left alone. Returns the values as a YAML mapping (nested keys nested)
+    and the variable of each dotted key; a value that does not parse raises ``ConfigError`` naming
+    the variable."""
+    values: dict[str, Any] = {}
+    variables: dict[str, str] = {}
+    for spec in setting_specs():
+        raw = environ.get(spec.env)
+        if raw is None or not raw.strip():
+            continue
+        *parents, leaf = spec.key.split(".")
+        node = values
+        for parent in parents:
+            node = node.setdefault(parent, {})
+        node[leaf] = parse_env_value(spec, raw)
+        variables[spec.key] = spec.env
+    return values, variables
+
+
+def parse_env_value(spec: SettingSpec, raw: str) -> Any:
+    """``raw`` as ``spec``'s kind; ``ConfigError`` naming the variable when it is not one."""
+    text = raw.strip()
+    if spec.nullable and text.lower() == NULL:
+        return None
+    try:
+        value = _parse(spec.kind, text)
+    except ValueError:
+        raise ConfigError(f"{spec.env}: expected {spec.type_name}, got {raw!r}") from None
+    if spec.choices and value not in spec.choices:
+        raise ConfigError(f"{spec.env}: expected {spec.type_name}, got {raw!r}")
+    return value
+
+
+def bundle_from_env(environ: Mapping[str, str] | None = None) -> Path | None:
+    """``ENCORE_BUNDLE`` (``--bundle`` wins over it), or None when unset or empty."""
+    raw = (os.environ if environ is None else environ).get(BUNDLE_ENV, "").strip()
+    return Path(raw) if raw else None
+
+
+def settings_table() -> str:
+    """The Markdown table of every setting (the README's, between its settings-table markers)."""
+    rows = [
+        "| setting | environment variable | type | default | description |",
+        "|---|---|---|---|---|",
+        f"| `bundle` | `{BUNDLE_ENV}` | path | newest under `./bundles` | the bundle to serve "
+        "(`--bundle`; not a YAML key) |",
+    ]
+    for spec in setting_specs():
+        cells = (f"`{spec.key}`", f"`{spec.env}`", spec.type_name, _shown(spec.default), spec.description)
+        rows.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    return "\n".join(rows) + "\n"
+
+
+def _spec(key: str, hint: object, default: Any, description: str) -> SettingSpec:
+    nullable = False
+    if typing.get_origin(hint) in (types.UnionType, typing.Union):
+        args = typing.get_args(hint)
+        rest = [a for a in args if a is not type(None)]
+        nullable = len(rest) < len(args)
+        hint = rest[0] if len(rest) == 1 else object
+    choices: tuple[str, ...] = ()
+    if typing.get_origin(hint) is typing.Literal:
+        choices = tuple(str(a) for a in typing.get_args(hint))
+        hint = str
+    return SettingSpec(key, env_name(key), _KINDS.get(hint, "yaml"), nullable, default, description, choices)
+
+
+def _parse(kind: str, text: str) -> Any:
+    if kind == "bool":
+        if text.lower() in _TRUE | _FALSE:
+            return text.lower() in _TRUE
+        raise ValueError(text)
+    if kind == "int":
+        return int(text, 10)
+    if kind == "float":
+        number = float(text)
+        if not math.isfinite(number):
+            raise ValueError(text)
+        return number
+    if kind in ("str", "path"):
+        return text
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ValueError(text) from exc
+
+
+def _shown(value: Any) -> str:
+    if value is None:
+        return f"`{NULL}`"
+    if isinstance(value, bool):
+        return "`true`" if value else "`false`"
+    if isinstance(value, float):
+        return f"`{value:g}`"
+    return f"`{value}`"
+
+
+def _merge(into: dict[str, Any], layer: Mapping[str, Any]) -> None:
+    """``layer`` over ``into``, mappings merged key by key (a variable sets one nested key)."""
+    for key, value in layer.items():
+        below = into.get(key)
+        if isinstance(value, dict) and isinstance(below, dict):
+            into[key] = dict(below)
+            _merge(into[key], value)
+        else:
+            into[key] = value
+
+
+def _naming_variable(exc: ConfigError, source: str, variables: Mapping[str, str]) -> ConfigError | None:
+    """``exc`` about a key whose value came from a variable, re-worded to name the variable first."""
+    message = str(exc)
+    if not message.startswith(f"{source}: "):
+        return None
+    rest = message[len(source) + 2 :]
+    for key in sorted(variables, key=len, reverse=True):
+        if rest.startswith((f"{key}:", f"{key} ")):
+            return ConfigError(f"{variables[key]}: {rest}")
+    return None
+
+
+def _descriptions(doc: str) -> tuple[dict[str, str], dict[str, str]]:
+    """From the YAML layout of ``doc``: each top-level key's comment, and the notes below the layout
+    (``# key[, key]: text``), continuation lines joined."""
+    top: dict[str, str] = {}
+    notes: dict[str, str] = {}
+    layout = doc.split("::\n", 1)[1] if "::\n" in doc else ""
+    current: tuple[dict[str, str], list[str]] | None = None
+    for line in layout.splitlines():
+        key_line = re.match(r"^    ([a-z_]+):[^#]*(?:#\s*(.*))?$", line)
+        note = re.match(r"^    # (\S.*)$", line)
+        more = re.match(r"^\s{5,}#\s*(.*)$", line) or re.match(r"^    #\s{2,}(.*)$", line)
+        if key_line:
+            top[key_line.group(1)] = (key_line.group(2) or "").strip()
+            current = (top, [key_line.group(1)])
+        elif note:
+            head, _, text = note.group(1).partition(": ")
+            keys = re.findall(r"\b[a-z_]+\b", head)
+            for key in keys:
+                notes[key] = text.strip()
+            current = (notes, keys)
+        elif more and current is not None:
+            target, keys = current
+            for key in keys:
+                target[key] = f"{target[key]} {more.group(1).strip()}".strip()
+        else:
+            current = None
+    return top, notes

@@ -6,7 +6,7 @@ import asyncio
 import logging
 import os
 import signal
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import grpc
@@ -22,6 +22,8 @@ from serving.config import Settings
 from serving.errors import ConfigError
 from serving.interceptors import AdmissionInterceptor, RequestIdInterceptor
 from serving.listen import add_port, start_metrics_http
+from serving.request_context import bind_surface
+from serving.requests import SURFACES
 from serving.servicer import RankingServicer
 
 log = logging.getLogger(__name__)
@@ -98,7 +100,7 @@ def add_ranking_service(servicer: RankingServicer, server: grpc.aio.Server) -> N
     backlog in gRPC core), with lenient deserializers."""
     handlers = {
         "Rank": grpc.unary_unary_rpc_method_handler(
-            servicer.Rank,
+            _with_surface(servicer.Rank),
             request_deserializer=_lenient(pb.RankRequest),
             response_serializer=pb.RankResponse.SerializeToString,
         ),
@@ -109,6 +111,19 @@ def add_ranking_service(servicer: RankingServicer, server: grpc.aio.Server) -> N
         ),
     }
     server.add_registered_method_handlers(SERVICE_NAME, handlers)  # type: ignore[attr-defined]  # not in the stubs
+
+
+def _with_surface(
+    rank: Callable[[pb.RankRequest | None, Any], Awaitable[pb.RankResponse]],
+) -> Callable[[pb.RankRequest | None, Any], Awaitable[pb.RankResponse]]:
+    """``rank`` with the request's surface bound for its log records (``serving.request_context``)."""
+
+    async def handler(request: pb.RankRequest | None, context: Any) -> pb.RankResponse:
+        surface = SURFACES.get(request.surface) if request is not None else None
+        with bind_surface(surface.value if surface is not None else None):
+            return await rank(request, context)
+
+    return handler
 
 
 def server_credentials(settings: Settings) -> grpc.ServerCredentials | None:
@@ -125,10 +140,34 @@ def server_credentials(settings: Settings) -> grpc.ServerCredentials | None:
     )
 
 
-async def mark_serving(health_servicer: HealthServicer, serving: bool) -> None:
+class Readiness:
+    """Whether the gRPC health service says SERVING, for the HTTP ``/readyz`` (read from its threads).
+
+    ``mark_serving`` keeps it in step: it turns ready after the health service says SERVING and
+    unready before it says NOT_SERVING, so ``/readyz`` is never 200 while gRPC health is not.
+    ``publish`` also receives every change (a ``--workers`` worker reports to its parent)."""
+
+    def __init__(self, publish: Callable[[bool], None] | None = None) -> None:
+        self._serving = False
+        self._publish = publish
+
+    def set(self, serving: bool) -> None:
+        self._serving = serving
+        if self._publish is not None:
+            self._publish(serving)
+
+    def __call__(self) -> bool:
+        return self._serving
+
+
+async def mark_serving(health_servicer: HealthServicer, serving: bool, readiness: Readiness | None = None) -> None:
     status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+    if readiness is not None and not serving:
+        readiness.set(False)
     for service in ("", SERVICE_NAME):
         await health_servicer.set(service, status)
+    if readiness is not None and serving:
+        readiness.set(True)
 
 
 def log_unhandled(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
@@ -149,18 +188,26 @@ def _reload_all(app: EncoreApp) -> None:
 
 
 async def serve(
-    settings: Settings, grace_s: float = 5.0, *, bundle: Bundle | None = None, worker: int | None = None
+    settings: Settings,
+    grace_s: float = 5.0,
+    *,
+    bundle: Bundle | None = None,
+    worker: int | None = None,
+    readiness: Readiness | None = None,
 ) -> None:
     """Run until SIGINT/SIGTERM: health goes NOT_SERVING first, then in-flight RPCs drain.
 
     ``worker`` is set in a worker process of ``serve_workers``: the port is shared (SO_REUSEPORT),
-    the bundle is the parent's, and the parent exposes the aggregated metrics.
+    the bundle is the parent's, and the parent exposes the aggregated metrics (and ``/readyz`` from
+    each worker's ``readiness``). The metrics port also answers ``/healthz`` and ``/readyz``
+    (``serving.listen.serve_http``): ready exactly while the gRPC health service says SERVING.
     """
+    readiness = readiness if readiness is not None else Readiness()
     token = admin_token(settings) if settings.admin_port is not None else None  # fail before serving
     async with lifespan(settings, bundle) as app:
         if settings.metrics_port is not None and worker is None:
-            metrics_port = start_metrics_http(settings.metrics_port, settings.host, app.metrics.registry)
-            log.info("metrics on http://%s:%d/metrics", settings.host, metrics_port)
+            metrics_port = start_metrics_http(settings.metrics_port, settings.host, app.metrics.registry, readiness)
+            log.info("metrics on http://%s:%d/metrics (and /healthz, /readyz)", settings.host, metrics_port)
         server, port, health_servicer = await create_server(
             app, settings.host, settings.port, reuse_port=worker is not None
         )
@@ -170,7 +217,7 @@ async def serve(
             admin, admin_port = await create_admin_server(app, token)
             await admin.start()
             log.info("admin listener on %s:%d (token required)", settings.admin_host, admin_port)
-        await mark_serving(health_servicer, True)
+        await mark_serving(health_servicer, True, readiness)
         who = "" if worker is None else f" (worker {worker}, pid {os.getpid()})"
         log.info("encore serving bundle %s on %s:%d%s", app.bundle.version, settings.host, port, who)
         stop = asyncio.Event()
@@ -181,7 +228,7 @@ async def serve(
         loop.add_signal_handler(signal.SIGHUP, lambda: _reload_all(app))
         await stop.wait()
         log.info("shutting down%s: NOT_SERVING, draining for up to %.0f s", who, grace_s)
-        await mark_serving(health_servicer, False)
+        await mark_serving(health_servicer, False, readiness)
         await server.stop(grace_s)
         if admin is not None:
             await admin.stop(1.0)

@@ -21,6 +21,7 @@ import signal
 import socket
 import tempfile
 import time
+from collections.abc import Callable, MutableSequence
 from dataclasses import replace
 from multiprocessing.process import BaseProcess
 from pathlib import Path
@@ -56,16 +57,20 @@ def _free_port(host: str) -> int:
         return int(s.getsockname()[1])
 
 
-def _worker_main(index: int, settings: Settings, bundle: object) -> None:
+def _worker_main(index: int, settings: Settings, bundle: object, ready: MutableSequence[int]) -> None:
     from models.bundle import Bundle
     from serving.request_context import configure_logging
-    from serving.server import serve
+    from serving.server import Readiness, serve
 
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, signal.SIG_DFL)
-    configure_logging()
+    configure_logging(logging.getLogger().level, settings.log_format)
     assert isinstance(bundle, Bundle)
-    asyncio.run(serve(settings, bundle=bundle, worker=index))
+
+    def publish(serving: bool) -> None:
+        ready[index] = int(serving)
+
+    asyncio.run(serve(settings, bundle=bundle, worker=index, readiness=Readiness(publish)))
 
 
 def serve_workers(settings: Settings, workers: int) -> int:
@@ -97,10 +102,16 @@ def serve_workers(settings: Settings, workers: int) -> int:
         asyncio.run(_load_features_once(settings, bundle))
     worker_settings = replace(settings, port=port, load_features=False)
     context = multiprocessing.get_context("fork")
+    #: Each worker's gRPC health, 1 while SERVING (shared memory: the parent's /readyz reads it).
+    ready: MutableSequence[int] = context.Array("b", workers, lock=False)
 
     def start(index: int) -> BaseProcess:
+        ready[index] = 0
         process = context.Process(
-            target=_worker_main, args=(index, worker_settings, bundle), name=f"encore-worker-{index}", daemon=False
+            target=_worker_main,
+            args=(index, worker_settings, bundle, ready),
+            name=f"encore-worker-{index}",
+            daemon=False,
         )
         process.start()
         log.info("worker %d started (pid %s) on %s:%d", index, process.pid, settings.host, port)
@@ -121,7 +132,7 @@ def serve_workers(settings: Settings, workers: int) -> int:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGHUP, reload_all)
-    _start_metrics_endpoint(settings)
+    _start_metrics_endpoint(settings, lambda: not stopping and all(ready))
     restarts: list[float] = []
     exit_code = 0
     while not stopping:
@@ -170,7 +181,8 @@ async def _load_features_once(settings: Settings, bundle: object) -> None:
         await store.close()
 
 
-def _start_metrics_endpoint(settings: Settings) -> None:
+def _start_metrics_endpoint(settings: Settings, ready: Callable[[], bool]) -> None:
+    """The aggregated metrics of every worker; ``/readyz`` is 200 while every worker is SERVING."""
     if settings.metrics_port is None:
         return
     from prometheus_client import CollectorRegistry
@@ -178,7 +190,7 @@ def _start_metrics_endpoint(settings: Settings) -> None:
 
     registry = CollectorRegistry()
     MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
-    port = start_metrics_http(settings.metrics_port, settings.host, registry)
+    port = start_metrics_http(settings.metrics_port, settings.host, registry, ready)
     log.info("metrics (all workers) on http://%s:%d/metrics", settings.host, port)
 
 
