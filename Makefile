@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 BUNDLES ?= bundles
 STAMP := $(VENV)/.installed
 
-.PHONY: system-packages install run build build-real serve test check lint typecheck lint-imports proto bench loadtest faults clean stack client
+.PHONY: system-packages install run build build-real serve test check lint typecheck lint-imports proto bench loadtest faults clean stack client image image-test
 
 $(STAMP): pyproject.toml
 	@start=$$(date +%s); \
@@ -98,6 +98,32 @@ stack:
 ## grpcio and protobuf) from protos/, staged in build/encore-client, written to dist/; prints its size.
 client: $(STAMP)
 	PATH=$(BIN):$$PATH $(BIN)/python clients/python/build_client.py --out dist
+
+## Container image (Dockerfile; deploy/README.md "Container image"), built with podman: the base is
+## encore-base:bookworm, made locally with debootstrap (deploy/image/build-base.sh), the wheels come
+## from this host's pip index (deploy/image/wheelhouse.sh) and the build runs with --network none.
+## Installs Debian's podman, debootstrap and runc when missing. IMAGE_BUNDLE=bundles/<version> bakes
+## a bundle in as /bundles/current. `make image-test` runs tests/image against it.
+IMAGE ?= encore:$(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+BASE_IMAGE ?= localhost/encore-base:bookworm
+IMAGE_BUNDLE ?=
+PODMAN := CONTAINERS_CONF=$(CURDIR)/deploy/image/containers.conf podman
+
+image: $(STAMP)
+	@command -v podman >/dev/null 2>&1 && command -v debootstrap >/dev/null 2>&1 && command -v runc >/dev/null 2>&1 || { \
+	  echo "installing podman, debootstrap, runc (Debian packages)"; \
+	  export DEBIAN_FRONTEND=noninteractive; apt-get update -qq && apt-get install -y -qq podman debootstrap runc >/dev/null; }
+	BASE_IMAGE=$(BASE_IMAGE) bash deploy/image/build-base.sh
+	bash deploy/image/wheelhouse.sh $(BASE_IMAGE) $(BIN)/pip
+	rm -rf build/image/bundle
+	$(if $(IMAGE_BUNDLE),cp -rL $(IMAGE_BUNDLE) build/image/bundle)
+	$(PODMAN) build --quiet --format docker --network none --build-arg BASE=$(BASE_IMAGE) --build-arg PIP_NO_INDEX=1 \
+		$(if $(IMAGE_BUNDLE),--build-arg BUNDLE=build/image/bundle) --tag $(IMAGE) . >/dev/null
+	@$(PODMAN) image inspect --format '{{.Size}}' $(IMAGE) | \
+		awk '{ printf "image $(IMAGE): %.0f MB (%d bytes)\n", $$1 / 1e6, $$1 }'
+
+image-test: image
+	CONTAINERS_CONF=$(CURDIR)/deploy/image/containers.conf ENCORE_IMAGE=$(IMAGE) $(BIN)/pytest -q tests/image
 
 clean:
 	rm -rf $(VENV) $(BUNDLES) .pytest_cache .mypy_cache .ruff_cache .import_linter_cache

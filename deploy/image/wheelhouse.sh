@@ -6,8 +6,8 @@
 # interpreter that will run them (bookworm's python3 is 3.11.2, and redis needs async-timeout
 # below 3.11.3; a host 3.11.7 would leave it out). It uses this host's pip configuration
 # (`pip config list`: index URLs, find-links, constraints, CA bundle), with every local path it
-# names mounted read-only, and the host's network. Skipped when the wheelhouse is newer than
-# pyproject.toml. Usage: deploy/image/wheelhouse.sh BASE_IMAGE [PIP]
+# names mounted read-only, and the host's network. Skipped when pyproject.toml's dependencies are
+# those of the last complete run. Usage: deploy/image/wheelhouse.sh BASE_IMAGE [PIP]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -16,7 +16,17 @@ PIP=${2:-pip3}
 OUT=build/image/wheels
 export CONTAINERS_CONF=${CONTAINERS_CONF:-$PWD/deploy/image/containers.conf}
 
-if [[ -f $OUT/.complete && $OUT/.complete -nt pyproject.toml ]]; then
+requirements=$(
+  python3 - <<'PY'
+import tomllib
+
+with open("pyproject.toml", "rb") as f:
+    print("\n".join(tomllib.load(f)["project"]["dependencies"]))
+print("setuptools>=68")
+print("wheel")
+PY
+)
+if [[ -f $OUT/.complete && $(cat "$OUT/.complete") == "$requirements" ]]; then
   echo "wheelhouse $OUT is up to date ($(find "$OUT" -name '*.whl' | wc -l) wheels)"
   exit 0
 fi
@@ -48,19 +58,12 @@ done
 
 rm -rf "$OUT"
 mkdir -p "$OUT"
-python3 - >"$OUT/requirements.txt" <<'PY'
-import tomllib
-
-with open("pyproject.toml", "rb") as f:
-    print("\n".join(tomllib.load(f)["project"]["dependencies"]))
-PY
-echo "setuptools>=68" >>"$OUT/requirements.txt"
-echo "wheel" >>"$OUT/requirements.txt"
+printf '%s\n' "$requirements" >"$OUT/requirements.txt"
 
 echo "pip wheel in $BASE (its python3), from this host's pip configuration"
 podman run "${run_args[@]}" --volume "$PWD/$OUT:/wheels" "$BASE" sh -ec '
   python3 -m venv /tmp/venv
   /tmp/venv/bin/pip wheel --quiet --no-cache-dir --wheel-dir /wheels -r /wheels/requirements.txt' \
   2> >(grep -v "WARNING: Location .* is ignored" >&2)
-touch "$OUT/.complete"
+printf '%s' "$requirements" >"$OUT/.complete"
 echo "wheelhouse $OUT: $(find "$OUT" -name '*.whl' | wc -l) wheels, $(du -sh "$OUT" | cut -f1)"
