@@ -21,6 +21,7 @@ from typing import Any
 
 import grpc
 import pytest
+import yaml
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from encore.v1 import ranking_pb2 as pb
@@ -152,6 +153,29 @@ def test_the_image_healthcheck_probes_grpc_health(running: Running) -> None:
     assert result.returncode == 0, result
     wrong_port = exec_in(running, "python", "/opt/encore/healthcheck.py", "127.0.0.1:1")
     assert wrong_port.returncode == 1 and "UNAVAILABLE" in wrong_port.stderr, wrong_port
+
+
+def test_the_kubernetes_deployment_fits_the_image() -> None:
+    config = json.loads(podman("image", "inspect", "--format", "{{json .Config}}", IMAGE).stdout)
+    kubernetes = REPO / "deploy" / "kubernetes"
+    deployment = yaml.safe_load((kubernetes / "deployment.yaml").read_text())
+    kustomization = yaml.safe_load((kubernetes / "kustomization.yaml").read_text())
+    pod = deployment["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["image"] == f"encore:{VERSION}"
+    assert {"name": "encore", "newTag": VERSION} in kustomization["images"]
+    assert config["User"] == f"{container['securityContext']['runAsUser']}:{container['securityContext']['runAsGroup']}"
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert container["securityContext"]["runAsNonRoot"] is True
+    assert container["workingDir"] == config["WorkingDir"] == "/var/lib/encore"
+    assert container["command"] == config["Entrypoint"] == ["encore"]
+    writable = {m["mountPath"] for m in container["volumeMounts"] if not m.get("readOnly")}
+    assert set(config["Volumes"]) == {"/var/lib/encore", "/tmp"} <= writable
+    # the image's default bundle path is the one the deployment serves, under its read-only mount
+    image_bundle = config["Cmd"][config["Cmd"].index("--bundle") + 1]
+    assert container["args"][container["args"].index("--bundle") + 1] == image_bundle == "/bundles/current"
+    (bundles,) = [m for m in container["volumeMounts"] if image_bundle.startswith(m["mountPath"] + "/")]
+    assert bundles["readOnly"] is True
 
 
 def test_sigterm_drains_and_exits_zero(running: Running) -> None:
