@@ -96,3 +96,21 @@ def test_health_paths_readiness_during_drain_and_json_logs(
     assert "user_features degraded" in degraded[0]["message"]
     assert any(r["message"].startswith("encore serving bundle") and r["level"] == "INFO" for r in records)
     assert any("shutting down" in r["message"] for r in records)
+
+
+def test_with_workers_the_parent_is_ready_once_every_worker_serves(tiny_bundle_path: Path, tmp_path: Path) -> None:
+    redis = RedisProcess()
+    redis.start()
+    server = start_server(
+        tiny_bundle_path, tmp_path, "--workers", "2", "--redis-url", redis.url, "--load-features", new_session=True
+    )
+    try:
+        wait_for(lambda: get(server, "/readyz") == 200, "both workers SERVING")
+        assert (get(server, "/healthz"), get(server, "/metrics"), get(server, "/x")) == (200, 200, 404)
+        with grpc.insecure_channel(server.target) as channel:
+            pb_grpc.RankingServiceStub(channel).Rank(pb.RankRequest(user_id="u2", surface=pb.SURFACE_HOME), timeout=5)
+        with urllib.request.urlopen(f"http://127.0.0.1:{server.metrics_port}/metrics", timeout=5) as reply:
+            assert 'encore_requests_total{method="Rank",outcome="OK",surface="home"}' in reply.read().decode()
+    finally:
+        stop_server(server)
+        redis.stop()
