@@ -37,6 +37,7 @@ NEEDS: dict[str, str] = {
     "git worktree": "a second checkout for the before/after benchmark",
     "pip install": "installs into the reader's environment (test_client_package.py does it in a fresh venv)",
     "encore serve": "it serves until stopped",
+    "ENCORE_PORT=": "it serves until stopped (tests/e2e/test_health_logs_env.py sets settings by environment)",
     "encore experiments serve": "it serves until stopped",
     "export ENCORE_EXPERIMENTS_TOKEN": "part of the experimentation-service session (a running server)",
     "BUNDLE=": "part of the experimentation-service session (a running server)",
