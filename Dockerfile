@@ -63,8 +63,8 @@ LABEL org.opencontainers.image.title="encore" \
 # uid/gid 10001 as in deploy/kubernetes/deployment.yaml. /var/lib/encore (the working directory:
 # exposures/, outcomes/, captures/) and /tmp (multiprocess metrics, matplotlib's cache) are the
 # only places it writes: declared volumes, so `--read-only` works as is.
-RUN groupadd --system --gid 10001 encore \
- && useradd --system --uid 10001 --gid 10001 --home-dir /var/lib/encore --no-create-home \
+RUN groupadd --gid 10001 encore \
+ && useradd --uid 10001 --gid 10001 --home-dir /var/lib/encore --no-create-home \
       --shell /usr/sbin/nologin encore \
  && install -d -o 10001 -g 10001 -m 0750 /var/lib/encore \
  && chmod 1777 /tmp
