@@ -38,6 +38,7 @@ NEEDS: dict[str, str] = {
     "pip install": "installs into the reader's environment (test_client_package.py does it in a fresh venv)",
     "encore serve": "it serves until stopped",
     ".venv/bin/encore serve": "it serves until stopped",
+    "podman run": "a built image (make image-test runs one)",
     "docker run": "a container runtime and an image from a registry (Jaeger)",
     "printf 'tracing: true": "writes the settings file of the serve command after it",
     "ENCORE_PORT=": "it serves until stopped (tests/e2e/test_health_logs_env.py sets settings by environment)",
