@@ -37,7 +37,12 @@ system-packages:
 ## `make run PORT=50052 METRICS_PORT=9465` (each optional) passes --port/--metrics-port to encore serve;
 ## any setting also comes from its ENCORE_<KEY> variable (`encore config table`).
 run: $(STAMP)
-	@if ! ls $(BUNDLES)/*/manifest.json >/dev/null 2>&1; then $(BIN)/encore build --out $(BUNDLES); fi
+	@if ls $(BUNDLES)/*/manifest.json >/dev/null 2>&1; then \
+	  echo "[run] reusing the newest bundle under $(BUNDLES)/ (make build makes a new one)"; \
+	else \
+	  echo "[run] building the first bundle: 20,000 synthetic items, a few minutes, once"; start=$$(date +%s); \
+	  $(BIN)/encore build --out $(BUNDLES) || exit 1; echo "[run] bundle built in $$(( $$(date +%s) - start )) s"; \
+	fi
 	$(BIN)/encore serve$(if $(PORT), --port $(PORT))$(if $(METRICS_PORT), --metrics-port $(METRICS_PORT))
 
 build: $(STAMP)
