@@ -4,9 +4,11 @@ come from ``loadtests.harness``."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from features.schema import ITEM_STATS, USER_STATS
 from features.snapshot import UserSnapshot
@@ -85,3 +87,14 @@ def tiny_contents(*, n_items: int = 400, n_users: int = 50, dim: int = 8, seed: 
         dataset={"name": "tiny-random"},
     )
     return contents
+
+
+def promtool() -> str:
+    """The path of promtool (Debian's prometheus package); fails the test with how to get it."""
+    path = shutil.which("promtool")
+    if path is None:
+        pytest.fail(
+            "promtool not found on PATH: install Debian's prometheus package "
+            "(`apt-get install -y prometheus`, or `make system-packages`, which `make test` runs)"
+        )
+    return path

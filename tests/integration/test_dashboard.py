@@ -38,7 +38,8 @@ from encore.v1 import ranking_pb2 as pb
 from encore.v1 import ranking_pb2_grpc as pb_grpc
 from loadtests.harness import ServerProcess, scrape_metric, start_server, stop_server
 from serving.metrics import Metrics
-from tests.support import REPO
+from tests.e2e.conftest import EXPERIMENTS
+from tests.support import REPO, promtool
 
 pytestmark = pytest.mark.integration
 
@@ -54,27 +55,7 @@ ALERTS = REPO / "deploy" / "prometheus" / "encore-alerts.yaml"
 GRAFANA_VARIABLES = ("$__rate_interval", "$__interval", "$__range")
 DEADLINE_S = 30.0
 
-EXPERIMENTS = """
-experiments:
-  - key: home-model
-    surface: home
-    coverage: 1.0
-    status: running
-    variants:
-      - {key: control, weight: 0.5, params: {}}
-      - {key: v2, weight: 0.5, params: {model_version: linear-v2}}
-"""
 SETTINGS = "surfaces:\n  home: {shadow_model: linear-v2}\n"
-
-
-def promtool() -> str:
-    path = shutil.which("promtool")
-    if path is None:
-        pytest.fail(
-            "promtool not found on PATH: install Debian's prometheus package "
-            "(`apt-get install -y prometheus`, or `make system-packages`, which `make test` runs)"
-        )
-    return path
 
 
 # ---------------------------------------------------------------------------------------------

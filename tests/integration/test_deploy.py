@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import copy
 import re
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from tests.support import REPO
+from tests.support import REPO, promtool
 
 pytestmark = pytest.mark.integration
 
@@ -38,16 +37,6 @@ BURN_TABLE = {
     "3d": ("6h", 1.0, "ticket"),
 }
 SLO_BUDGETS = {"rank-availability": 0.001, "rank-latency": 0.01}
-
-
-def promtool() -> str:
-    path = shutil.which("promtool")
-    if path is None:
-        pytest.fail(
-            "promtool not found on PATH: install Debian's prometheus package "
-            "(`apt-get install -y prometheus`, or `make system-packages`, which `make test` runs)"
-        )
-    return path
 
 
 def load_all(path: Path) -> list[dict[str, Any]]:
