@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	echo "[install 1/3] virtualenv in $(VENV)"; $(PYTHON) -m venv $(VENV) && \
 	echo "[install 2/3] pip itself ($$(( $$(date +%s) - start )) s so far)" && $(BIN)/pip install --quiet --upgrade pip && \
 	echo "[install 3/3] the pinned dependencies: ~1 GB (FAISS, ONNX Runtime, LightGBM, ...), 1-3 min the first time" && \
-	{ $(BIN)/pip install --progress-bar off -e '.[dev]'; echo $$? > $(VENV)/.pip-status; } \
+	{ $(BIN)/pip install --progress-bar off -e '.[dev,spark]'; echo $$? > $(VENV)/.pip-status; } \
 	  | grep -E --line-buffered '^(Collecting|Installing collected|Successfully installed|ERROR)' | cut -c1-160; \
 	test "$$(cat $(VENV)/.pip-status)" = 0 && touch $(STAMP) && \
 	echo "[install] done in $$(( $$(date +%s) - start )) s; later runs skip this until pyproject.toml changes"
@@ -29,6 +29,9 @@ system-packages:
 	@command -v chromium >/dev/null 2>&1 || { \
 	  echo "installing chromium (Debian package, renders the experiment report in a test)"; \
 	  export DEBIAN_FRONTEND=noninteractive; apt-get update -qq && apt-get install -y -qq chromium >/dev/null; }
+	@command -v java >/dev/null 2>&1 || { \
+	  echo "installing openjdk-17-jre-headless (Debian package, for the Spark engine's tests)"; \
+	  export DEBIAN_FRONTEND=noninteractive; apt-get update -qq && apt-get install -y -qq openjdk-17-jre-headless >/dev/null; }
 	@command -v promtool >/dev/null 2>&1 || { \
 	  echo "installing prometheus (Debian package, for promtool)"; \
 	  export DEBIAN_FRONTEND=noninteractive; apt-get update -qq && apt-get install -y -qq prometheus >/dev/null; }
