@@ -39,7 +39,8 @@ Undefined figures (an arm with < 2 units, zero variance, a control estimate of 0
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from typing import Final, Literal, get_args
 
 import numpy as np
@@ -52,8 +53,11 @@ __all__ = [
     "Lift",
     "Method",
     "MetricInference",
+    "MetricMoments",
     "confidence_interval",
+    "infer_from_moments",
     "infer_metric",
+    "metric_moments",
     "sequential_p_value",
 ]
 
@@ -142,69 +146,41 @@ def _lift(estimate: float, se: float, n: int, alpha: float, method: Method, tuni
     return Lift(estimate=estimate, se=se, low=low, high=high, p_value=p)
 
 
-def _linearised(y: Floats, d: Floats | None, arm: NDArray[np.intp], n_arms: int) -> tuple[Floats, Floats]:
-    """Per-arm estimates and the per-unit linearised values ``L`` (see the module docstring)."""
-    counts = np.bincount(arm, minlength=n_arms).astype(np.float64)
-    y_sum = np.bincount(arm, weights=y, minlength=n_arms)
-    if d is None:
-        return np.asarray(y_sum / np.maximum(counts, 1.0), dtype=np.float64), y
-    d_sum = np.bincount(arm, weights=d, minlength=n_arms)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ratio = np.where(d_sum > 0.0, y_sum / d_sum, np.nan)
-        d_mean = d_sum / np.maximum(counts, 1.0)
-        linear = (y - np.nan_to_num(ratio)[arm] * d) / np.where(d_mean > 0.0, d_mean, 1.0)[arm]
-    return ratio, linear
+V_Y, V_D, V_X, V_XD = 0, 1, 2, 3
+"""Positions of ``(y, d, x, xd)`` in ``MetricMoments.sums``/``products``."""
 
 
-def _pre_linearised(x: Floats, xd: Floats | None) -> Floats:
-    if xd is None:
-        return x
-    total_d = float(xd.sum())
-    if total_d <= 0.0:
-        return np.zeros_like(x)
-    return np.asarray((x - (float(x.sum()) / total_d) * xd) / (total_d / x.shape[0]), dtype=np.float64)
+@dataclass(frozen=True)
+class MetricMoments:
+    """Per-arm sufficient statistics of one metric: everything ``infer_from_moments`` needs.
+
+    With ``v = (y, d, x, xd)`` per unit (a mean metric has ``d = xd = 1``; without CUPED ``x`` and
+    ``xd`` are ignored) and ``w = v - shift``: ``n[a]`` units, ``sums[a, k] = Σ w_k`` and
+    ``products[a, k, l] = Σ w_k·w_l`` over arm ``a``'s units. ``shift`` (one value per component,
+    the same for every arm) only buys precision; results do not depend on it analytically.
+    """
+
+    n: Floats
+    """Shape ``(arms,)``."""
+    sums: Floats
+    """Shape ``(arms, 4)``."""
+    products: Floats
+    """Shape ``(arms, 4, 4)``, symmetric."""
+    ratio: bool
+    cuped: bool
+    shift: Floats = field(default_factory=lambda: np.zeros(4))
+
+    def take(self, order: Sequence[int]) -> MetricMoments:
+        """The same moments with arms reordered (``order[i]`` is the old index of new arm ``i``)."""
+        idx = np.asarray(order, dtype=np.intp)
+        return replace(self, n=self.n[idx], sums=self.sums[idx], products=self.products[idx])
+
+    def __add__(self, other: MetricMoments) -> MetricMoments:
+        """Moments of the union of two disjoint unit sets (same shift)."""
+        return replace(self, n=self.n + other.n, sums=self.sums + other.sums, products=self.products + other.products)
 
 
-def _sums(arm: NDArray[np.intp], weights: Floats, n_arms: int) -> Floats:
-    return np.asarray(np.bincount(arm, weights=weights, minlength=n_arms), dtype=np.float64)
-
-
-class _Moments:
-    """Per-arm sums of ``L``, ``M``, ``L²``, ``M²`` and ``L·M`` (values centred on their overall
-    means first, for precision): every within-arm sum of squares and products without another pass."""
-
-    def __init__(self, arm: NDArray[np.intp], n_arms: int, counts: Floats, linear: Floats, cov: Floats | None) -> None:
-        lc = linear - float(linear.mean()) if linear.size else linear
-        self.counts = counts
-        self.sl = _sums(arm, lc, n_arms)
-        self.sll = _sums(arm, lc * lc, n_arms)
-        if cov is None:
-            zeros = np.zeros(n_arms)
-            self.sm, self.smm, self.slm = zeros, zeros, zeros
-        else:
-            mc = cov - float(cov.mean())
-            self.sm, self.smm, self.slm = (
-                _sums(arm, mc, n_arms),
-                _sums(arm, mc * mc, n_arms),
-                _sums(arm, lc * mc, n_arms),
-            )
-
-    def within(self, theta: float) -> Floats:
-        """Per arm: ``Σ (r - r̄_a)²`` of ``r = L - θM``."""
-        n = np.maximum(self.counts, 1.0)
-        sum_r = self.sl - theta * self.sm
-        sum_rr = self.sll - 2.0 * theta * self.slm + theta * theta * self.smm
-        return np.asarray(np.maximum(sum_rr - sum_r * sum_r / n, 0.0), dtype=np.float64)
-
-    def slope(self) -> float:
-        """The pooled within-arm least-squares slope of ``L`` on ``M`` (0 without variation in ``M``)."""
-        n = np.maximum(self.counts, 1.0)
-        sxx = float(np.sum(self.smm - self.sm * self.sm / n))
-        sxy = float(np.sum(self.slm - self.sl * self.sm / n))
-        return sxy / sxx if sxx > 1e-12 * max(1.0, float(np.sum(self.smm))) else 0.0
-
-
-def infer_metric(
+def metric_moments(
     arm: NDArray[np.intp],
     y: Floats,
     d: Floats | None = None,
@@ -212,32 +188,97 @@ def infer_metric(
     xd: Floats | None = None,
     *,
     n_arms: int,
+    centre: bool = False,
+) -> MetricMoments:
+    """Per-arm moments of per-unit arrays (``centre`` shifts each component by its overall mean)."""
+    ones = np.ones_like(y)
+    cols = [y, ones if d is None else d, ones if x is None else x, ones if xd is None else xd]
+    values = np.column_stack(cols) if y.size else np.zeros((0, 4))
+    shift = values.mean(axis=0) if centre and y.size else np.zeros(4)
+    w = values - shift
+    n = np.bincount(arm, minlength=n_arms).astype(np.float64)
+    sums = np.stack([np.bincount(arm, weights=w[:, k], minlength=n_arms) for k in range(4)], axis=1)
+    products = np.empty((n_arms, 4, 4))
+    for k in range(4):
+        for j in range(k, 4):
+            products[:, k, j] = products[:, j, k] = np.bincount(arm, weights=w[:, k] * w[:, j], minlength=n_arms)
+    return MetricMoments(n, sums.astype(np.float64), products, d is not None, x is not None, shift.astype(np.float64))
+
+
+def _quad(c: Floats, a: Floats, b: Floats) -> Floats:
+    """Per arm ``a_arm^T · C_arm · b_arm`` (``a``/``b`` of shape ``(arms, 4)`` or ``(4,)``)."""
+    return np.asarray(np.einsum("...k,...kl,...l->...", a, c, b), dtype=np.float64)
+
+
+def infer_from_moments(
+    moments: MetricMoments,
+    *,
     alpha: float = 0.05,
     method: Method = "sequential",
     tuning_units: int = DEFAULT_TUNING_UNITS,
 ) -> MetricInference:
-    """Estimates and lifts of every treatment arm against arm 0 (formulas in the module docstring).
+    """``infer_metric`` from per-arm moments alone (formulas in the module docstring).
 
-    ``x`` (and ``xd`` for a ratio metric) are the pre-exposure sums; ``None`` disables CUPED.
+    Within arm ``a``, with ``C_a = Σ(v - v̄_a)(v - v̄_a)^T`` (from ``products - sums·sums^T/n``),
+    ``L - L̄_a = α_a·(v - v̄_a)`` and ``M - M̄_a = β·(v - v̄_a)`` are linear in ``v``: a mean metric
+    has ``α = e_y``, a ratio metric ``α_a = (e_y - R_a·e_d)/d̄_a``; CUPED has ``β = e_x`` or
+    ``β = (e_x - R_x·e_xd)/mean(xd)``. So ``Σ(L-L̄_a)² = α_aᵀC_aα_a``, ``Σ(L-L̄_a)(M-M̄_a) = α_aᵀC_aβ``
+    and ``Σ(M-M̄_a)² = βᵀC_aβ``: the same figures the per-unit formulas give, up to rounding.
     """
     if method not in get_args(Method):
         raise ValueError(f"method must be one of {get_args(Method)}, got {method!r}")
-    if x is not None and (d is None) != (xd is None):
-        raise ValueError("a ratio metric needs both d and xd (or x=None); a mean metric neither")
     if tuning_units < 1:
         raise ValueError(f"tuning_units must be >= 1, got {tuning_units!r}")
-    counts = np.bincount(arm, minlength=n_arms).astype(np.float64)
-    estimates, linear = _linearised(y, d, arm, n_arms)
-    covariate = None if x is None else _pre_linearised(x, xd)
-    moments = _Moments(arm, n_arms, counts, linear, covariate)
-    theta = moments.slope() if covariate is not None else 0.0
+    counts = moments.n
+    n_arms = counts.shape[0]
+    nn = np.maximum(counts, 1.0)
+    shift = moments.shift
+    w_means = moments.sums / nn[:, None]
+    comoments = moments.products - moments.sums[:, :, None] * moments.sums[:, None, :] / nn[:, None, None]
+    raw_sums = moments.sums + counts[:, None] * shift[None, :]
+    alpha_vec = np.zeros((n_arms, 4))
+    alpha_vec[:, V_Y] = 1.0
+    if moments.ratio:
+        y_sum, d_sum = raw_sums[:, V_Y], raw_sums[:, V_D]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            estimates = np.where(d_sum > 0.0, y_sum / d_sum, np.nan)
+            d_mean = d_sum / nn
+        scale = np.where(d_mean > 0.0, d_mean, 1.0)
+        alpha_vec[:, V_Y] = 1.0 / scale
+        alpha_vec[:, V_D] = -np.nan_to_num(estimates) / scale
+    else:
+        estimates = raw_sums[:, V_Y] / nn
+    s_ll = np.maximum(_quad(comoments, alpha_vec, alpha_vec), 0.0)
+    theta = 0.0
     adjusted = estimates.copy()
-    if covariate is not None and theta != 0.0:
-        m_arm = np.bincount(arm, weights=covariate, minlength=n_arms) / np.maximum(counts, 1.0)
-        adjusted = estimates - theta * (m_arm - float(covariate.mean()))
-    ss_raw, ss_adj = moments.within(0.0), moments.within(theta)
+    s_lm = s_mm = np.zeros(n_arms)
+    if moments.cuped:
+        beta = np.zeros(4)
+        beta[V_X] = 1.0
+        total = raw_sums.sum(axis=0)
+        total_n = float(counts.sum())
+        if moments.ratio:
+            if total[V_XD] > 0.0:
+                r_x = float(total[V_X]) / float(total[V_XD])
+                beta = np.zeros(4)
+                beta[V_X], beta[V_XD] = 1.0, -r_x
+                beta /= float(total[V_XD]) / total_n
+            else:
+                beta = np.zeros(4)
+        s_lm = _quad(comoments, alpha_vec, beta)
+        s_mm = np.maximum(_quad(comoments, beta, beta), 0.0)
+        # Σ over all units of (M - M̄)²: within-arm parts plus the between-arm part.
+        arm_m = w_means @ beta
+        grand = float(np.sum(moments.sums @ beta)) / max(total_n, 1.0)
+        total_mm = float(np.sum(s_mm) + np.sum(counts * (arm_m - grand) ** 2))
+        sxx, sxy = float(np.sum(s_mm)), float(np.sum(s_lm))
+        theta = sxy / sxx if sxx > 1e-12 * max(1.0, total_mm) else 0.0
+        if theta != 0.0:
+            adjusted = estimates - theta * np.where(counts > 0.0, arm_m - grand, -grand)
+    ss_raw = s_ll
+    ss_adj = np.maximum(s_ll - 2.0 * theta * s_lm + theta * theta * s_mm, 0.0)
     reduction = 1.0 - float(ss_adj.sum()) / float(ss_raw.sum()) if ss_raw.sum() > 0.0 else 0.0
-    variance = np.where(counts > 1.0, ss_adj / np.maximum(counts - 1.0, 1.0) / np.maximum(counts, 1.0), np.nan)
+    variance = np.where(counts > 1.0, ss_adj / np.maximum(counts - 1.0, 1.0) / nn, np.nan)
     arms = tuple(
         ArmEstimate(i, int(counts[i]), float(estimates[i]), float(adjusted[i]), float(variance[i]))
         for i in range(n_arms)
@@ -265,3 +306,29 @@ def infer_metric(
         alpha=alpha,
         tuning_units=tuning_units,
     )
+
+
+def infer_metric(
+    arm: NDArray[np.intp],
+    y: Floats,
+    d: Floats | None = None,
+    x: Floats | None = None,
+    xd: Floats | None = None,
+    *,
+    n_arms: int,
+    alpha: float = 0.05,
+    method: Method = "sequential",
+    tuning_units: int = DEFAULT_TUNING_UNITS,
+) -> MetricInference:
+    """Estimates and lifts of every treatment arm against arm 0 (formulas in the module docstring).
+
+    ``x`` (and ``xd`` for a ratio metric) are the pre-exposure sums; ``None`` disables CUPED.
+    """
+    if method not in get_args(Method):
+        raise ValueError(f"method must be one of {get_args(Method)}, got {method!r}")
+    if x is not None and (d is None) != (xd is None):
+        raise ValueError("a ratio metric needs both d and xd (or x=None); a mean metric neither")
+    if tuning_units < 1:
+        raise ValueError(f"tuning_units must be >= 1, got {tuning_units!r}")
+    moments = metric_moments(arm, y, d, x, xd, n_arms=n_arms, centre=True)
+    return infer_from_moments(moments, alpha=alpha, method=method, tuning_units=tuning_units)
