@@ -22,12 +22,32 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     b.add_argument("--factors", type=int, default=64, help="embedding dimension")
     b.add_argument("--ranker-users", type=int, default=3000, help="users sampled to train the ranker")
     b.add_argument("--eval-users", type=int, default=2000, help="held-out users sampled for offline evaluation")
+    b.add_argument(
+        "--engine",
+        choices=["inprocess", "spark"],
+        default="inprocess",
+        help="where the heavy stages run: this process, or Spark MLlib (split, ALS, neighbours, statistics)",
+    )
+    b.add_argument("--spark-master", default="local[2]", help="with --engine spark: local[N], spark://..., k8s://...")
+    b.add_argument(
+        "--input",
+        help="with --engine spark: Parquet/CSV interactions (user_id, item_id, plays) at any path Spark reads",
+    )
+    b.add_argument(
+        "--index-type",
+        choices=["auto", "flat", "ivf", "hnsw", "ivfpq"],
+        default="auto",
+        help="FAISS index (auto: flat up to 200k items, IVF beyond; docs/ARCHITECTURE.md sizes each)",
+    )
+    b.add_argument("--ranker-replicas", type=int, help="stage-A ranker replicas (default: by catalogue size)")
     b.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     if args.dataset == "hetrec" and args.data_path is None:
         raise UsageError("--data-path is required with --dataset hetrec")
+    if args.input is not None and args.engine != "spark":
+        raise UsageError("--input needs --engine spark")
     from models.build import BuildConfig, build_bundle
 
     config = BuildConfig(
@@ -41,6 +61,11 @@ def run(args: argparse.Namespace) -> int:
         factors=args.factors,
         ranker_users=args.ranker_users,
         eval_users=args.eval_users,
+        engine=args.engine,
+        spark_master=args.spark_master,
+        input_path=args.input,
+        index_type=args.index_type,
+        ranker_replicas=args.ranker_replicas,
     )
     path = build_bundle(config, log=lambda line: print(line, flush=True))
     print(f"bundle written: {path}")

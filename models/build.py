@@ -17,6 +17,12 @@ take long on two cores (EASE and ItemKNN baselines, ALS tuning, extra ranker rep
 a shorter neighbour table; the neighbour table is EASE-based while at most ``ease_max_items``
 items have two listeners and co-occurrence-based beyond. ``BuildConfig`` fields override each
 choice, and the manifest records what was done (``dataset.build_plan``).
+
+Engines (``BuildConfig.engine``, ``encore build --engine``): ``inprocess`` (the default, all of
+the above in this process) or ``spark``: reading ``--input``, the split, statistics, popularity,
+ALS and the co-occurrence neighbour table of every training stage run on Spark MLlib
+(``models.spark``, imported only then); ALS is not tuned and the baselines are popularity and ALS.
+LightGBM, FAISS and the evaluation through the served pipeline run here on both engines.
 """
 
 from __future__ import annotations
@@ -35,8 +41,10 @@ from features.hetrec import load_hetrec
 from features.snapshot import UserSnapshot
 from features.synthetic import generate_synthetic
 from models.als import AlsConfig
-from models.baselines import fit_baselines
+from models.baselines import AlsBaseline, FittedBaselines, fit_baselines
+from models.baselines.popularity import fit_popularity
 from models.bundle import (
+    INDEX_TYPES,
     BundleContents,
     discard_bundle,
     finalize_bundle,
@@ -49,7 +57,7 @@ from models.item_neighbors import NeighborConfig, effective_method
 from models.ranker import MODEL_TREES, RankerConfig
 from models.ranker_data import CandidateSizes, LabelConfig
 from models.splits import split_interactions, subsample_users
-from models.training import POPULARITY_LIMIT, TrainingConfig, train_models
+from models.training import POPULARITY_LIMIT, StageFit, TrainingConfig, fit_stage, train_models
 from ranking.assembly import DEFAULT_PARAMS
 from ranking.types import RankingParams, Surface
 
@@ -66,7 +74,9 @@ class BuildConfig:
     ``ranker_users`` / ``eval_users`` cap the users sampled for ranker training (per replica) and
     evaluation (``None`` = all). ``models`` maps each ranker version to its number of trees; the
     first is the default model. ``None`` in ``ranker_replicas``, ``neighbors_k``, ``tune_als`` and
-    ``baselines`` means "by catalogue size" (see the module docstring).
+    ``baselines`` means "by catalogue size" (see the module docstring). ``engine``, ``spark_master``
+    and ``input_path`` (``--input``, Spark only) choose where the heavy stages run; ``index_type``
+    the FAISS index (``models.bundle.INDEX_TYPES``).
     """
 
     dataset: Literal["synthetic", "hetrec"] = "synthetic"
@@ -86,6 +96,21 @@ class BuildConfig:
     neighbors_k: int | None = None
     tune_als: bool | None = None
     baselines: tuple[str, ...] | None = None
+    engine: Literal["inprocess", "spark"] = "inprocess"
+    spark_master: str = "local[2]"
+    input_path: str | None = None
+    index_type: str = "auto"
+
+
+def _check(config: BuildConfig) -> None:
+    if not config.models:
+        raise ValueError("BuildConfig.models must name at least one ranker version")
+    if config.engine not in ("inprocess", "spark"):
+        raise ValueError(f"--engine {config.engine!r}: use 'inprocess' or 'spark'")
+    if config.input_path is not None and config.engine != "spark":
+        raise ValueError("--input needs --engine spark (the in-process engine reads --dataset)")
+    if config.index_type not in INDEX_TYPES:
+        raise ValueError(f"--index-type {config.index_type!r}: use one of {', '.join(INDEX_TYPES)}")
 
 
 def _load(config: BuildConfig) -> Interactions:
@@ -143,34 +168,50 @@ def build_bundle(config: BuildConfig, log: Callable[[str], None] = print) -> Pat
     Returns the bundle directory ``config.out_dir / version``. Progress lines go to ``log``
     with the elapsed seconds since the start.
     """
-    if not config.models:
-        raise ValueError("BuildConfig.models must name at least one ranker version")
+    _check(config)
     start = time.perf_counter()
 
     def step(message: str) -> None:
         log(f"[{time.perf_counter() - start:7.1f}s] {message}")
 
-    step(f"loading dataset {config.dataset!r}")
-    data = _load(config)
+    spark: Any = None
+    if config.engine == "spark":
+        from models.spark.stages import SparkStages
+
+        step(f"starting Spark ({config.spark_master})")
+        spark = SparkStages(master=config.spark_master, popularity_limit=POPULARITY_LIMIT)
+    if config.input_path is not None:
+        step(f"reading interactions from {config.input_path} on Spark")
+        data = spark.read(config.input_path)
+    else:
+        step(f"loading dataset {config.dataset!r}")
+        data = _load(config)
     step(f"dataset {data.name}: {data.n_users} users, {data.n_items} items, {data.n_interactions} interactions")
     version = config.version or f"{data.name}-{datetime.now(UTC):%Y%m%dT%H%M%SZ}"
     out = config.out_dir / version
     plan = _plan(config, data.n_items)
 
-    split = split_interactions(data.plays, seed=config.seed)
-    step("split: " + ", ".join(f"{k}={v}" for k, v in split.summary().items()))
+    split = (
+        split_interactions(data.plays, seed=config.seed) if spark is None else spark.split(data.plays, seed=config.seed)
+    )
+    step(f"split ({config.engine}): " + ", ".join(f"{k}={v}" for k, v in split.summary().items()))
 
     als_base = AlsConfig(
         factors=config.factors, iterations=config.als_iterations, seed=config.seed, threads=config.threads
     )
-    fitted = fit_baselines(
-        split,
-        als_base,
-        seed=config.seed,
-        methods=plan.baselines,
-        tune_als=plan.tune_als,
-        log=lambda message: step(message),
-    )
+    fit: StageFit = fit_stage
+    if spark is None:
+        fitted = fit_baselines(
+            split,
+            als_base,
+            seed=config.seed,
+            methods=plan.baselines,
+            tune_als=plan.tune_als,
+            log=lambda message: step(message),
+        )
+    else:
+        fit = spark.fit_stage
+        fitted = _spark_baselines(split, als_base, spark)
     step(f"baselines tuned on the label part and refit on train+label: {', '.join(fitted.baselines)}")
 
     training = TrainingConfig(
@@ -179,7 +220,7 @@ def build_bundle(config: BuildConfig, log: Callable[[str], None] = print) -> Pat
             "now_playing": candidate_sizes(DEFAULT_PARAMS[Surface.NOW_PLAYING]),
         },
         als=fitted.als_config,
-        neighbors=NeighborConfig(k=plan.neighbors_k, method="ease"),
+        neighbors=NeighborConfig(k=plan.neighbors_k, method="ease" if spark is None else "cooccurrence"),
         ranker=RankerConfig(seed=config.seed, threads=config.threads),
         labels=LabelConfig(),
         models=config.models,
@@ -193,6 +234,7 @@ def build_bundle(config: BuildConfig, log: Callable[[str], None] = print) -> Pat
         stage_a_embeddings=fitted.als_train,
         stage_b_embeddings=fitted.als_known,
         log=lambda message: step(message),
+        fit=fit,
     )
 
     eval_users = subsample_users(
@@ -200,11 +242,14 @@ def build_bundle(config: BuildConfig, log: Callable[[str], None] = print) -> Pat
     )
     dataset_info: dict[str, Any] = {
         **data.summary(),
-        "source": str(config.data_path) if config.dataset == "hetrec" else "generated",
+        "source": config.input_path or (str(config.data_path) if config.dataset == "hetrec" else "generated"),
         "split": split.summary(),
         "training": trained.info,
         "baselines": fitted.info,
         "build_plan": {
+            "engine": config.engine,
+            **({"spark_master": config.spark_master} if spark is not None else {}),
+            "index_type": config.index_type,
             "large_catalog": data.n_items > LARGE_CATALOG,
             "neighbor_method": effective_method(split.known, training.neighbors),
             "ranker_replicas": plan.replicas,
@@ -241,10 +286,26 @@ def build_bundle(config: BuildConfig, log: Callable[[str], None] = print) -> Pat
         item_negative_neighbors=trained.neighbors.negatives,
         item_negative_weights=trained.neighbors.negative_weights,
         dataset=dataset_info,
+        index_type=config.index_type,
     )
     _stage_evaluate_publish(contents, out, split.test, eval_users, baselines, config.seed + 3, step, log)
     step(f"bundle written to {out}")
     return out
+
+
+def _spark_baselines(split: Any, als: AlsConfig, spark: Any) -> FittedBaselines:
+    """The Spark engine's baselines: popularity and untuned ALS (fit on train for stage A and on
+    train + label, served), the ALS fits on MLlib."""
+    als_train = spark.als(split.train, als)
+    als_known = spark.als(split.known, als)
+    known = split.known
+    return FittedBaselines(
+        baselines={"popularity": fit_popularity(known), "als": AlsBaseline(known, als_known, als)},
+        info={"tuned_on": "not tuned (--engine spark)", "als": {"chosen": als.summary(), "grid": []}},
+        als_config=als,
+        als_train=als_train,
+        als_known=als_known,
+    )
 
 
 def _stage_evaluate_publish(

@@ -195,6 +195,7 @@ class BundleContents:
     item_negative_weights: npt.NDArray[np.float32] | None = None
     dataset: dict[str, Any] = field(default_factory=dict)
     evaluation: dict[str, Any] = field(default_factory=dict)
+    index_type: str = "auto"  # ``INDEX_TYPES``
 
 
 @dataclass(frozen=True)
@@ -252,18 +253,56 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _build_index(vectors: npt.NDArray[np.float32]) -> Any:
-    """Exact inner-product search for small catalogs, IVF for large ones (ids = row index)."""
+#: ``--index-type`` values: ``auto`` = flat up to ``FLAT_MAX_ITEMS`` items, IVF-flat beyond.
+INDEX_TYPES = ("auto", "flat", "ivf", "hnsw", "ivfpq")
+FLAT_MAX_ITEMS = 200_000
+HNSW_M = 32
+
+
+def index_bytes_per_item(index_type: str, dim: int) -> float:
+    """Approximate index memory per item (``--index-type``; centroids excluded): flat and IVF
+    store the float32 vector (4·d; IVF adds an 8-byte id), HNSW adds ``2·M`` int32 links on
+    layer 0 (4·d + 8·M), IVF-PQ stores ``m = d / 4`` one-byte codes and an 8-byte id."""
+    if index_type in ("flat", "auto"):
+        return 4.0 * dim
+    if index_type == "ivf":
+        return 4.0 * dim + 8
+    if index_type == "hnsw":
+        return 4.0 * dim + 8.0 * HNSW_M
+    if index_type == "ivfpq":
+        return dim / 4 + 8
+    raise ValueError(f"--index-type {index_type!r}: use one of {', '.join(INDEX_TYPES)}")
+
+
+def _build_index(vectors: npt.NDArray[np.float32], index_type: str = "auto") -> Any:
+    """The inner-product index over ``vectors`` (ids = row index). ``auto``: exact search for
+    small catalogs, IVF-flat for large ones; ``flat`` / ``ivf`` / ``hnsw`` (M = 32) / ``ivfpq``
+    (``d / 4`` sub-quantizers of 8 bits) force one. Raises ``ValueError`` naming ``--index-type``."""
     n, dim = vectors.shape
+    if index_type not in INDEX_TYPES:
+        raise ValueError(f"--index-type {index_type!r}: use one of {', '.join(INDEX_TYPES)}")
+    if index_type == "auto":
+        index_type = "flat" if n <= FLAT_MAX_ITEMS else "ivf"
     index: Any
-    if n <= 200_000:
+    if index_type == "flat":
         index = faiss.IndexFlatIP(dim)
+    elif index_type == "hnsw":
+        index = faiss.IndexHNSWFlat(dim, HNSW_M, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = 80
+        index.hnsw.efSearch = 128
     else:
-        nlist = int(4 * np.sqrt(n))
+        nlist = max(1, min(int(4 * np.sqrt(n)), n // 40 or 1))
         quantizer = faiss.IndexFlatIP(dim)
-        index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
+        if index_type == "ivf":
+            index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
+        else:
+            if dim % 4:
+                raise ValueError(f"--index-type ivfpq needs a dimension divisible by 4, not {dim}")
+            if n < 256 * 39:
+                raise ValueError(f"--index-type ivfpq needs at least {256 * 39} items to train its codebooks, not {n}")
+            index = faiss.IndexIVFPQ(quantizer, dim, nlist, dim // 4, 8, faiss.METRIC_INNER_PRODUCT)
         rng = np.random.default_rng(0)
-        sample = vectors[rng.choice(n, size=min(n, nlist * 40), replace=False)]
+        sample = vectors[rng.choice(n, size=min(n, max(nlist * 40, 256 * 39)), replace=False)]
         index.train(np.ascontiguousarray(sample))
         index.nprobe = 16
     index.add(np.ascontiguousarray(vectors))
@@ -373,7 +412,7 @@ def stage_bundle(contents: BundleContents, out_dir: Path) -> StagedBundle:
         np.save(tmp / "item_neighbor_weights.npy", weights)
         np.save(tmp / "item_negative_neighbors.npy", negatives)
         np.save(tmp / "item_negative_weights.npy", negative_weights)
-        faiss.write_index(_build_index(vectors), str(tmp / "index.faiss"))
+        faiss.write_index(_build_index(vectors, contents.index_type), str(tmp / "index.faiss"))
         (tmp / "models").mkdir()
         models = []
         for version, onnx_bytes in sorted(contents.models.items()):

@@ -122,6 +122,10 @@ def fit_stage(
     )
 
 
+#: Fits one stage's candidate models: (plays, ALS config, neighbour config, reused ALS fit or None).
+StageFit = Callable[[sp.csr_matrix, AlsConfig, NeighborConfig, Embeddings | None], StageModels]
+
+
 def train_models(
     split: Split,
     config: TrainingConfig,
@@ -129,10 +133,12 @@ def train_models(
     stage_a_embeddings: Embeddings | None = None,
     stage_b_embeddings: Embeddings | None = None,
     log: Callable[[str], None] = lambda _message: None,
+    fit: StageFit = fit_stage,
 ) -> TrainedModels:
     """Stage A → rankers, stage B → served artifacts (module docstring). Deterministic for a
     given split and config. ``stage_*_embeddings`` reuse ALS fits of ``config.als`` on ``train``
-    / ``train + label`` (the ALS baseline's tuning already made them)."""
+    / ``train + label`` (the ALS baseline's tuning already made them). ``fit`` computes each
+    stage's candidate models (``fit_stage`` in process; ``--engine spark`` passes its own)."""
     if not config.models:
         raise ValueError("TrainingConfig.models must name at least one ranker version")
     rng = np.random.default_rng(config.seed + 1)
@@ -147,7 +153,7 @@ def train_models(
             train, label = resplit_known(
                 split, seed=config.seed + 1000 + replica, label_share=config.replica_label_share
             )
-        stage = fit_stage(train, config.als, config.neighbors, stage_a_embeddings if kind == "label part" else None)
+        stage = fit(train, config.als, config.neighbors, stage_a_embeddings if kind == "label part" else None)
         users = subsample_users(users_with(label), config.ranker_users, rng)
         try:
             data = build_ranker_dataset(
@@ -176,7 +182,7 @@ def train_models(
         rankers[version] = train_ranker(dataset, version=version, n_trees=trees, config=config.ranker)
         log(f"ranker {version}: {trees} trees, ONNX export checked against LightGBM")
 
-    served = fit_stage(split.known, config.als, config.neighbors, stage_b_embeddings)
+    served = fit(split.known, config.als, config.neighbors, stage_b_embeddings)
     if served.popularity.size == 0:
         raise TrainingError("the data has no interactions to train on")
     log(f"stage B: ALS, statistics and neighbour table (coverage {served.neighbors.coverage():.3f}) on train+label")
@@ -221,6 +227,7 @@ __all__ = [
     "Embeddings",
     "LabelConfig",
     "Split",
+    "StageFit",
     "Tables",
     "TrainedModels",
     "TrainedRanker",

@@ -1,0 +1,77 @@
+"""The build's heavy stages on Spark, handing driver arrays to the in-process training and bundle
+code (``models.build``, ``--engine spark``).
+
+``SparkStages`` runs: reading ``--input`` (``read_interactions``), the per-user split
+(``split``), and each training stage's candidate models (``fit_stage``: statistics, popularity,
+ALS, the co-occurrence neighbour table), every one from a plays frame in Spark. LightGBM, the ONNX
+export, FAISS and the evaluation through the served pipeline stay on the driver.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import scipy.sparse as sp
+
+from features.datasets import Interactions
+from models.als import AlsConfig, Embeddings
+from models.item_neighbors import NeighborConfig
+from models.ranker_data import StageModels
+from models.spark.als import train_als_spark
+from models.spark.interactions import collect_split, plays_frame, read_interactions, split_frame
+from models.spark.neighbors import build_neighbors_spark
+from models.spark.session import spark_session
+from models.spark.tables import compute_tables_spark, popularity_spark
+from models.splits import Split
+
+
+@dataclass
+class SparkStages:
+    """Spark stages on one session (``spark_session(master)`` unless ``spark`` is given)."""
+
+    master: str = "local[2]"
+    popularity_limit: int = 1000
+    spark: Any = None
+
+    def __post_init__(self) -> None:
+        if self.spark is None:
+            self.spark = spark_session(self.master)
+
+    def read(self, path: str) -> Interactions:
+        """``--input``: Parquet or CSV interactions (``models.spark.interactions``)."""
+        return read_interactions(self.spark, path)
+
+    def split(self, plays: sp.csr_matrix, *, seed: int) -> Split:
+        """The per-user train / label / test split computed in Spark, collected as CSR."""
+        frame = plays_frame(self.spark, plays)
+        return collect_split(split_frame(frame, seed=seed), plays.shape)
+
+    def als(self, plays: sp.csr_matrix, config: AlsConfig) -> Embeddings:
+        """ALS of ``plays`` on MLlib."""
+        frame = plays_frame(self.spark, plays).cache()
+        try:
+            return train_als_spark(frame, plays.shape, config)
+        finally:
+            frame.unpersist()
+
+    def fit_stage(
+        self, plays: sp.csr_matrix, als: AlsConfig, neighbors: NeighborConfig, embeddings: Embeddings | None = None
+    ) -> StageModels:
+        """``models.training.fit_stage`` with every candidate model computed in Spark."""
+        plays = sp.csr_matrix(plays)
+        frame = plays_frame(self.spark, plays).cache()
+        try:
+            tables = compute_tables_spark(frame, plays.shape)
+            return StageModels(
+                plays=plays,
+                embeddings=embeddings if embeddings is not None else train_als_spark(frame, plays.shape, als),
+                tables=tables,
+                neighbors=build_neighbors_spark(frame, plays.shape[1], neighbors),
+                popularity=popularity_spark(frame, self.popularity_limit),
+            )
+        finally:
+            frame.unpersist()
+
+
+__all__ = ["SparkStages"]
