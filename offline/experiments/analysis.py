@@ -49,15 +49,22 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
-from typing import Final, Literal, get_args
+from dataclasses import dataclass, field, replace
+from typing import Final, Literal, TypedDict, get_args
 
 import numpy as np
 from numpy.typing import NDArray
 from scipy import stats
 
 from offline.experiments.decision import Verdict, decide
-from offline.experiments.inference import DEFAULT_TUNING_UNITS, Method, MetricInference, infer_metric
+from offline.experiments.inference import (
+    DEFAULT_TUNING_UNITS,
+    Method,
+    MetricInference,
+    MetricMoments,
+    infer_from_moments,
+    metric_moments,
+)
 from offline.experiments.metric_specs import DEFAULT_METRICS, MetricSpec
 from offline.experiments.outcome_logs import Exposures, Outcomes, ReadStats, codes_in
 
@@ -70,12 +77,15 @@ __all__ = [
     "DecisionMetric",
     "Distribution",
     "ExperimentResult",
+    "ExperimentSums",
     "Interval",
     "MetricResult",
     "SrmCheck",
     "VariantStats",
     "adjust_p_values",
     "analyze",
+    "build_report",
+    "unit_metric_values",
 ]
 
 Correction = Literal["holm", "bh"]
@@ -413,21 +423,9 @@ def analyze(
     ``offline.experiments.decision``. ``planned_units`` (the planned total units of an experiment)
     tunes the sequential intervals and completes the plan once reached; ``plan_complete`` states it.
     """
-    if correction not in get_args(Correction):
-        raise ValueError(f"correction must be one of {get_args(Correction)}, got {correction!r}")
-    if not 0.0 < alpha < 1.0:
-        raise ValueError(f"alpha must be in (0, 1), got {alpha!r}")
-    if not (math.isfinite(cuped_window_days) and cuped_window_days >= 0.0):
-        raise ValueError(f"cuped_window_days must be >= 0, got {cuped_window_days!r}")
-    if planned_units is not None and planned_units < 2:
-        raise ValueError(f"planned_units must be >= 2, got {planned_units!r}")
-    for exp_key, weights in (expected_weights or {}).items():
-        bad = {v: w for v, w in weights.items() if not (math.isfinite(w) and w >= 0.0)}
-        if bad or not any(w > 0.0 for w in weights.values()):
-            raise ValueError(f"expected_weights[{exp_key!r}] needs finite weights >= 0, some > 0; got {weights!r}")
+    _validate(correction, alpha, cuped_window_days, planned_units, expected_weights)
     metric_names = tuple(sorted(outcomes.metrics)) if metrics is None else tuple(dict.fromkeys(metrics))
-    # Raw metrics summed per unit: the reported ones, then whatever the decision metrics read.
-    all_names = tuple(dict.fromkeys([*metric_names, *(m for s in decision_metrics for m in s.outcome_metrics)]))
+    all_names = _all_names(metric_names, decision_metrics)
 
     # Outcomes → exposure unit codes and metric positions; drop what cannot matter.
     unit_map = codes_in(outcomes.unit_ids, exposures.unit_ids)
@@ -438,7 +436,6 @@ def analyze(
     unmatched = int(np.count_nonzero(o_unit < 0))
     keep = (o_unit >= 0) & (o_metric >= 0)
     sums = _UnitSums(o_unit[keep], o_metric[keep], outcomes.ts_ms[keep], outcomes.value[keep], len(all_names))
-    tuning = planned_units or DEFAULT_TUNING_UNITS
     window_ms = round(cuped_window_days * DAY_MS)
 
     # Group exposures by (experiment, unit), earliest first; file order breaks ts ties.
@@ -454,46 +451,143 @@ def analyze(
     g_rows = np.diff(np.append(starts, n_rows))
     last_event = max(int(exposures.ts_ms.max()) if n_rows else 0, int(sums.ts.max()) if sums.ts.size else 0)
 
-    results = []
+    collected = []
     positions = np.full(len(exposures.unit_ids), -1, dtype=np.intp)
-    for exp_code in sorted(np.unique(g_exp).tolist(), key=lambda c: exposures.experiments[c]):
-        key = exposures.experiments[exp_code]
+    for exp_code in np.unique(g_exp).tolist():
         in_exp = g_exp == exp_code
         kept = in_exp & ~mixed
         units, variant_codes, first_ts = g_unit[kept], g_var[kept], g_ts[kept]
         positions[units] = np.arange(units.shape[0])
         view = sums.for_units(positions, first_ts)
         positions[units] = -1
-        values = view.between(0, None)
-        exp_weights = None if expected_weights is None else expected_weights.get(key)
         rows = int(g_rows[in_exp].sum())
-        result = _experiment_result(
-            key=key,
-            variant_names=exposures.variants,
-            variant_codes=variant_codes,
-            values=values[:, : len(metric_names)],
-            metric_names=metric_names,
-            weights=exp_weights,
-            correction=correction,
-            alpha=alpha,
-            exposure_rows=rows,
-            duplicates=rows - int(np.count_nonzero(in_exp)),
-            multiple_variant_units=int(np.count_nonzero(in_exp & mixed)),
-            before_exposure=view.before_exposure,
+        present, local = np.unique(variant_codes, return_inverse=True)
+        collected.append(
+            _local_sums(
+                key=exposures.experiments[exp_code],
+                variants=tuple(exposures.variants[c] for c in present.tolist()),
+                local=np.asarray(local, dtype=np.intp).reshape(-1),
+                first_ts=first_ts,
+                view=view,
+                n_reported=len(metric_names),
+                names=all_names,
+                specs=decision_metrics,
+                window_ms=window_ms,
+                exposure_rows=rows,
+                duplicates=rows - int(np.count_nonzero(in_exp)),
+                multiple_variant_units=int(np.count_nonzero(in_exp & mixed)),
+                timeline=timeline,
+                last_event=last_event,
+            )
         )
+    return build_report(
+        collected,
+        metric_names=metric_names,
+        decision_metrics=decision_metrics,
+        expected_weights=expected_weights,
+        correction=correction,
+        alpha=alpha,
+        method=method,
+        cuped_window_days=cuped_window_days,
+        planned_units=planned_units,
+        plan_complete=plan_complete,
+        last_event=last_event,
+        exposures_read=exposures.read,
+        outcomes_read=outcomes.read,
+        unmatched_outcomes=unmatched,
+    )
+
+
+def _validate(
+    correction: str,
+    alpha: float,
+    cuped_window_days: float,
+    planned_units: int | None,
+    expected_weights: Mapping[str, Mapping[str, float]] | None,
+) -> None:
+    """Raise ``ValueError`` for bad ``analyze`` arguments (shared by every engine)."""
+    if correction not in get_args(Correction):
+        raise ValueError(f"correction must be one of {get_args(Correction)}, got {correction!r}")
+    if not 0.0 < alpha < 1.0:
+        raise ValueError(f"alpha must be in (0, 1), got {alpha!r}")
+    if not (math.isfinite(cuped_window_days) and cuped_window_days >= 0.0):
+        raise ValueError(f"cuped_window_days must be >= 0, got {cuped_window_days!r}")
+    if planned_units is not None and planned_units < 2:
+        raise ValueError(f"planned_units must be >= 2, got {planned_units!r}")
+    for exp_key, weights in (expected_weights or {}).items():
+        bad = {v: w for v, w in weights.items() if not (math.isfinite(w) and w >= 0.0)}
+        if bad or not any(w > 0.0 for w in weights.values()):
+            raise ValueError(f"expected_weights[{exp_key!r}] needs finite weights >= 0, some > 0; got {weights!r}")
+
+
+def _all_names(metric_names: Sequence[str], specs: Sequence[MetricSpec]) -> tuple[str, ...]:
+    """Raw metrics summed per unit: the reported ones, then whatever the decision metrics read."""
+    return tuple(dict.fromkeys([*metric_names, *(m for s in specs for m in s.outcome_metrics)]))
+
+
+@dataclass(frozen=True)
+class ExperimentSums:
+    """One experiment's sufficient statistics, as either engine computes them.
+
+    Variant index ``v`` refers to ``variants`` (those with kept units, any order). Reported metric
+    ``m`` (``AnalysisReport.metrics`` order): ``sums[v, m]``/``squares[v, m]`` are the sums of the
+    unit values and of their squares, ``positives[v, m]`` the units with value > 0. ``decision``
+    holds one ``MetricMoments`` per decision metric (arms = ``variants``); ``distributions`` per
+    decision metric the ``(variant index, unit value)`` arrays of ``Distribution``'s histogram;
+    ``days`` the UTC day numbers of the timeline, ``day_counts[i, v]`` the units exposed before the
+    end of ``days[i]`` and ``day_moments[i]`` their cumulative moments per decision metric.
+    """
+
+    key: str
+    variants: tuple[str, ...]
+    counts: NDArray[np.int64]
+    sums: NDArray[np.float64]
+    squares: NDArray[np.float64]
+    positives: NDArray[np.float64]
+    exposure_rows: int
+    duplicates: int
+    multiple_variant_units: int
+    before_exposure: int
+    first_exposure_ms: int
+    decision: tuple[MetricMoments, ...] = ()
+    distributions: tuple[tuple[NDArray[np.intp], NDArray[np.float64]], ...] = ()
+    days: tuple[int, ...] = ()
+    day_counts: NDArray[np.int64] = field(default_factory=lambda: np.zeros((0, 0), np.int64))
+    day_moments: tuple[tuple[MetricMoments, ...], ...] = ()
+
+
+def build_report(
+    experiments: Sequence[ExperimentSums],
+    *,
+    metric_names: tuple[str, ...],
+    decision_metrics: Sequence[MetricSpec],
+    expected_weights: Mapping[str, Mapping[str, float]] | None,
+    correction: Correction,
+    alpha: float,
+    method: Method,
+    cuped_window_days: float,
+    planned_units: int | None,
+    plan_complete: bool,
+    last_event: int,
+    exposures_read: ReadStats,
+    outcomes_read: ReadStats,
+    unmatched_outcomes: int,
+) -> AnalysisReport:
+    """The report from per-experiment sufficient statistics: every engine ends here."""
+    tuning = planned_units or DEFAULT_TUNING_UNITS
+    results = []
+    for sums in sorted(experiments, key=lambda s: s.key):
+        weights = None if expected_weights is None else expected_weights.get(sums.key)
+        result = _experiment_result(sums, metric_names, weights, correction, alpha)
         if result.units and decision_metrics:
-            pre = view.between(-window_ms, 0) if window_ms > 0 else None
             names = [*result.srm.variants, *(x for x in result.srm.unexpected_variants)]
             arm_names = tuple(dict.fromkeys([result.control, *names]))
-            arm_of = {exposures.variants.index(n): i for i, n in enumerate(arm_names)}
-            lut = np.full(len(exposures.variants), -1, dtype=np.intp)
-            lut[list(arm_of)] = list(arm_of.values())
-            arm = lut[variant_codes]
+            order = [sums.variants.index(n) for n in arm_names]
+            lut = np.empty(len(order), dtype=np.intp)
+            lut[order] = np.arange(len(order))
             decision = tuple(
-                DecisionMetric(
-                    spec, arm_names, _infer(spec, all_names, arm, values, pre, len(arm_names), alpha, method, tuning)
-                )
-                for spec in decision_metrics
+                DecisionMetric(spec, arm_names, infer_from_moments(m.take(order), **_opts(alpha, method, tuning)))
+                for spec, m in zip(decision_metrics, sums.decision, strict=True)
             )
             verdict = decide(
                 arm_names,
@@ -503,34 +597,34 @@ def analyze(
                 srm_p=result.srm.p_value,
                 plan_complete=plan_complete or (planned_units is not None and result.units >= planned_units),
             )
-            days = (
-                _timeline(
-                    view,
-                    first_ts,
-                    arm,
-                    arm_names,
-                    all_names,
-                    decision_metrics,
-                    exp_weights,
-                    pre,
-                    alpha,
-                    method,
-                    tuning,
-                    last_event,
+            days = []
+            for i, day in enumerate(sums.days):
+                counts = sums.day_counts[i][order]
+                if not counts.any():
+                    continue
+                days.append(
+                    DayPoint(
+                        day=np.datetime64(day, "D").astype(str),
+                        end_ms=(day + 1) * DAY_MS,
+                        units=tuple(int(c) for c in counts),
+                        srm_p=_srm(list(arm_names), [int(c) for c in counts], weights).p_value,
+                        metrics=tuple(
+                            infer_from_moments(m.take(order), **_opts(alpha, method, tuning))
+                            for m in sums.day_moments[i]
+                        ),
+                    )
                 )
-                if timeline
-                else ()
-            )
             result = replace(
                 result,
                 variants=arm_names,
                 decision=decision,
                 distributions=tuple(
-                    _distribution(spec, all_names, arm, values, len(arm_names)) for spec in decision_metrics
+                    _distribution(spec, lut[v], values, len(arm_names))
+                    for spec, (v, values) in zip(decision_metrics, sums.distributions, strict=True)
                 ),
                 verdict=verdict,
-                timeline=days,
-                first_exposure_ms=int(first_ts.min()),
+                timeline=tuple(days),
+                first_exposure_ms=sums.first_exposure_ms,
                 last_event_ms=last_event,
             )
         results.append(result)
@@ -539,13 +633,23 @@ def analyze(
         metrics=metric_names,
         correction=correction,
         alpha=alpha,
-        exposures_read=exposures.read,
-        outcomes_read=outcomes.read,
-        unmatched_outcomes=unmatched,
+        exposures_read=exposures_read,
+        outcomes_read=outcomes_read,
+        unmatched_outcomes=unmatched_outcomes,
         method=method,
         cuped_window_days=cuped_window_days,
         tuning_units=tuning,
     )
+
+
+class _InferOptions(TypedDict):
+    alpha: float
+    method: Method
+    tuning_units: int
+
+
+def _opts(alpha: float, method: Method, tuning: int) -> _InferOptions:
+    return {"alpha": alpha, "method": method, "tuning_units": tuning}
 
 
 class _UnitSums:
@@ -607,32 +711,34 @@ def _column(values: NDArray[np.float64], names: Sequence[str], wanted: Sequence[
     return values[:, cols[0]] if len(cols) == 1 else values[:, cols].sum(axis=1)
 
 
-def _infer(
+def _moments(
     spec: MetricSpec,
     names: Sequence[str],
     arm: NDArray[np.intp],
     values: NDArray[np.float64],
     pre: NDArray[np.float64] | None,
     n_arms: int,
-    alpha: float,
-    method: Method,
-    tuning: int,
-) -> MetricInference:
+) -> MetricMoments:
     y = _column(values, names, [spec.numerator])
     d = _column(values, names, spec.denominator) if spec.denominator else None
     x = None if pre is None else _column(pre, names, [spec.numerator])
     xd = None if pre is None or not spec.denominator else _column(pre, names, spec.denominator)
-    return infer_metric(arm, y, d, x, xd, n_arms=n_arms, alpha=alpha, method=method, tuning_units=tuning)
+    return metric_moments(arm, y, d, x, xd, n_arms=n_arms)
 
 
-def _distribution(
-    spec: MetricSpec, names: Sequence[str], arm: NDArray[np.intp], values: NDArray[np.float64], n_arms: int
-) -> Distribution:
+def unit_metric_values(
+    spec: MetricSpec, names: Sequence[str], arm: NDArray[np.intp], values: NDArray[np.float64]
+) -> tuple[NDArray[np.intp], NDArray[np.float64]]:
+    """``(arm, value)`` of the units in a decision metric's histogram (a ratio: only ``d > 0``, ``y/d``)."""
     y = _column(values, names, [spec.numerator])
     if spec.denominator:
         d = _column(values, names, spec.denominator)
         keep = d > 0.0
-        y, arm = y[keep] / d[keep], arm[keep]
+        return arm[keep], y[keep] / d[keep]
+    return arm, y
+
+
+def _distribution(spec: MetricSpec, arm: NDArray[np.intp], y: NDArray[np.float64], n_arms: int) -> Distribution:
     if y.size == 0:
         return Distribution(spec.name, (0.0, 1.0), tuple((0,) for _ in range(n_arms)))
     low, high = min(0.0, float(y.min())), float(np.quantile(y, 0.99))
@@ -644,22 +750,53 @@ def _distribution(
     return Distribution(spec.name, tuple(edges.tolist()), tuple(tuple(int(c) for c in row) for row in counts))
 
 
-def _timeline(
-    view: _UnitView,
+def _local_sums(
+    *,
+    key: str,
+    variants: tuple[str, ...],
+    local: NDArray[np.intp],
     first_ts: NDArray[np.int64],
-    arm: NDArray[np.intp],
-    arm_names: Sequence[str],
+    view: _UnitView,
+    n_reported: int,
     names: Sequence[str],
     specs: Sequence[MetricSpec],
-    weights: Mapping[str, float] | None,
-    pre: NDArray[np.float64] | None,
-    alpha: float,
-    method: Method,
-    tuning: int,
+    window_ms: int,
+    exposure_rows: int,
+    duplicates: int,
+    multiple_variant_units: int,
+    timeline: bool,
     last_event: int,
-) -> tuple[DayPoint, ...]:
-    """Cumulative analysis at the end of each UTC day from the first exposure to the last event."""
-    first_day = int(first_ts.min()) // DAY_MS
+) -> ExperimentSums:
+    """The local engine's ``ExperimentSums`` of one experiment, from per-unit arrays."""
+    n_var = len(variants)
+    values = view.between(0, None)
+    reported = values[:, :n_reported]
+    counts = np.bincount(local, minlength=n_var).astype(np.int64)
+
+    def per_variant(weights: NDArray[np.float64]) -> NDArray[np.float64]:
+        cols = [np.bincount(local, weights=weights[:, m], minlength=n_var) for m in range(n_reported)]
+        return np.asarray(np.column_stack(cols) if cols else np.zeros((n_var, 0)), dtype=np.float64)
+
+    base = ExperimentSums(
+        key=key,
+        variants=variants,
+        counts=counts,
+        sums=per_variant(reported),
+        squares=per_variant(reported * reported),
+        positives=per_variant((reported > 0.0).astype(np.float64)),
+        exposure_rows=exposure_rows,
+        duplicates=duplicates,
+        multiple_variant_units=multiple_variant_units,
+        before_exposure=view.before_exposure,
+        first_exposure_ms=int(first_ts.min()) if first_ts.size else 0,
+    )
+    if not specs or not first_ts.size:
+        return base
+    pre = view.between(-window_ms, 0) if window_ms > 0 else None
+    decision = tuple(_moments(spec, names, local, values, pre, n_var) for spec in specs)
+    distributions = tuple(unit_metric_values(spec, names, local, values) for spec in specs)
+    if not timeline:
+        return replace(base, decision=decision, distributions=distributions)
     # Outcomes after exposure in time order, added to running per-unit sums one day at a time.
     post = view.offset >= 0
     order = np.argsort(view.ts[post], kind="stable")
@@ -668,67 +805,54 @@ def _timeline(
     weights_sorted = view.value[post][order]
     running = np.zeros(view.n_units * view.n_metrics)
     done = 0
-    points = []
-    for day in range(first_day, last_event // DAY_MS + 1):
+    days = list(range(int(first_ts.min()) // DAY_MS, last_event // DAY_MS + 1))
+    day_counts = np.zeros((len(days), n_var), np.int64)
+    day_moments = []
+    for i, day in enumerate(days):
         end = (day + 1) * DAY_MS
         upto = int(np.searchsorted(ts, end, side="left"))
         if upto > done:
             running += np.bincount(cells[done:upto], weights=weights_sorted[done:upto], minlength=running.shape[0])
             done = upto
         present = first_ts < end
-        if not np.any(present):
-            continue
-        values = running.reshape(view.n_units, view.n_metrics)[present]
-        a = arm[present]
-        counts = np.bincount(a, minlength=len(arm_names))
-        srm = _srm(list(arm_names), counts.tolist(), weights)
+        day_values = running.reshape(view.n_units, view.n_metrics)[present]
+        a = local[present]
+        day_counts[i] = np.bincount(a, minlength=n_var)
         sub_pre = None if pre is None else pre[present]
-        points.append(
-            DayPoint(
-                day=np.datetime64(day, "D").astype(str),
-                end_ms=end,
-                units=tuple(int(c) for c in counts),
-                srm_p=srm.p_value,
-                metrics=tuple(
-                    _infer(spec, names, a, values, sub_pre, len(arm_names), alpha, method, tuning) for spec in specs
-                ),
-            )
-        )
-    return tuple(points)
+        day_moments.append(tuple(_moments(spec, names, a, day_values, sub_pre, n_var) for spec in specs))
+    return replace(
+        base,
+        decision=decision,
+        distributions=distributions,
+        days=tuple(days),
+        day_counts=day_counts,
+        day_moments=tuple(day_moments),
+    )
 
 
 def _experiment_result(
-    *,
-    key: str,
-    variant_names: Sequence[str],
-    variant_codes: NDArray[np.intp],
-    values: NDArray[np.float64],
+    sums: ExperimentSums,
     metric_names: Sequence[str],
     weights: Mapping[str, float] | None,
     correction: Correction,
     alpha: float,
-    exposure_rows: int,
-    duplicates: int,
-    multiple_variant_units: int,
-    before_exposure: int,
 ) -> ExperimentResult:
-    present, local = np.unique(variant_codes, return_inverse=True)
-    names = [variant_names[c] for c in present.tolist()]
-    counts = np.bincount(local, minlength=len(names))
+    """SRM check and fixed-horizon tables from per-variant counts, sums and sums of squares."""
+    names = list(sums.variants)
+    counts = sums.counts
     control = _choose_control(names, weights) if names else ""
     config_order = {v: i for i, v in enumerate(weights or ())}
     display = sorted(
         range(len(names)), key=lambda i: (names[i] != control, config_order.get(names[i], 1 << 30), names[i])
     )
+    n = np.maximum(counts, 1).astype(np.float64)
 
     per_metric: list[tuple[str, list[VariantStats], list[tuple[str, _Arm, _Arm]]]] = []
     for m, metric in enumerate(metric_names):
-        y = values[:, m]
-        sums = np.bincount(local, weights=y, minlength=len(names))
-        means = sums / np.maximum(counts, 1)
-        sq = np.bincount(local, weights=(y - means[local]) ** 2, minlength=len(names))
+        means = sums.sums[:, m] / n
+        sq = np.maximum(sums.squares[:, m] - sums.sums[:, m] * means, 0.0)
         var = np.where(counts > 1, sq / np.maximum(counts - 1, 1), np.nan)
-        conv = np.bincount(local, weights=(y > 0).astype(np.float64), minlength=len(names))
+        conv = sums.positives[:, m]
         arms = {names[i]: _Arm(int(counts[i]), float(means[i]), float(var[i]), round(float(conv[i]))) for i in display}
         stats_rows = [
             VariantStats(
@@ -760,13 +884,13 @@ def _experiment_result(
             )
         )
     return ExperimentResult(
-        experiment=key,
+        experiment=sums.key,
         control=control,
-        units=int(variant_codes.shape[0]),
-        exposure_rows=exposure_rows,
-        duplicate_exposures=duplicates,
-        multiple_variant_units=multiple_variant_units,
-        outcomes_before_exposure=before_exposure,
+        units=int(counts.sum()),
+        exposure_rows=sums.exposure_rows,
+        duplicate_exposures=sums.duplicates,
+        multiple_variant_units=sums.multiple_variant_units,
+        outcomes_before_exposure=sums.before_exposure,
         srm=_srm([names[i] for i in display], [int(counts[i]) for i in display], weights),
         metrics=tuple(
             MetricResult(metric=metric, variants=tuple(rows), comparisons=tuple(comparisons[metric]))
