@@ -19,7 +19,7 @@ import traceback
 from collections.abc import Callable, Sequence
 from typing import cast
 
-from cli import admin, bench, build, bundles, captures, config, experiments, rank, replay, serve
+from cli import admin, bench, build, bundles, captures, config, experiments, features, rank, replay, serve
 from cli.exit_codes import INTERNAL, exit_code_for
 from common.cli_help import show_defaults
 
@@ -34,7 +34,7 @@ encore rank   --user-id U [--surface home|now_playing] [--seed-item-id I] [--lim
 """
 
 #: In ``encore --help`` order.
-COMMANDS = (build, bundles, serve, config, experiments, bench, replay, captures, admin, rank)
+COMMANDS = (build, bundles, serve, config, experiments, features, bench, replay, captures, admin, rank)
 
 #: Commands that parse their own arguments (and ``--help``): ``encore bench …`` is ``loadtests.bench …``.
 OWN_ARGUMENTS: dict[str, Callable[[Sequence[str]], int]] = {"bench": bench.run, "replay": replay.run}

@@ -31,6 +31,8 @@ Error tree (class, module → gRPC status on the serving path and/or ``encore`` 
     │           ... within the per-call timeout
     ├── RedisURLError                 features.redis_store              → exit 2 (start-up)
     │       a malformed Redis URL, shown with its password redacted; also a ValueError
+    ├── LoadError                     features.redis_load               → exit 2
+    │       a versioned Redis load did not complete (a batch failed after its retries); left unmarked
     ├── DatasetError                  features.datasets                 → exit 2
     │       a dataset file is missing or malformed; names the file and line
     ├── TrainingError                 models.training                   → exit 2

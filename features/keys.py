@@ -1,11 +1,19 @@
 """Redis key layout and value codec (versioned by the feature schema).
 
-Keys (``v`` is ``SCHEMA_VERSION``; the braces are literal)::
+Keys (``v`` is ``SCHEMA_VERSION``, ``B`` a bundle version; the braces are literal)::
 
+    encore:v<v>:<B>:{<user_id>}:user hash  one load's user record (``versioned_user_key``), same fields as
+                                           the unversioned one below; read only once its load is complete
+    encore:v<v>:loaded:<B>           hash  the complete-marker of load ``B``: rows, dim, completed_ms
+    encore:v<v>:active               string the version whose load completed last
     encore:v<v>:{<user_id>}:user     hash  vec = float32 bytes [dim], stats = float32 bytes [len(USER_STATS)],
                                            known = int32 bytes [n_known] (item indices, ascending)
     encore:v<v>:{<user_id>}:plays    list  item ids, most recent first, at most RECENT_PLAYS_MAX
     encore:v<v>:{<user_id>}:skips    list  item ids, most recent first, at most RECENT_PLAYS_MAX
+
+The bundle version is outside the braces (``check_version`` refuses ``{``, ``}``, ``:``, ``*`` and
+whitespace in it), so the hash tag stays the user id. ``plays``/``skips`` are live state
+(RecordEvents) and stay unversioned.
 
 ``{<user_id>}`` is a Redis Cluster hash tag: only the text between the first ``{`` and the next
 ``}`` is hashed, so a user's three keys share one slot (one node). That keeps ``get_user`` one
@@ -23,6 +31,8 @@ indices into the bundle's catalog, so like ``vec`` it belongs to the bundle whos
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import numpy.typing as npt
 
@@ -32,8 +42,31 @@ from features.store import FeatureStoreError
 PREFIX = f"encore:v{SCHEMA_VERSION}"
 
 
-def user_key(user_id: str) -> str:
-    return f"{PREFIX}:{{{user_id}}}:user"
+ACTIVE_KEY = f"{PREFIX}:active"
+_BAD_VERSION = re.compile(r"[{}:*?\[\]\s]")
+
+
+def check_version(version: str) -> str:
+    """``version`` when it is usable in a key (non-empty, no braces/colon/glob/space), else ``FeatureStoreError``."""
+    if not version or _BAD_VERSION.search(version):
+        raise FeatureStoreError(f"bundle version {version!r} cannot name a Redis load (no {{}}:*?[] or spaces)")
+    return version
+
+
+def user_key(user_id: str, version: str | None = None) -> str:
+    """The user hash: unversioned (``version`` None; the legacy layout) or load ``version``'s."""
+    if version is None:
+        return f"{PREFIX}:{{{user_id}}}:user"
+    return f"{PREFIX}:{version}:{{{user_id}}}:user"
+
+
+def marker_key(version: str) -> str:
+    return f"{PREFIX}:loaded:{version}"
+
+
+def version_pattern(version: str) -> str:
+    """SCAN pattern of every user hash of load ``version``."""
+    return f"{PREFIX}:{version}:{{*}}:user"
 
 
 def plays_key(user_id: str) -> str:

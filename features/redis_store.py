@@ -8,13 +8,29 @@ cluster a user's keys share one hash slot (``features.keys``), so ``get_user`` a
 ``record_events`` are each one round trip to one node; ``load_snapshot``'s pipelines are split
 by node and sent to the nodes concurrently. Nodes are found from the seed list; redis-py
 refreshes the slot map after MOVED redirects and some connection errors.
+
+Versioned loads (``version`` given, as ``encore serve`` does with its bundle's version): user
+hashes are read from load ``R`` (``features.keys.user_key(u, R)``), where ``R`` is chosen by the
+switch rule, checked at start-up, on ``follow`` (bundle reload) and every ``version_poll_s`` until
+``R`` is the wanted version:
+
+1. the wanted version (the served bundle's) once its marker ``encore:v3:loaded:<B>`` exists with
+   the bundle's dim;
+2. else the version already being read (a half-done load is never read; the previous one stays);
+3. else, with nothing read yet, the version named by ``encore:v3:active`` when its marker exists
+   with the same dim;
+4. else none: no user hash is read, every user is a cold user (plays/skips still are).
+
+Without ``version`` the unversioned legacy keys are read and written (tests, offline evaluation).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import re
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
@@ -27,7 +43,18 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisClusterException, RedisError
 
 from common.errors import EncoreError
-from features.keys import pack_f32, pack_i32, plays_key, skips_key, unpack_f32, unpack_i32, user_key
+from features.keys import (
+    ACTIVE_KEY,
+    check_version,
+    marker_key,
+    pack_f32,
+    pack_i32,
+    plays_key,
+    skips_key,
+    unpack_f32,
+    unpack_i32,
+    user_key,
+)
 from features.schema import RECENT_PLAYS_MAX, USER_STATS
 from features.snapshot import UserSnapshot
 from features.store import FeatureStoreError, FeatureStoreTimeout, UserRecord
@@ -36,6 +63,7 @@ CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
 _QUERY_PASSWORD = re.compile(r"([?&;]password=)[^&#;]*", re.IGNORECASE)
 _HOST_PART = re.compile(r"\[[^\]]*\]|:[^,/?#]*")  # an [IPv6] literal or a ":port"
 _SCHEMES = ("redis", "rediss", "unix", *CLUSTER_SCHEMES)
+log = logging.getLogger(__name__)
 
 
 class RedisURLError(EncoreError, ValueError):
@@ -94,16 +122,35 @@ class RedisFeatureStore:
     over the cap until the next write trims it.
     """
 
-    def __init__(self, client: Redis | RedisCluster, dim: int, *, where: str = "redis") -> None:
+    def __init__(
+        self,
+        client: Redis | RedisCluster,
+        dim: int,
+        *,
+        where: str = "redis",
+        version: str | None = None,
+        version_poll_s: float = 2.0,
+    ) -> None:
         self._client = client
         self._dim = dim
+        self._wanted = None if version is None else check_version(version)
+        self._reading: str | None = None  # the load whose user hashes get_user reads (versioned mode)
+        self._poll_s = version_poll_s
+        self._watcher: asyncio.Task[None] | None = None
         self._transactions = not isinstance(client, RedisCluster)
         self._where = where  # how errors name the store: a redacted URL, never a password
         self._discovery_task: asyncio.Task[RedisCluster] | None = None
 
     @classmethod
     def from_url(
-        cls, url: str, dim: int, *, max_connections: int = 64, connect_timeout_s: float = 0.5
+        cls,
+        url: str,
+        dim: int,
+        *,
+        max_connections: int = 64,
+        connect_timeout_s: float = 0.5,
+        version: str | None = None,
+        version_poll_s: float = 2.0,
     ) -> RedisFeatureStore:
         """Pooled client from a URL; AUTH (``[user]:password@``) and TLS (``rediss``) come from it.
 
@@ -114,7 +161,8 @@ class RedisFeatureStore:
 
         Query-string options are passed to the connections (they win over these defaults), as in
         ``redis.asyncio.Redis.from_url``. A malformed URL raises ``RedisURLError`` (a ``ValueError``)
-        with the URL redacted.
+        with the URL redacted. ``version``: versioned mode (module docstring); call ``follow`` to
+        pick the version to read.
         """
         options: dict[str, Any] = {
             "max_connections": max_connections,
@@ -135,19 +183,74 @@ class RedisFeatureStore:
             for secret in _secrets_in(url):
                 message = message.replace(secret, "***")
             raise RedisURLError(f"invalid redis url {redacted_url(url)}: {message}") from None
-        return cls(client, dim, where=redacted_url(url))
+        return cls(client, dim, where=redacted_url(url), version=version, version_poll_s=version_poll_s)
+
+    @property
+    def reading_version(self) -> str | None:
+        """The load whose user hashes are read (versioned mode; None: none yet, or unversioned)."""
+        return self._reading
+
+    async def follow(self, version: str) -> None:
+        """Want load ``version`` (the served bundle's): switch now if complete, else keep polling.
+
+        Never raises for an unreachable Redis (the poll retries); ``FeatureStoreError`` for a
+        version that cannot name a load.
+        """
+        self._wanted = check_version(version)
+        try:
+            await self._refresh()
+        except FeatureStoreError as exc:
+            log.warning("feature store: cannot check load %s yet: %s", version, exc)
+        if self._reading != self._wanted and (self._watcher is None or self._watcher.done()):
+            self._watcher = asyncio.create_task(self._watch())
+
+    async def _refresh(self) -> None:
+        """Apply the switch rule once (module docstring)."""
+        wanted = self._wanted
+        if wanted is None or self._reading == wanted:
+            return
+        pipe = self._client.pipeline(transaction=False)
+        pipe.hgetall(marker_key(wanted))
+        pipe.get(ACTIVE_KEY)
+        marker, active = await self._run(pipe.execute, 2.0, "version check")
+        if self._complete(marker):
+            self._switch(wanted)
+        elif self._reading is None and active:
+            fallback = active.decode()
+            marker = await self._run(lambda: self._client.hgetall(marker_key(fallback)), 2.0, "version check")
+            if self._complete(marker):
+                self._switch(fallback)
+
+    def _complete(self, marker: dict[bytes, bytes]) -> bool:
+        return bool(marker) and marker.get(b"dim") == str(self._dim).encode()
+
+    def _switch(self, version: str) -> None:
+        if version != self._reading:
+            log.info("feature store: reading user features of load %s (was %s)", version, self._reading)
+        self._reading = version
+
+    async def _watch(self) -> None:
+        while self._reading != self._wanted:
+            await asyncio.sleep(self._poll_s)
+            try:
+                await self._refresh()
+            except FeatureStoreError as exc:
+                log.debug("feature store: version check failed: %s", exc)
 
     async def get_user(self, user_id: str, timeout_s: float) -> UserRecord:
+        reading = self._reading
+        key = user_key(user_id, reading)
         pipe = self._client.pipeline(transaction=False)
-        pipe.hgetall(user_key(user_id))
         pipe.lrange(plays_key(user_id), 0, RECENT_PLAYS_MAX - 1)
         pipe.lrange(skips_key(user_id), 0, RECENT_PLAYS_MAX - 1)
-        fields, plays, skips = await self._run(pipe.execute, timeout_s, "get_user")
+        if self._wanted is None or reading is not None:  # versioned with no complete load: cold user
+            pipe.hgetall(key)
+        plays, skips, *found = await self._run(pipe.execute, timeout_s, "get_user")
+        fields = found[0] if found else None
         recent_plays = tuple(p.decode() for p in plays)
         recent_skips = tuple(s.decode() for s in skips)
         if not fields:
             return UserRecord(vector=None, stats=None, recent_plays=recent_plays, recent_skips=recent_skips)
-        key = user_key(user_id)
         try:
             vector = unpack_f32(fields[b"vec"], self._dim, f"{key}.vec")
             stats = unpack_f32(fields[b"stats"], len(USER_STATS), f"{key}.stats")
@@ -171,12 +274,15 @@ class RedisFeatureStore:
     async def load_snapshot(
         self, snapshot: UserSnapshot, progress: Callable[[int, int], None] | None = None, batch: int = 1000
     ) -> int:
+        """Write every user (idempotent). Versioned mode: under the wanted version, then mark that
+        load complete (marker + ``active``) and read it."""
+        version = self._wanted
         total = len(snapshot.user_ids)
         for start in range(0, total, batch):
             pipe = self._client.pipeline(transaction=False)  # on a cluster: one sub-pipeline per node
             for i in range(start, min(start + batch, total)):
                 pipe.hset(
-                    user_key(snapshot.user_ids[i]),
+                    user_key(snapshot.user_ids[i], version),
                     mapping={
                         "vec": pack_f32(snapshot.vectors[i]),
                         "stats": pack_f32(snapshot.stats[i]),
@@ -186,6 +292,12 @@ class RedisFeatureStore:
             await self._run(pipe.execute, 30.0, "load_snapshot")
             if progress is not None:
                 progress(min(start + batch, total), total)
+        if version is not None:
+            pipe = self._client.pipeline(transaction=False)
+            pipe.hset(marker_key(version), mapping=marker_fields(total, self._dim))
+            pipe.set(ACTIVE_KEY, version)
+            await self._run(pipe.execute, 30.0, "load_snapshot")
+            self._switch(version)
         return total
 
     async def ping(self, timeout_s: float) -> bool:
@@ -196,6 +308,10 @@ class RedisFeatureStore:
             return False
 
     async def close(self) -> None:
+        if self._watcher is not None:
+            self._watcher.cancel()
+            with contextlib.suppress(BaseException):
+                await self._watcher
         if self._discovery_task is not None and not self._discovery_task.done():
             self._discovery_task.cancel()
             with contextlib.suppress(BaseException):
@@ -227,6 +343,11 @@ class RedisFeatureStore:
             task = self._discovery_task = asyncio.create_task(client.initialize())
             task.add_done_callback(_retrieve_exception)
         return task
+
+
+def marker_fields(rows: int, dim: int) -> dict[Any, Any]:
+    """The complete-marker hash of a load: its row count, vector dim and completion time (ms)."""
+    return {"rows": str(rows), "dim": str(dim), "completed_ms": str(int(time.time() * 1000))}
 
 
 def _retrieve_exception(task: asyncio.Task[Any]) -> None:

@@ -117,6 +117,8 @@ class EncoreApp:
         if used:
             raise ConfigError(f"{path}: experiments use model(s) {sorted(used)} that bundle {bundle.version} lacks")
         state = await self.builder.build(bundle)
+        if isinstance(self.store, RedisFeatureStore):  # its load once complete, else the previous one
+            await self.store.follow(bundle.version)
         old = self.state
         self.state = state
         self.metrics.bundle_info.labels(old.bundle.version, old.bundle.default_model).set(0)
@@ -199,9 +201,11 @@ async def _open_store(settings: Settings, bundle: Bundle) -> FeatureStore:
         written = await store.load_snapshot(bundle.load_users())
         log.info("embedded feature store: %d users from the bundle snapshot", written)
         return store
-    store = RedisFeatureStore.from_url(settings.redis_url, bundle.dim)
+    # versioned: reads the user hashes of this bundle's load once complete (features.redis_store)
+    store = RedisFeatureStore.from_url(settings.redis_url, bundle.dim, version=bundle.version)
     if settings.load_features:
         await load_features(store, bundle)
+    await store.follow(bundle.version)
     if not await store.ping(1.0):
         log.warning(
             "redis at %s does not answer; serving with cold-start fallbacks until it does",
