@@ -35,6 +35,7 @@ from features.redis_store import CLUSTER_SCHEMES, is_cluster_url, marker_fields,
 from features.snapshot import UserSnapshot
 
 Row = tuple[str, bytes, bytes, bytes]  # user_id, vec, stats, known (packed as in features.keys)
+COLUMNS = ("user_id", "vec", "stats", "known")  # the DataFrame's columns, in Row order
 _TRANSIENT = (ConnectionError, TimeoutError, ClusterDownError, TryAgainError)
 
 
@@ -99,6 +100,17 @@ class PartitionWriter:
         finally:
             client.close()
         yield written
+
+    def arrow(self, batches: Iterable[Any]) -> Iterator[Any]:
+        """``mapInArrow``-shaped: one partition's Arrow record batches in, one ``rows`` count batch out
+        (Arrow avoids pickling every Row between the JVM and Python)."""
+        pa: Any = importlib.import_module("pyarrow")
+
+        def rows() -> Iterator[tuple[Any, ...]]:
+            for b in batches:
+                yield from zip(*(b.column(name).to_pylist() for name in COLUMNS), strict=True)
+
+        yield pa.RecordBatch.from_pydict({"rows": list(self(rows()))})
 
     def _write(self, client: redis.Redis | RedisCluster, chunk: list[Sequence[Any]]) -> None:
         for attempt in range(1, self.attempts + 1):
@@ -170,9 +182,10 @@ def spark_session(master: str) -> Any:
 
 def snapshot_frame(spark: Any, snapshot: UserSnapshot, partitions: int) -> Any:
     """The snapshot as a DataFrame ``(user_id string, vec binary, stats binary, known binary)``."""
-    pd: Any = importlib.import_module("pandas")  # comes with pyspark's Arrow support; no type stubs
-    frame = pd.DataFrame(list(snapshot_rows(snapshot)), columns=["user_id", "vec", "stats", "known"])
-    return spark.createDataFrame(frame).repartition(partitions)
+    pa: Any = importlib.import_module("pyarrow")  # pyspark's Arrow support; no type stubs
+    columns = zip(*snapshot_rows(snapshot), strict=True)
+    table = pa.table(dict(zip(COLUMNS, map(list, columns), strict=True)))
+    return spark.createDataFrame(table).repartition(partitions)
 
 
 def load_spark(
@@ -185,16 +198,18 @@ def load_spark(
     partitions: int | None = None,
     fail_after: int | None = None,
 ) -> LoadResult:
-    """Load with ``foreachPartition`` semantics (one connection per partition; ``mapPartitions``
+    """Load with ``foreachPartition`` semantics (one connection per partition; ``mapInArrow``
     returning counts, so the driver can check them), then mark complete from the driver.
     ``partitions`` defaults to the session's parallelism. Raises ``LoadError`` (a failed task
     surfaces as one, with Spark's message)."""
     writer = PartitionWriter(url, check_version(version), batch, fail_after=fail_after)
+    if not snapshot.user_ids:
+        return _finish(snapshot, url, version, 0, time.perf_counter())
     frame = snapshot_frame(spark, snapshot, partitions or spark.sparkContext.defaultParallelism).cache()
     frame.count()  # materialise: the write time below is the writes only
     started = time.perf_counter()
     try:
-        written = sum(frame.rdd.mapPartitions(writer).collect())
+        written = sum(row["rows"] for row in frame.mapInArrow(writer.arrow, "rows long").collect())
     except Exception as exc:  # Py4J/PySpark wrap the worker's exception
         raise LoadError(f"load {version} to {redacted_url(url)}: a partition failed: {str(exc)[:500]}") from exc
     finally:
