@@ -148,6 +148,13 @@ def _analysis_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--correction", choices=["holm", "bh"], default="holm", help="multiple-testing correction")
     parser.add_argument("--alpha", type=_open_unit_interval, default=0.05, help="significance level, in (0, 1)")
     parser.add_argument("--lenient", action="store_true", help="skip malformed lines (counted) instead of failing")
+    parser.add_argument(
+        "--engine",
+        choices=["local", "spark"],
+        default="local",
+        help="local: in this process; spark: Spark computes per-variant sums (same results; needs the spark extra)",
+    )
+    parser.add_argument("--spark-master", default="local[2]", help="Spark master URL for --engine spark")
 
 
 def _positive_int(text: str) -> int:
@@ -179,18 +186,31 @@ def _run_analysis(args: argparse.Namespace, *, timeline: bool) -> AnalysisReport
         if config.holdout is not None:
             c = config.holdout.coverage
             weights[config.holdout.key] = {"holdout": c, "general": 1.0 - c}
+    options = {
+        "expected_weights": weights,
+        "correction": args.correction,
+        "alpha": args.alpha,
+        "decision_metrics": DEFAULT_METRICS if args.metrics is None else load_metric_specs(args.metrics),
+        "method": args.method,
+        "cuped_window_days": args.cuped_window_days,
+        "planned_units": args.planned_units,
+        "plan_complete": args.plan_complete,
+        "timeline": timeline,
+    }
+    if args.engine == "spark":
+        if args.lenient:
+            raise SystemExit("--lenient is not supported with --engine spark (it fails on the first bad record)")
+        from offline.experiments.spark_engine import analyze_spark, spark_session
+
+        spark = spark_session(args.spark_master)
+        try:
+            return analyze_spark(spark, args.exposures, args.outcomes, **options)
+        finally:
+            spark.stop()
     return analyze(
         load_exposures(args.exposures, strict=not args.lenient),
         load_outcomes(args.outcomes, strict=not args.lenient),
-        expected_weights=weights,
-        correction=args.correction,
-        alpha=args.alpha,
-        decision_metrics=DEFAULT_METRICS if args.metrics is None else load_metric_specs(args.metrics),
-        method=args.method,
-        cuped_window_days=args.cuped_window_days,
-        planned_units=args.planned_units,
-        plan_complete=args.plan_complete,
-        timeline=timeline,
+        **options,
     )
 
 

@@ -154,12 +154,14 @@ def analyze_spark(
     timeline: bool = True,
 ) -> AnalysisReport:
     """``analysis.analyze`` of the logs at these paths, computed by Spark (module docstring)."""
+    from pyspark import StorageLevel
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
     _validate(correction, alpha, cuped_window_days, planned_units, expected_weights)
     ex_files, out_files = expand_paths(exposure_paths), expand_paths(outcome_paths)
-    ex, oc = _read(spark, ex_files, "exposures"), _read(spark, out_files, "outcomes")
+    ex = _read(spark, ex_files, "exposures").persist(StorageLevel.MEMORY_AND_DISK)
+    oc = _read(spark, out_files, "outcomes").persist(StorageLevel.MEMORY_AND_DISK)
     n_ex, n_oc = _check(ex, "exposures", ex_files), _check(oc, "outcomes", out_files)
     all_metrics = sorted(r["metric"] for r in oc.select("metric").distinct().collect())
     metric_names = tuple(all_metrics) if metrics is None else tuple(dict.fromkeys(metrics))
@@ -206,7 +208,7 @@ def analyze_spark(
             *[metric_sum(i, pre_cond).alias(c) for i, c in enumerate(pre_cols)],
             F.sum(F.when(F.col("offset") < 0, 1).otherwise(0)).alias("before"),
         )
-        .cache()
+        .persist(StorageLevel.MEMORY_AND_DISK)
     )
 
     def vector(spec: MetricSpec, post: Sequence[str], pre: Sequence[str]) -> list[Column]:
@@ -300,7 +302,8 @@ def analyze_spark(
             daggs += [delta(cur[i], old[i]).alias(f"m{k}_{i}") for i in range(4)]
             daggs += [delta(cur[i] * cur[j], old[i] * old[j]).alias(f"m{k}_{i}{j}") for i, j in _PAIRS]
         day_rows = steps.groupBy("experiment", "variant", "day").agg(*daggs).collect()
-    units.unpersist()
+    for frame in (units, ex, oc):
+        frame.unpersist()
 
     collected = _assemble(
         per_exp, variant_rows, hist_rows, day_rows, metric_names, decision_metrics, cuped, timeline, last_event
