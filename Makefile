@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 BUNDLES ?= bundles
 STAMP := $(VENV)/.installed
 
-.PHONY: system-packages install run build build-real serve test check lint typecheck lint-imports proto bench loadtest faults clean stack client image image-test
+.PHONY: system-packages install run build build-real serve test check lint typecheck lint-imports proto bench bench-offline loadtest faults clean stack client image image-test
 
 $(STAMP): pyproject.toml
 	@start=$$(date +%s); \
@@ -76,6 +76,12 @@ check: $(STAMP) system-packages lint typecheck lint-imports test
 ## stdout, JSON in bench-results/bench.json. Extra options: make bench BENCH_ARGS="--quick --profile".
 bench: $(STAMP) system-packages
 	$(BIN)/python -m loadtests.bench $(BENCH_ARGS)
+
+## Offline build stages in process vs Spark local[2] at 1x and 10x the HetRec size (a few minutes);
+## SCALES=1,10,100 adds 100x (long on two cores).
+SCALES ?= 1,10
+bench-offline: $(STAMP) system-packages
+	$(BIN)/python -m loadtests.bench_offline --scales $(SCALES)
 
 ## Serve the newest bundle (built first if none) and run locust headless against it; fails when the
 ## p99 or the error ratio exceeds its limit. Override USERS, SPAWN_RATE, DURATION, MAX_P99_MS, MAX_ERROR_RATIO.

@@ -1,0 +1,132 @@
+"""``make bench-offline``: each offline build stage, in process vs Spark, at multiples of HetRec.
+
+Stages: the per-user split, statistics + popularity, ALS, the co-listen neighbour table
+(co-occurrence, k = 50), on synthetic data at ``--scales`` × the HetRec size (1,892 users,
+17,632 items, ~92,834 plays). Spark's times include turning the driver matrix into a DataFrame
+and collecting the result (what the build pays); the session start-up is reported once. Prints
+seconds and plays/s per stage and engine and which engine wins.
+
+    python -m loadtests.bench_offline [--scales 1,10] [--spark-master local[2]] [--factors 32]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Callable
+from typing import Any
+
+from features.synthetic import generate_synthetic
+from models.als import AlsConfig, train_als
+from models.item_neighbors import NeighborConfig, build_item_neighbors
+from models.splits import split_interactions
+from models.tables import compute_tables, popularity_order
+
+HETREC_USERS, HETREC_ITEMS, HETREC_PLAYS = 1892, 17_632, 92_834
+
+
+def _timed(fn: Callable[[], Any]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def run(scales: list[int], master: str, factors: int, iterations: int) -> list[dict[str, Any]]:
+    """One row per (scale, stage): seconds and plays/s for each engine."""
+    from models.spark.session import spark_session
+
+    started = time.perf_counter()
+    spark = spark_session(master)
+    print(f"Spark session on {master}: {time.perf_counter() - started:.1f} s (once)", flush=True)
+    als = AlsConfig(factors=factors, iterations=iterations)
+    neighbors = NeighborConfig(k=50, method="cooccurrence")
+    rows: list[dict[str, Any]] = []
+    for scale in scales:
+        rows += _bench_scale(spark, scale, als, neighbors)
+    return rows
+
+
+def _bench_scale(spark: Any, scale: int, als: AlsConfig, neighbors: NeighborConfig) -> list[dict[str, Any]]:
+    from models.spark.als import train_als_spark
+    from models.spark.interactions import columns, plays_frame, split_frame
+    from models.spark.neighbors import build_neighbors_spark
+    from models.spark.tables import compute_tables_spark, popularity_spark
+
+    rows: list[dict[str, Any]] = []
+    data = generate_synthetic(
+        HETREC_ITEMS * scale,
+        HETREC_USERS * scale,
+        mean_items_per_user=round(HETREC_PLAYS / HETREC_USERS),
+        seed=0,
+    )
+    plays, shape = data.plays, data.plays.shape
+
+    def in_spark(body: Callable[[Any], Any]) -> Callable[[], Any]:
+        def go() -> Any:
+            frame = plays_frame(spark, plays).cache()
+            try:
+                return body(frame)
+            finally:
+                frame.unpersist()
+
+        return go
+
+    stages: list[tuple[str, Callable[[], Any], Callable[[], Any]]] = [
+        (
+            "split",
+            lambda: split_interactions(plays, seed=0),
+            in_spark(lambda f: columns(split_frame(f, seed=0), "user", "item", "part")),
+        ),
+        (
+            "statistics+popularity",
+            lambda: popularity_order(compute_tables(plays).listeners, 1000),
+            in_spark(lambda f: (compute_tables_spark(f, shape), popularity_spark(f, 1000))),
+        ),
+        ("als", lambda: train_als(plays, als), in_spark(lambda f: train_als_spark(f, shape, als))),
+        (
+            "neighbours",
+            lambda: build_item_neighbors(plays, neighbors),
+            in_spark(lambda f: build_neighbors_spark(f, shape[1], neighbors)),
+        ),
+    ]
+    for name, local, distributed in stages:
+        t_local, t_spark = _timed(local), _timed(distributed)
+        row = {
+            "scale": scale,
+            "plays": int(plays.nnz),
+            "stage": name,
+            "inprocess_s": t_local,
+            "spark_s": t_spark,
+            "winner": "inprocess" if t_local <= t_spark else "spark",
+        }
+        rows.append(row)
+        print(_line(row), flush=True)
+    return rows
+
+
+def _line(row: dict[str, Any]) -> str:
+    plays = row["plays"]
+    return (
+        f"{row['scale']:>4}x  {plays:>10,}  {row['stage']:<22} "
+        f"{row['inprocess_s']:>8.2f}s {plays / row['inprocess_s']:>12,.0f}/s  "
+        f"{row['spark_s']:>8.2f}s {plays / row['spark_s']:>12,.0f}/s  {row['winner']}"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--scales", default="1,10", help="comma-separated multiples of the HetRec size")
+    parser.add_argument("--spark-master", default="local[2]")
+    parser.add_argument("--factors", type=int, default=32)
+    parser.add_argument("--iterations", type=int, default=10)
+    args = parser.parse_args(argv)
+    scales = [int(s) for s in args.scales.split(",") if s.strip()]
+    if not scales or min(scales) < 1:
+        parser.error("--scales must list positive integers, e.g. 1,10")
+    print(f"{'scale':>5}  {'plays':>10}  {'stage':<22} {'in-process':>24}  {'spark ' + args.spark_master:>24}  winner")
+    run(scales, args.spark_master, args.factors, args.iterations)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
