@@ -49,6 +49,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     ec.add_argument("--kind", choices=["exposures", "outcomes"], help="default: told by each file's first record")
     ec.add_argument("--min-age", type=_non_negative, default=60.0, help="skip files modified less than this many s ago")
     ec.add_argument("--lenient", action="store_true", help="skip malformed lines (counted) instead of failing")
+    ec.add_argument(
+        "--partition-by-date", action="store_true", help="write dest/date=YYYY-MM-DD/... files (UTC day of ts_ms)"
+    )
     ec.set_defaults(func=compact)
     eaa = esub.add_parser(
         "aa", help="A/A simulation with daily looks: false-positive rate, sequential vs peeking fixed-horizon"
@@ -249,7 +252,13 @@ def compact(args: argparse.Namespace) -> int:
     if args.dest.resolve().is_relative_to(args.src.resolve()):
         raise SystemExit(f"encore experiments compact: dest {args.dest} must not be inside src {args.src}")
     summary = compact_logs(
-        args.src, args.dest, kind=args.kind, strict=not args.lenient, min_age_s=args.min_age, progress=progress
+        args.src,
+        args.dest,
+        kind=args.kind,
+        strict=not args.lenient,
+        min_age_s=args.min_age,
+        progress=progress,
+        partition_by_date=args.partition_by_date,
     )
     print(
         f"{summary.converted} converted ({summary.rows:,} rows, {summary.skipped_lines} malformed lines skipped), "

@@ -17,6 +17,13 @@ files whose name contains ``.jsonl`` (hidden files skipped), read exactly as ``l
 The kind of each file (``exposures`` or ``outcomes``) is ``kind``, else read from its first record
 (``metric`` → outcomes, ``experiment`` → exposures). ``dest`` must not lie inside ``src``.
 ``load_exposures(dest)`` then reads the Parquet files (a directory search also finds ``*.parquet``).
+
+**Partitioned by date** (``partition_by_date=True``): each source's rows are split by the UTC day
+of ``ts_ms`` into ``dest/date=YYYY-MM-DD/<relative path of the source>.parquet`` (Hive-style, so
+Spark and other engines can prune by day; rows keep their order). The source's size and mtime
+then live in a hidden manifest ``dest/<relative dir>/.<name>.partitions.json``, which makes reruns
+idempotent. Each partition file is replaced atomically; a reader during a rerun of a grown source
+may see some days old and some new, never a row twice.
 """
 
 from __future__ import annotations
@@ -31,7 +38,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, Literal
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from offline.experiments.columnar import Kind
@@ -43,6 +52,7 @@ Action = Literal["converted", "current", "open", "empty"]
 _META_SIZE: Final[bytes] = b"encore.source_size"
 _META_MTIME: Final[bytes] = b"encore.source_mtime_ns"
 _PROBE_LINES: Final[int] = 100
+_DAY_MS: Final[int] = 86_400_000
 
 
 @dataclass(frozen=True)
@@ -82,6 +92,7 @@ def compact_logs(
     strict: bool = True,
     min_age_s: float = 60.0,
     progress: Callable[[CompactEvent], None] | None = None,
+    partition_by_date: bool = False,
 ) -> CompactSummary:
     """Convert the closed JSONL logs under ``src_dir`` to Parquet under ``dest_dir`` (module docstring)."""
     src, dest = Path(src_dir), Path(dest_dir)
@@ -100,11 +111,13 @@ def compact_logs(
     now = time.time()
     for source in sources:
         started = time.perf_counter()
-        target = dest / source.relative_to(src).parent / (source.name + ".parquet")
+        relative = source.relative_to(src)
+        target = dest / relative.parent / (source.name + ".parquet")
+        manifest = dest / relative.parent / f".{source.name}.partitions.json"
         stat = source.stat()
         action: Action
         n_rows = n_skipped = 0
-        if _is_current(target, stat):
+        if _is_current(manifest if partition_by_date else target, stat):
             action = "current"
         elif now - stat.st_mtime < min_age_s:
             action = "open"
@@ -121,7 +134,10 @@ def compact_logs(
                     _META_MTIME: str(stat.st_mtime_ns).encode(),
                     b"encore.skipped_lines": str(read.skipped).encode(),
                 }
-                _write_atomically(table.replace_schema_metadata(meta), target)
+                if partition_by_date:
+                    _write_partitions(table.replace_schema_metadata(meta), dest, relative, manifest, stat)
+                else:
+                    _write_atomically(table.replace_schema_metadata(meta), target)
                 action, n_rows, n_skipped = "converted", read.records, read.skipped
                 problems.extend(read.problems[: max(0, 10 - len(problems))])
         counts[action] += 1
@@ -141,7 +157,14 @@ def compact_logs(
 
 
 def _is_current(target: Path, stat: os.stat_result) -> bool:
-    """Whether ``target`` exists and was made from a source of this size and mtime."""
+    """Whether ``target`` (a Parquet file or a partition manifest) exists and was made from a source
+    of this size and mtime."""
+    if target.name.endswith(".partitions.json"):
+        try:
+            made = json.loads(target.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return False
+        return isinstance(made, dict) and made.get("size") == stat.st_size and made.get("mtime_ns") == stat.st_mtime_ns
     try:
         meta = pq.read_schema(target).metadata or {}
     except Exception:  # absent, or not a readable Parquet file: convert (again)
@@ -186,3 +209,19 @@ def _write_atomically(table: pa.Table, target: Path) -> None:
     finally:
         with contextlib.suppress(FileNotFoundError):
             temp.unlink()
+
+
+def _write_partitions(table: pa.Table, dest: Path, relative: Path, manifest: Path, stat: os.stat_result) -> None:
+    """One Parquet file per UTC day of ``ts_ms`` under ``dest/date=YYYY-MM-DD/``, then the manifest."""
+    days = pc.divide(table.column("ts_ms"), pa.scalar(_DAY_MS, pa.int64()))  # ts_ms >= 0: floor division
+    written = []
+    for day in sorted(set(days.to_pylist())):
+        part = table.filter(pc.equal(days, day))
+        name = f"date={np.datetime64(int(day), 'D')}"
+        target = dest / name / relative.parent / (relative.name + ".parquet")
+        _write_atomically(part, target)
+        written.append(str(target.relative_to(dest)))
+    manifest.parent.mkdir(parents=True, exist_ok=True)
+    temp = manifest.with_name(f"{manifest.name}.{os.getpid()}.tmp")
+    temp.write_text(json.dumps({"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "files": written}), "utf-8")
+    os.replace(temp, manifest)
