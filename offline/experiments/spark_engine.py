@@ -162,7 +162,13 @@ def analyze_spark(
     ex_files, out_files = expand_paths(exposure_paths), expand_paths(outcome_paths)
     ex = _read(spark, ex_files, "exposures").persist(StorageLevel.MEMORY_AND_DISK)
     oc = _read(spark, out_files, "outcomes").persist(StorageLevel.MEMORY_AND_DISK)
-    n_ex, n_oc = _check(ex, "exposures", ex_files), _check(oc, "outcomes", out_files)
+    try:
+        n_ex, n_oc = _check(ex, "exposures", ex_files), _check(oc, "outcomes", out_files)
+    except AnalysisInputError:
+        raise
+    except Exception as exc:  # Spark's reader failed (FAILFAST: a malformed line or file)
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise AnalysisInputError(f"Spark could not read the logs: {first_line[:300]}") from exc
     all_metrics = sorted(r["metric"] for r in oc.select("metric").distinct().collect())
     metric_names = tuple(all_metrics) if metrics is None else tuple(dict.fromkeys(metrics))
     names = _all_names(metric_names, decision_metrics)
