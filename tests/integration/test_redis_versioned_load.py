@@ -12,12 +12,13 @@ import numpy as np
 import pytest
 import redis
 
-from features.keys import ACTIVE_KEY, marker_key, user_key, version_pattern
+from features.keys import ACTIVE_KEY, marker_key, plays_key, user_key, version_pattern
 from features.redis_load import LoadError, gc, load_local, load_spark, loaded_versions, spark_session
 from features.redis_store import RedisFeatureStore
 from features.snapshot import UserSnapshot
-from loadtests.harness import RedisProcess
+from loadtests.harness import RedisClusterProcess, RedisProcess
 from models.bundle import load_bundle
+from tests.support import user_snapshot
 
 
 @pytest.fixture(scope="module")
@@ -132,3 +133,33 @@ def test_gc_keeps_the_newest_loads_and_the_active_one(redis_server: RedisProcess
     assert not any(raw.scan_iter(match=version_pattern("a"))) and raw.exists(marker_key("a")) == 0
     assert loaded_versions(url).keys() == {"b", "c"}
     assert gc(url, keep=2) == []
+
+
+def test_a_cluster_load_keeps_each_user_on_its_slot_and_is_read_and_collected(
+    redis_cluster: RedisClusterProcess,
+) -> None:
+    redis_cluster.flushall()
+    snapshot = user_snapshot(60, 8, seed=3)
+    url = redis_cluster.url
+    for version in ("c1", "c2"):
+        load_local(snapshot, url, version, batch=16)
+    for user in snapshot.user_ids[:10]:  # the hash tag is the user id: every load's hash beside the plays list
+        assert redis_cluster.keyslot(user_key(user, "c2")) == redis_cluster.keyslot(plays_key(user))
+    assert len({redis_cluster.node_for_key(user_key(u, "c2")) for u in snapshot.user_ids}) == 3
+
+    async def read() -> None:
+        store = RedisFeatureStore.from_url(url, 8, version="c2")
+        await store.follow("c2")
+        assert store.reading_version == "c2"
+        for i, user in enumerate(snapshot.user_ids):
+            record = await store.get_user(user, 1.0)
+            assert record.vector is not None and np.array_equal(record.vector, snapshot.vectors[i])
+        await store.close()
+
+    asyncio.run(read())
+    assert gc(url, keep=1) == ["c1"]
+    assert loaded_versions(url).keys() == {"c2"}
+    for port in redis_cluster.processes:  # every node's c1 hashes are gone, its c2 hashes stay
+        with redis_cluster.client(port) as node:
+            assert not list(node.scan_iter(match=version_pattern("c1")))
+            assert list(node.scan_iter(match=version_pattern("c2")))
