@@ -582,9 +582,12 @@ def build_report(
         if result.units and decision_metrics:
             names = [*result.srm.variants, *(x for x in result.srm.unexpected_variants)]
             arm_names = tuple(dict.fromkeys([result.control, *names]))
-            order = [sums.variants.index(n) for n in arm_names]
-            lut = np.empty(len(order), dtype=np.intp)
-            lut[order] = np.arange(len(order))
+            # A configured variant without units is an empty arm (index -1).
+            order = [sums.variants.index(n) if n in sums.variants else -1 for n in arm_names]
+            lut = np.empty(len(sums.variants), dtype=np.intp)
+            for arm_index, variant_index in enumerate(order):
+                if variant_index >= 0:
+                    lut[variant_index] = arm_index
             decision = tuple(
                 DecisionMetric(spec, arm_names, infer_from_moments(m.take(order), **_opts(alpha, method, tuning)))
                 for spec, m in zip(decision_metrics, sums.decision, strict=True)
@@ -599,7 +602,7 @@ def build_report(
             )
             days = []
             for i, day in enumerate(sums.days):
-                counts = sums.day_counts[i][order]
+                counts = np.append(sums.day_counts[i], 0)[order]
                 if not counts.any():
                     continue
                 days.append(

@@ -171,9 +171,15 @@ class MetricMoments:
     shift: Floats = field(default_factory=lambda: np.zeros(4))
 
     def take(self, order: Sequence[int]) -> MetricMoments:
-        """The same moments with arms reordered (``order[i]`` is the old index of new arm ``i``)."""
+        """The same moments with arms reordered (``order[i]`` is the old index of new arm ``i``; -1
+        gives an arm without units)."""
         idx = np.asarray(order, dtype=np.intp)
-        return replace(self, n=self.n[idx], sums=self.sums[idx], products=self.products[idx])
+        return replace(
+            self,
+            n=np.append(self.n, 0.0)[idx],
+            sums=np.concatenate([self.sums, np.zeros((1, 4))])[idx],
+            products=np.concatenate([self.products, np.zeros((1, 4, 4))])[idx],
+        )
 
     def __add__(self, other: MetricMoments) -> MetricMoments:
         """Moments of the union of two disjoint unit sets (same shift)."""
@@ -191,18 +197,32 @@ def metric_moments(
     centre: bool = False,
 ) -> MetricMoments:
     """Per-arm moments of per-unit arrays (``centre`` shifts each component by its overall mean)."""
-    ones = np.ones_like(y)
-    cols = [y, ones if d is None else d, ones if x is None else x, ones if xd is None else xd]
-    values = np.column_stack(cols) if y.size else np.zeros((0, 4))
-    shift = values.mean(axis=0) if centre and y.size else np.zeros(4)
-    w = values - shift
+    cols = [y, d, x, xd if d is not None else None]
+    if x is None:
+        cols[V_XD] = None
     n = np.bincount(arm, minlength=n_arms).astype(np.float64)
-    sums = np.stack([np.bincount(arm, weights=w[:, k], minlength=n_arms) for k in range(4)], axis=1)
+    shift = np.zeros(4)
+    if centre and y.size:
+        shift = np.array([1.0 if c is None else float(c.mean()) for c in cols])
+    # A missing component is the constant 1: its sums and products follow from n and the others'.
+    w = [None if c is None else c - shift[k] if shift[k] else c for k, c in enumerate(cols)]
+    const = [1.0 - shift[k] for k in range(4)]
+    sums = np.empty((n_arms, 4))
+    for k in range(4):
+        wk = w[k]
+        sums[:, k] = n * const[k] if wk is None else np.bincount(arm, weights=wk, minlength=n_arms)
     products = np.empty((n_arms, 4, 4))
     for k in range(4):
         for j in range(k, 4):
-            products[:, k, j] = products[:, j, k] = np.bincount(arm, weights=w[:, k] * w[:, j], minlength=n_arms)
-    return MetricMoments(n, sums.astype(np.float64), products, d is not None, x is not None, shift.astype(np.float64))
+            wk, wj = w[k], w[j]
+            if wk is None:
+                value = const[k] * sums[:, j]
+            elif wj is None:
+                value = const[j] * sums[:, k]
+            else:
+                value = np.bincount(arm, weights=wk * wj, minlength=n_arms)
+            products[:, k, j] = products[:, j, k] = value
+    return MetricMoments(n, sums, products, d is not None, x is not None, shift)
 
 
 def _quad(c: Floats, a: Floats, b: Floats) -> Floats:

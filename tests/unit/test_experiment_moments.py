@@ -5,7 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from offline.experiments.analysis import analyze
 from offline.experiments.inference import MetricInference, infer_from_moments, infer_metric, metric_moments
+from offline.experiments.outcome_logs import Exposures, Outcomes
 
 
 def _flat(r: MetricInference) -> np.ndarray:
@@ -58,3 +60,24 @@ def test_moments_add_over_disjoint_units_and_reorder_arms() -> None:
     direct = infer_metric(np.array([1, 2, 0])[arm], y, d, x, xd, n_arms=3)
     assert swapped.arms[0].raw == pytest.approx(direct.arms[0].raw, rel=1e-12)
     assert swapped.theta == pytest.approx(direct.theta, rel=1e-9)
+
+
+def test_a_configured_variant_without_units_is_an_empty_arm_in_decision_and_timeline() -> None:
+    day = 86_400_000
+    exposures = [
+        {"ts_ms": day + i, "unit_id": f"u{i}", "experiment": "e", "variant": "control" if i % 2 else "lite"}
+        for i in range(40)
+    ]
+    outcomes = [
+        {"ts_ms": day + 1_000 + i, "unit_id": f"u{i}", "metric": "stream", "value": float(i % 3)} for i in range(40)
+    ]
+    report = analyze(
+        Exposures.from_records(exposures),
+        Outcomes.from_records(outcomes),
+        expected_weights={"e": {"control": 1.0, "lite": 1.0, "heavy": 1.0}},
+    )
+    (exp,) = report.experiments
+    assert exp.variants == ("control", "lite", "heavy")
+    assert [a.n for a in exp.decision[0].inference.arms] == [20, 20, 0]
+    assert exp.timeline and exp.timeline[-1].units == (20, 20, 0)
+    assert exp.srm.flagged
