@@ -189,7 +189,8 @@ def _progress(done: int, total: int) -> None:
 
 
 async def load_features(store: FeatureStore, bundle: Bundle) -> None:
-    """Write the bundle's user-feature snapshot into ``store`` with progress lines."""
+    """Write the bundle's user-feature snapshot into ``store`` with progress lines (Redis: as load
+    ``bundle.version``, then marked complete; ``features.redis_store``)."""
     started = time.perf_counter()
     written = await store.load_snapshot(bundle.load_users(), progress=_progress)
     log.info("feature store: wrote %d users in %.1f s", written, time.perf_counter() - started)
