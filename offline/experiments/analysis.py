@@ -39,6 +39,12 @@ Contract (per experiment, per metric):
   and ``offline.experiments.decision`` turns them into the verdict. ``timeline`` repeats the
   inference at the end of each UTC day on the units exposed, and the outcomes logged, before it.
 
+**Engines.** Everything above is computed from per-variant sufficient statistics
+(``ExperimentSums``: counts, sums, sums of squares, and ``inference.MetricMoments`` per decision
+metric and per timeline day); ``analyze`` builds them from in-memory arrays,
+``offline.experiments.spark_engine.analyze_spark`` with Spark, and both end in ``build_report``.
+Sums of squares come from raw moments (``Σy² - (Σy)²/n``), not a second pass over the units.
+
 A statistic that is undefined (a variant with n < 2, zero variance in both arms, control mean 0)
 is ``None``; ``None`` p-values are left out of the correction family. Bad arguments raise
 ``ValueError``. Reading the logs is ``offline.experiments.outcome_logs`` (bad input files raise
