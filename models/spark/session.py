@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 
@@ -28,6 +29,7 @@ def spark_session(master: str = "local[2]", *, app_name: str = "encore-build", s
             .getOrCreate()
         )
         session.sparkContext.setLogLevel("ERROR")
+        logging.getLogger("py4j").setLevel(logging.WARNING)  # its INFO lines at exit hit closed streams
         return session
     except Exception as exc:
         raise SparkEngineError(f"--spark-master {master!r}: cannot start a SparkSession ({exc})") from exc

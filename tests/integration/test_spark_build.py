@@ -34,7 +34,7 @@ pytestmark = pytest.mark.integration
 
 N_ITEMS, N_USERS = 1500, 600
 COMMON = ["--n-items", str(N_ITEMS), "--n-users", str(N_USERS), "--factors", "16", "--seed", "3"]
-COMMON += ["--ranker-users", "300", "--eval-users", "300", "--ranker-replicas", "1"]
+COMMON += ["--ranker-users", "200", "--eval-users", "250", "--ranker-replicas", "1"]
 NEIGHBOR_OVERLAP_SAME_METHOD = 0.95
 NEIGHBOR_OVERLAP_BUNDLES = 0.30
 NDCG_REL_TOL = 0.25
