@@ -5,8 +5,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from common.errors import EncoreError
 
-class SparkEngineError(RuntimeError):
+
+class SparkEngineError(EncoreError):
     """The Spark engine cannot run (pyspark missing, the master unreachable); names the flag."""
 
 
