@@ -37,6 +37,7 @@ NEEDS: dict[str, str] = {
     "git worktree": "a second checkout for the before/after benchmark",
     "pip install": "installs into the reader's environment (test_client_package.py does it in a fresh venv)",
     "encore serve": "it serves until stopped",
+    "encore build": "minutes of training (test_build_* and test_spark_build build bundles)",
     ".venv/bin/encore serve": "it serves until stopped",
     "podman run": "a built image (make image-test runs one)",
     "docker run": "a container runtime and an image from a registry (Jaeger)",
