@@ -174,7 +174,7 @@ async def _load_features_once(settings: Settings, bundle: object) -> None:
     from serving.app import load_features
 
     assert isinstance(bundle, Bundle) and settings.redis_url is not None
-    store = RedisFeatureStore.from_url(settings.redis_url, bundle.dim)
+    store = RedisFeatureStore.from_url(settings.redis_url, bundle.dim, version=bundle.version)  # a versioned load
     try:
         await load_features(store, bundle)
     finally:

@@ -49,7 +49,8 @@ SERVICES = ("", pb.DESCRIPTOR.services_by_name["RankingService"].full_name)
 
 async def serve(bundle: Bundle, settings: Settings, redis_url: str, port: int, *, reuse_port: bool) -> None:
     """Serve until SIGTERM/SIGINT on ``settings.host:port`` (0: a free port, logged)."""
-    store = RedisFeatureStore.from_url(redis_url, bundle.dim)
+    store = RedisFeatureStore.from_url(redis_url, bundle.dim, version=bundle.version)
+    await store.follow(bundle.version)  # the bundle's versioned load, as Encore reads it
     sessions = load_sessions(bundle, 1)
     # Encore's components; the executor is never used: nothing here leaves the event loop
     built = assemble(bundle, sessions, store, ThreadPoolExecutor(max_workers=1), NullObserver())

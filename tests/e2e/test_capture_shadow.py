@@ -55,7 +55,13 @@ def test_sampled_users_are_captured_and_the_shadow_model_is_scored(tiny_bundle_p
         text = metrics_text(server.metrics_port)
         assert 'encore_shadow_rbo_count{model="linear-v2",surface="home"} 60.0' in text
         assert 'encore_shadow_rbo_count{model="linear-v2",surface="now_playing"}' not in text
-        assert f"encore_captures_total {float(2 * len(sampled))}" in text
+        # the counter moves once the writer has reported the batch, a moment after the bytes land
+        wanted = f"encore_captures_total {float(2 * len(sampled))}"
+        deadline = time.monotonic() + 30
+        while wanted not in text and time.monotonic() < deadline:
+            time.sleep(0.1)
+            text = metrics_text(server.metrics_port)
+        assert wanted in text
     finally:
         stop_server(server)
 
