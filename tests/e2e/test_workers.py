@@ -41,11 +41,15 @@ def rank_on_new_connection(server: ServerProcess, user: str) -> pb.RankResponse:
         )
 
 
+REDIS_URL: dict[str, str] = {}
+
+
 @pytest.fixture(scope="module")
 def workers_server(tiny_bundle_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     tmp = tmp_path_factory.mktemp("workers")
     redis = RedisProcess()
     redis.start()
+    REDIS_URL["workers"] = redis.url
     experiments = tmp / "experiments.yaml"
     experiments.write_text(EVERYONE)
     server = start_server(
@@ -79,6 +83,19 @@ def test_two_workers_share_the_port_and_both_serve(workers_server: ServerProcess
         pids = {f.name.split("-")[2] for f in (workers_server.workdir / "exposures").glob("exposures-*.jsonl")}
         time.sleep(0.1)
     assert len(pids) == 2, pids
+
+
+def test_the_parents_feature_load_is_the_bundles_versioned_load(
+    workers_server: ServerProcess, tiny_bundle_path: Path
+) -> None:
+    import redis as redis_client
+
+    from features.keys import ACTIVE_KEY, marker_key
+
+    version = tiny_bundle_path.name
+    with redis_client.Redis.from_url(REDIS_URL["workers"]) as r:
+        assert r.get(ACTIVE_KEY) == version.encode()  # written and marked complete by the parent
+        assert int(r.hget(marker_key(version), "rows") or 0) > 0
 
 
 def test_metrics_are_aggregated_over_workers_on_one_endpoint(workers_server: ServerProcess) -> None:
