@@ -189,7 +189,8 @@ def test_the_deadline_bounds_all_attempts_and_waits(
     assert e.value.code() in (UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
     assert sum(waits) < 0.6  # the waits fit inside the deadline: none ran past it
     assert len(server.arrivals) >= 3  # retried meanwhile
-    assert all(r is not None and r <= 0.6 for r in server.remaining)  # each attempt got what was left
+    # each attempt carried a deadline no later than the call's (gRPC encodes it rounded up, hence the 0.05)
+    assert all(r is not None and r <= 0.65 for r in server.remaining), server.remaining
     assert server.remaining[-1] < server.remaining[0]
 
 
