@@ -22,10 +22,11 @@ import numpy as np
 import pytest
 
 from cli.main import main
+from features.datasets import DatasetError
 from features.synthetic import generate_synthetic
 from models.bundle import Bundle, load_bundle
 from models.item_neighbors import NeighborConfig, build_item_neighbors
-from models.spark.interactions import plays_frame, split_frame
+from models.spark.interactions import plays_frame, read_interactions, split_frame
 from models.spark.neighbors import build_neighbors_spark
 from models.spark.session import spark_session
 from models.splits import split_interactions
@@ -106,3 +107,30 @@ def test_spark_bundle_validates_and_agrees_with_the_in_process_one(bundles: dict
             ours,
             theirs,
         )
+
+
+def test_input_csv_and_parquet_read_to_the_same_interactions(spark: Any, tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = [("u2", "t9", 3, "a1", "Song 9"), ("u1", "t9", 1, "a1", "Song 9"), ("u1", "t3", 2, "a2", "Song 3"),
+            ("u1", "t3", 4, "a2", "Song 3"), ("u3", "t5", 0, "a3", "Song 5")]  # fmt: skip
+    csv = tmp_path / "plays.csv"
+    csv.write_text("user_id,item_id,plays,artist_id,name\n" + "".join(",".join(map(str, r)) + "\n" for r in rows))
+    table = pa.table(
+        {name: [r[i] for r in rows] for i, name in enumerate(["user_id", "item_id", "plays", "artist_id", "name"])}
+    )
+    pq.write_table(table, tmp_path / "plays.parquet")
+
+    from_csv = read_interactions(spark, str(csv))
+    from_parquet = read_interactions(spark, str(tmp_path / "plays.parquet"))
+    for got in (from_csv, from_parquet):
+        assert got.user_ids == ["u1", "u2", "u3"] and got.item_ids == ["t3", "t5", "t9"]
+        assert got.artist_ids == ["a2", "a3", "a1"] and got.item_names == ["Song 3", "Song 5", "Song 9"]
+        dense = got.plays.toarray()
+        assert dense[0, 0] == 6.0 and dense[0, 2] == 1.0 and dense[1, 2] == 3.0  # duplicate rows sum
+        assert dense[2].sum() == 0.0  # zero plays are not interactions
+    missing = tmp_path / "bad.csv"
+    missing.write_text("user,item_id,plays\nu1,t1,1\n")
+    with pytest.raises(DatasetError, match="--input: missing columns"):
+        read_interactions(spark, str(missing))
