@@ -24,9 +24,10 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     b.add_argument("--eval-users", type=int, default=2000, help="held-out users sampled for offline evaluation")
     b.add_argument(
         "--engine",
-        choices=["inprocess", "spark"],
-        default="inprocess",
-        help="where the heavy stages run: this process, or Spark MLlib (split, ALS, neighbours, statistics)",
+        choices=["local", "spark"],
+        default="local",
+        help="where the heavy stages run: this process, or Spark MLlib (split, ALS, neighbours, statistics); "
+        "the same names as `experiments analyze --engine` and `features load --engine`",
     )
     b.add_argument("--spark-master", default="local[2]", help="with --engine spark: local[N], spark://..., k8s://...")
     b.add_argument(
@@ -61,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
         factors=args.factors,
         ranker_users=args.ranker_users,
         eval_users=args.eval_users,
-        engine=args.engine,
+        engine="inprocess" if args.engine == "local" else args.engine,
         spark_master=args.spark_master,
         input_path=args.input,
         index_type=args.index_type,
