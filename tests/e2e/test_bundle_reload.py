@@ -4,57 +4,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import threading
-import time
 import urllib.request
 from pathlib import Path
 
-import grpc
-
 from encore.v1 import ranking_pb2 as pb
-from encore.v1 import ranking_pb2_grpc as pb_grpc
-from loadtests.harness import ServerProcess, start_server, stop_server
+from loadtests.harness import start_server, stop_server
+from tests.e2e.rank_load import RankLoad, wait_for
 from tests.support import tiny_bundle
-
-
-class Load:
-    """Closed-loop Rank traffic on both surfaces from a background thread, recording every answer."""
-
-    def __init__(self, server: ServerProcess) -> None:
-        self.versions: list[str] = []
-        self.errors: list[str] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, args=(server.target,), daemon=True)
-        self._thread.start()
-
-    def _run(self, target: str) -> None:
-        with grpc.insecure_channel(target) as channel:
-            stub = pb_grpc.RankingServiceStub(channel)
-            i = 0
-            while not self._stop.is_set():
-                i += 1
-                surface = pb.SURFACE_HOME if i % 2 else pb.SURFACE_NOW_PLAYING
-                request = pb.RankRequest(user_id=f"u{i % 40}", surface=surface, seed_item_id="i00005", limit=5)
-                try:
-                    response = stub.Rank(request, timeout=2)
-                    if len(response.items) != 5:
-                        self.errors.append(f"{len(response.items)} items")
-                    self.versions.append(response.bundle_version)
-                except grpc.RpcError as exc:
-                    self.errors.append(f"{exc.code().name}: {exc.details()}")
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
-
-
-def wait_for(predicate: object, timeout: float = 20.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def test_a_new_bundle_is_swapped_in_under_load_and_a_broken_one_is_refused(
@@ -69,7 +25,7 @@ def test_a_new_bundle_is_swapped_in_under_load_and_a_broken_one_is_refused(
     settings = tmp_path / "settings.yaml"
     settings.write_text("bundle_reload_s: 0.2\n")
     server = start_server(current, tmp_path, "--config", str(settings))
-    load = Load(server)
+    load = RankLoad(server, (pb.SURFACE_NOW_PLAYING, pb.SURFACE_HOME), "i00005")
     try:
         assert wait_for(lambda: len(load.versions) > 50)
         tmp_link = tmp_path / "current.new"
