@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from cli.exit_codes import OK, UsageError
+from cli.spark_options import add_spark_options
 
 DEFAULT_BUNDLES = Path("bundles")
 
@@ -29,7 +30,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         help="where the heavy stages run: this process, or Spark MLlib (split, ALS, neighbours, statistics); "
         "the same names as `experiments analyze --engine` and `features load --engine`",
     )
-    b.add_argument("--spark-master", default="local[2]", help="with --engine spark: local[N], spark://..., k8s://...")
+    add_spark_options(b)
     b.add_argument(
         "--input",
         help="with --engine spark: Parquet/CSV interactions (user_id, item_id, plays) at any path Spark reads",
@@ -49,6 +50,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--data-path is required with --dataset hetrec")
     if args.input is not None and args.engine != "spark":
         raise UsageError("--input needs --engine spark")
+    from common.spark import parse_spark_conf
     from models.build import BuildConfig, build_bundle
 
     config = BuildConfig(
@@ -64,6 +66,7 @@ def run(args: argparse.Namespace) -> int:
         eval_users=args.eval_users,
         engine="inprocess" if args.engine == "local" else args.engine,
         spark_master=args.spark_master,
+        spark_conf=parse_spark_conf(args.spark_conf),
         input_path=args.input,
         index_type=args.index_type,
         ranker_replicas=args.ranker_replicas,

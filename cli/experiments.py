@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from cli import experiments_api, experiments_growthbook
 from cli.exit_codes import FAILED, OK, SRM
+from cli.spark_options import add_spark_options, session_for
 
 if TYPE_CHECKING:
     from offline.experiments.analysis import AnalysisReport
@@ -157,7 +158,7 @@ def _analysis_options(parser: argparse.ArgumentParser) -> None:
         default="local",
         help="local: in this process; spark: Spark computes per-variant sums (same results; needs the spark extra)",
     )
-    parser.add_argument("--spark-master", default="local[2]", help="Spark master URL for --engine spark")
+    add_spark_options(parser)
 
 
 def _positive_int(text: str) -> int:
@@ -203,9 +204,9 @@ def _run_analysis(args: argparse.Namespace, *, timeline: bool) -> AnalysisReport
     if args.engine == "spark":
         if args.lenient:
             raise SystemExit("--lenient is not supported with --engine spark (it fails on the first bad record)")
-        from offline.experiments.spark_engine import analyze_spark, spark_session
+        from offline.experiments.spark_engine import analyze_spark
 
-        spark = spark_session(args.spark_master)
+        spark = session_for(args, "encore-experiments-analyze")
         try:
             return analyze_spark(spark, args.exposures, args.outcomes, **options)
         finally:

@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 
 from cli.exit_codes import OK
+from cli.spark_options import add_spark_options, session_for
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -22,7 +23,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     load.add_argument("--bundle", type=Path, required=True, help="bundle directory")
     load.add_argument("--redis-url", required=True, help="redis://host:port/db or redis+cluster://host:port,...")
     load.add_argument("--engine", choices=("local", "spark"), default="local", help="where the writes run")
-    load.add_argument("--spark-master", default="local[2]", help="Spark master (with --engine spark)")
+    add_spark_options(load)
     load.add_argument("--partitions", type=int, default=None, help="Spark partitions (default: parallelism)")
     load.add_argument("--batch", type=int, default=1000, help="rows per pipelined batch")
     load.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -34,13 +35,13 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 
 def run_load(args: argparse.Namespace) -> int:
-    from features.redis_load import load_local, load_spark, spark_session
+    from features.redis_load import load_local, load_spark
     from models.bundle import load_bundle
 
     bundle = load_bundle(args.bundle)
     snapshot = bundle.load_users()
     if args.engine == "spark":
-        spark = spark_session(args.spark_master)
+        spark = session_for(args, "encore-features-load")
         try:
             result = load_spark(
                 snapshot, args.redis_url, bundle.version, spark=spark, batch=args.batch, partitions=args.partitions

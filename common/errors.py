@@ -39,8 +39,8 @@ Error tree (class, module → gRPC status on the serving path and/or ``encore`` 
     │       training produced something unusable (e.g. ONNX output differs from LightGBM)
     ├── BundleError                   models.bundle                     → exit 2; reload kept
     │       a bundle is missing, corrupt, or does not match the feature schema
-    ├── SparkEngineError              models.spark.session              → exit 2
-    │       ``--engine spark`` cannot run: pyspark missing or the ``--spark-master`` unreachable
+    ├── SparkEngineError              common.spark                      → exit 2
+    │       ``--engine spark`` cannot run: pyspark missing, the ``--spark-master`` unreachable, a bad ``--spark-conf``
     ├── ExperimentError               serving.experiments.config        → exit 2
     │   │   base of the experiment errors
     │   ├── ExperimentConfigError     serving.experiments.config        → exit 2; reload kept

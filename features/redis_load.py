@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import importlib
 import itertools
-import os
-import sys
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -162,22 +160,6 @@ def load_local(
     started = time.perf_counter()
     written = sum(writer(snapshot_rows(snapshot)))
     return _finish(snapshot, url, version, written, started)
-
-
-def spark_session(master: str) -> Any:
-    """A SparkSession on ``master`` for loading (UI off, Arrow on, workers on this interpreter)."""
-    try:
-        from pyspark.sql import SparkSession
-    except ImportError as exc:
-        raise LoadError("--engine spark needs pyspark: pip install 'encore[spark]'") from exc
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    return (
-        SparkSession.builder.master(master)
-        .appName("encore-features-load")
-        .config("spark.ui.enabled", "false")
-        .config("spark.sql.execution.arrow.pyspark.enabled", "true")
-        .getOrCreate()
-    )
 
 
 def snapshot_frame(spark: Any, snapshot: UserSnapshot, partitions: int) -> Any:

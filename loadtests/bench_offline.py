@@ -6,7 +6,8 @@ Stages: the per-user split, statistics + popularity, ALS, the co-listen neighbou
 and collecting the result (what the build pays); the session start-up is reported once. Prints
 seconds and plays/s per stage and engine and which engine wins.
 
-    python -m loadtests.bench_offline [--scales 1,10] [--spark-master local[2]] [--factors 32]
+    python -m loadtests.bench_offline [--scales 1,10] [--spark-master local[2]] [--spark-conf spark.KEY=V]
+        [--factors 32]
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from common.spark import parse_spark_conf
 from features.synthetic import generate_synthetic
 from models.als import AlsConfig, train_als
 from models.item_neighbors import NeighborConfig, build_item_neighbors
@@ -31,12 +33,14 @@ def _timed(fn: Callable[[], Any]) -> float:
     return time.perf_counter() - start
 
 
-def run(scales: list[int], master: str, factors: int, iterations: int) -> list[dict[str, Any]]:
+def run(
+    scales: list[int], master: str, factors: int, iterations: int, conf: dict[str, str] | None = None
+) -> list[dict[str, Any]]:
     """One row per (scale, stage): seconds and plays/s for each engine."""
-    from models.spark.session import spark_session
+    from common.spark import spark_session
 
     started = time.perf_counter()
-    spark = spark_session(master)
+    spark = spark_session(master, app_name="encore-bench-offline", conf=conf)
     print(f"Spark session on {master}: {time.perf_counter() - started:.1f} s (once)", flush=True)
     als = AlsConfig(factors=factors, iterations=iterations)
     neighbors = NeighborConfig(k=50, method="cooccurrence")
@@ -117,6 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--scales", default="1,10", help="comma-separated multiples of the HetRec size")
     parser.add_argument("--spark-master", default="local[2]")
+    parser.add_argument("--spark-conf", action="append", help="spark.KEY=VALUE, repeatable: spark.driver.memory=8g")
     parser.add_argument("--factors", type=int, default=32)
     parser.add_argument("--iterations", type=int, default=10)
     args = parser.parse_args(argv)
@@ -124,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     if not scales or min(scales) < 1:
         parser.error("--scales must list positive integers, e.g. 1,10")
     print(f"{'scale':>5}  {'plays':>10}  {'stage':<22} {'in-process':>24}  {'spark ' + args.spark_master:>24}  winner")
-    run(scales, args.spark_master, args.factors, args.iterations)
+    run(scales, args.spark_master, args.factors, args.iterations, parse_spark_conf(args.spark_conf))
     return 0
 
 

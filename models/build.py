@@ -21,14 +21,16 @@ choice, and the manifest records what was done (``dataset.build_plan``).
 Engines (``BuildConfig.engine``, ``encore build --engine``): ``inprocess`` (the default, all of
 the above in this process) or ``spark``: reading ``--input``, the split, statistics, popularity,
 ALS and the co-occurrence neighbour table of every training stage run on Spark MLlib
-(``models.spark``, imported only then); ALS is not tuned and the baselines are popularity and ALS.
-LightGBM, FAISS and the evaluation through the served pipeline run here on both engines.
+(``models.spark``, imported only then), and so does the evaluation: the served pipeline ranks in
+Spark's executors and Spark averages the per-user metrics (``models.spark.evaluation``). ALS is not
+tuned, the baselines are popularity and ALS, and the ranker has 2 replicas by default, not 8
+(``DEFAULT_REPLICAS``). LightGBM and FAISS run here on both engines.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -74,9 +76,9 @@ class BuildConfig:
     ``ranker_users`` / ``eval_users`` cap the users sampled for ranker training (per replica) and
     evaluation (``None`` = all). ``models`` maps each ranker version to its number of trees; the
     first is the default model. ``None`` in ``ranker_replicas``, ``neighbors_k``, ``tune_als`` and
-    ``baselines`` means "by catalogue size" (see the module docstring). ``engine``, ``spark_master``
-    and ``input_path`` (``--input``, Spark only) choose where the heavy stages run; ``index_type``
-    the FAISS index (``models.bundle.INDEX_TYPES``).
+    ``baselines`` means "by catalogue size" (see the module docstring). ``engine``, ``spark_master``,
+    ``spark_conf`` (``--spark-conf``) and ``input_path`` (``--input``, Spark only) choose where the
+    heavy stages run; ``index_type`` the FAISS index (``models.bundle.INDEX_TYPES``).
     """
 
     dataset: Literal["synthetic", "hetrec"] = "synthetic"
@@ -98,6 +100,7 @@ class BuildConfig:
     baselines: tuple[str, ...] | None = None
     engine: Literal["inprocess", "spark"] = "inprocess"
     spark_master: str = "local[2]"
+    spark_conf: Mapping[str, str] = field(default_factory=dict)
     input_path: str | None = None
     index_type: str = "auto"
 
@@ -150,10 +153,17 @@ class _Plan:
     baselines: tuple[str, ...]
 
 
+#: Default stage-A ranker replicas: each refits ALS and the neighbour table, which on Spark costs a
+#: job of its own (tens of seconds on ``local[2]`` even for HetRec), so the Spark engine does fewer.
+DEFAULT_REPLICAS = {"inprocess": 8, "spark": 2}
+
+
 def _plan(config: BuildConfig, n_items: int) -> _Plan:
     large = n_items > LARGE_CATALOG
     return _Plan(
-        replicas=config.ranker_replicas if config.ranker_replicas is not None else (1 if large else 8),
+        replicas=config.ranker_replicas
+        if config.ranker_replicas is not None
+        else (1 if large else DEFAULT_REPLICAS[config.engine]),
         neighbors_k=config.neighbors_k if config.neighbors_k is not None else (32 if large else 100),
         tune_als=config.tune_als if config.tune_als is not None else not large,
         baselines=config.baselines
@@ -179,7 +189,7 @@ def build_bundle(config: BuildConfig, log: Callable[[str], None] = print) -> Pat
         from models.spark.stages import SparkStages
 
         step(f"starting Spark ({config.spark_master})")
-        spark = SparkStages(master=config.spark_master, popularity_limit=POPULARITY_LIMIT)
+        spark = SparkStages(master=config.spark_master, popularity_limit=POPULARITY_LIMIT, conf=config.spark_conf)
     if config.input_path is not None:
         step(f"reading interactions from {config.input_path} on Spark")
         data = spark.read(config.input_path)
@@ -288,7 +298,7 @@ def build_bundle(config: BuildConfig, log: Callable[[str], None] = print) -> Pat
         dataset=dataset_info,
         index_type=config.index_type,
     )
-    _stage_evaluate_publish(contents, out, split.test, eval_users, baselines, config.seed + 3, step, log)
+    _stage_evaluate_publish(contents, out, split.test, eval_users, baselines, config.seed + 3, step, log, spark)
     step(f"bundle written to {out}")
     return out
 
@@ -317,20 +327,25 @@ def _stage_evaluate_publish(
     seed: int,
     step: Callable[[str], None],
     log: Callable[[str], None],
+    spark: Any = None,
 ) -> dict[str, Any]:
-    """Stage the bundle, load it as the server does, evaluate its served pipeline, then publish it
-    with the evaluation in its manifest (one rename); a failure leaves nothing at ``out``."""
+    """Stage the bundle, load it as the server does, evaluate its served pipeline (here, or in
+    Spark's executors when ``spark`` is given), then publish it with the evaluation in its manifest
+    (one rename); a failure leaves nothing at ``out``."""
     staged = stage_bundle(contents, out)
     try:
         step(f"bundle staged in {staged.path.name}; loading it as the server does")
-        bundle = load_bundle(staged.path)
         step(f"evaluating the served pipeline on {len(eval_users)} users (limit {LIMIT}, two seeds each)")
-        result = evaluate_bundle(bundle, test, eval_users, seed=seed, baselines=baselines, progress=log)
-        del bundle
-        for line in format_metrics_table(result.summary).splitlines():
+        if spark is None:
+            bundle = load_bundle(staged.path)
+            summary = evaluate_bundle(bundle, test, eval_users, seed=seed, baselines=baselines, progress=log).summary
+            del bundle
+        else:
+            summary = spark.evaluate(staged.path, test, eval_users, seed=seed, baselines=baselines, progress=log)
+        for line in format_metrics_table(summary).splitlines():
             log("    " + line)
-        finalize_bundle(staged, result.summary)
+        finalize_bundle(staged, summary)
     except BaseException:
         discard_bundle(staged)
         raise
-    return result.summary
+    return summary

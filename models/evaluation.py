@@ -31,6 +31,11 @@ the same with the default model scoring every candidate (evaluated when the casc
 ``ranker:<version>`` the same pipeline with another of the bundle's models
 (``params.model_version``); every other method is a baseline. ``vs_best_baseline`` reports, per
 surface and metric, the served ranker's value over the best baseline's.
+
+Engines: ``evaluate_bundle`` runs every query here. ``models.spark.evaluation`` runs the same
+queries in Spark executors, each on the bundle and its own users, and aggregates the per-user
+metrics (``user_metrics``) in Spark; both end in ``surface_metrics`` and ``evaluation_summary``,
+so the manifests differ only by ``protocol.engine`` and summation order (~1e-16).
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -181,31 +187,33 @@ def _exclusions(known: I64, seed: int, policy: str) -> I64:
     return np.union1d(base, np.array([seed], dtype=np.int64))
 
 
-def _baseline_lists(
+def baseline_lists(
     baseline: Baseline,
-    snapshot: UserSnapshot,
+    known: Sequence[npt.ArrayLike],
     queries: EvalQueries,
     params: Mapping[Surface, RankingParams],
     limit: int,
 ) -> dict[str, Any]:
+    """``baseline``'s lists for ``queries`` (shaped as ``EvaluationResult.lists``); ``known[row]``
+    is the known items of ``queries.users[row]``."""
     home: list[list[int]] = []
     now_playing: list[list[list[int]]] = []
     for row, u in enumerate(queries.users.tolist()):
-        known = np.asarray(snapshot.known(u), dtype=np.int64)
-        home_exclude = _exclusions(known, -1, params[Surface.HOME].known_items)
+        known_items = np.asarray(known[row], dtype=np.int64)
+        home_exclude = _exclusions(known_items, -1, params[Surface.HOME].known_items)
         home.append(np.asarray(baseline.rank(u, -1, home_exclude, limit), dtype=np.int64).tolist())
         lists: list[list[int]] = []
         for s in queries.seeds[row].tolist():
             if s < 0:
                 lists.append([])
                 continue
-            exclude = _exclusions(known, s, params[Surface.NOW_PLAYING].known_items)
+            exclude = _exclusions(known_items, s, params[Surface.NOW_PLAYING].known_items)
             lists.append(np.asarray(baseline.rank(u, s, exclude, limit), dtype=np.int64).tolist())
         now_playing.append(lists)
     return {"home": home, "now_playing": now_playing}
 
 
-async def _served_lists(
+async def served_lists(
     ranker: ServedRanker,
     queries: EvalQueries,
     params: Mapping[Surface, RankingParams],
@@ -214,6 +222,8 @@ async def _served_lists(
     progress: Callable[[str], None] | None,
     cascade: bool = True,
 ) -> dict[str, Any]:
+    """The served pipeline's lists for ``queries`` with bundle model ``model_version`` (``None``:
+    the default), shaped as ``EvaluationResult.lists``; ``cascade=False`` turns the cascade off."""
     home_params = replace(params[Surface.HOME], model_version=model_version)
     np_params = replace(params[Surface.NOW_PLAYING], model_version=model_version)
     if not cascade:
@@ -242,13 +252,47 @@ def _rows(matrix: sp.csr_matrix, u: int) -> I64:
 
 
 @dataclass(frozen=True)
-class _SeedTargets:
+class SeedTargets:
+    """What a Now Playing answer for one (user, seed) is measured against."""
+
     neighbours: set[int]  # the seed's SEED_NEIGHBOURS most co-listened items (other users)
     conditioned: set[int]  # the user's test items co-listened with the seed by another user
 
 
-def _seed_targets(colisten: CoListen, seed: int, user: int, test_items: set[int]) -> _SeedTargets:
-    return _SeedTargets(*seed_targets(colisten, seed, user, test_items, SEED_NEIGHBOURS))
+@dataclass(frozen=True)
+class QueryTargets:
+    """The relevant items of every evaluated user and the seed targets of each of its seeds
+    (``None`` where the seed is -1), rows aligned with ``EvalQueries``."""
+
+    relevant: list[set[int]]
+    seeds: list[list[SeedTargets | None]]
+
+
+def plan_queries(snapshot: UserSnapshot, known: sp.csr_matrix, users: I64, seed: int) -> EvalQueries:
+    """The evaluated queries: ``users`` (snapshot rows) and two Now Playing seeds each, drawn by
+    ``pick_seeds`` from one generator seeded with ``seed``."""
+    users = np.asarray(users, dtype=np.int64)
+    return EvalQueries(
+        users=users,
+        user_ids=tuple(snapshot.user_ids[u] for u in users.tolist()),
+        seeds=pick_seeds(known, users, seed=seed, per_user=2),
+    )
+
+
+def query_targets(known: sp.csr_matrix, test: sp.csr_matrix, queries: EvalQueries) -> QueryTargets:
+    """Relevant items (the test rows) and seed targets (co-listening on ``known`` over other users)."""
+    relevant = [set(_rows(test, u).tolist()) for u in queries.users.tolist()]
+    colisten = CoListen(known)
+    return QueryTargets(
+        relevant=relevant,
+        seeds=[
+            [
+                None if s < 0 else SeedTargets(*seed_targets(colisten, s, u, relevant[row], SEED_NEIGHBOURS))
+                for s in queries.seeds[row].tolist()
+            ]
+            for row, u in enumerate(queries.users.tolist())
+        ],
+    )
 
 
 def _finite(value: Any) -> Any:
@@ -260,45 +304,73 @@ def _finite(value: Any) -> Any:
     return value
 
 
-def _metrics(
-    lists: Mapping[str, Any], relevant: Sequence[set[int]], seeds: I64, targets: Sequence[Sequence[_SeedTargets | None]]
-) -> dict[str, dict[str, float]]:
-    home_lists: list[list[int]] = lists["home"]
-    np_lists: list[list[list[int]]] = lists["now_playing"]
-    home = {
-        f"ndcg@{NDCG_K}": mean([ndcg_at_k(r, rel, NDCG_K) for r, rel in zip(home_lists, relevant, strict=True)]),
-        f"recall@{RECALL_K}": mean(
-            [recall_at_k(r, rel, RECALL_K) for r, rel in zip(home_lists, relevant, strict=True)]
-        ),
-        "queries": float(len(home_lists)),
-    }
-    ndcg, recall, seed_precision, seed_ndcg, overlap_seeds, overlap_home = [], [], [], [], [], []
-    for row, per_seed in enumerate(np_lists):
-        valid = [j for j in range(len(per_seed)) if seeds[row, j] >= 0]
-        for j in valid:
-            ranked = per_seed[j]
-            target = targets[row][j]
-            assert target is not None
-            ndcg.append(ndcg_at_k(ranked, relevant[row], NDCG_K))
-            recall.append(recall_at_k(ranked, relevant[row], RECALL_K))
-            seed_precision.append(precision_in_at_k(ranked, target.neighbours, SEED_K))
-            if target.conditioned:
-                seed_ndcg.append(ndcg_at_k(ranked, target.conditioned, NDCG_K))
-            overlap_home.append(overlap_at_k(ranked, home_lists[row], OVERLAP_K))
-        if len(valid) >= 2:
-            overlap_seeds.append(overlap_at_k(per_seed[valid[0]], per_seed[valid[1]], OVERLAP_K))
-    now_playing = {
-        f"ndcg@{NDCG_K}": mean(ndcg),
-        f"recall@{RECALL_K}": mean(recall),
-        f"seed_precision@{SEED_K}": mean(seed_precision),
-        f"seed_ndcg@{NDCG_K}": mean(seed_ndcg),
-        f"overlap@{OVERLAP_K}_seeds": mean(overlap_seeds),
-        f"overlap@{OVERLAP_K}_home": mean(overlap_home),
-        "queries": float(len(ndcg)),
-        "seed_ndcg_queries": float(len(seed_ndcg)),
-        "seed_ndcg_skipped": float(len(ndcg) - len(seed_ndcg)),
-    }
+def user_metrics(
+    home: Sequence[int],
+    now_playing: Sequence[Sequence[int]],
+    relevant: set[int],
+    seeds: Sequence[int],
+    targets: Sequence[SeedTargets | None],
+) -> list[tuple[str, str, float]]:
+    """``(surface, metric, value)`` of one evaluated user: its Home list and its Now Playing list
+    per seed (empty where the seed is -1). A Now Playing seed without seed-conditioned relevant
+    items yields no ``seed_ndcg``; a user with fewer than two seeds no ``overlap…_seeds``."""
+    out = [
+        ("home", f"ndcg@{NDCG_K}", ndcg_at_k(home, relevant, NDCG_K)),
+        ("home", f"recall@{RECALL_K}", recall_at_k(home, relevant, RECALL_K)),
+    ]
+    valid = [j for j, s in enumerate(seeds) if s >= 0]
+    for j in valid:
+        ranked, target = now_playing[j], targets[j]
+        assert target is not None
+        out += [
+            ("now_playing", f"ndcg@{NDCG_K}", ndcg_at_k(ranked, relevant, NDCG_K)),
+            ("now_playing", f"recall@{RECALL_K}", recall_at_k(ranked, relevant, RECALL_K)),
+            ("now_playing", f"seed_precision@{SEED_K}", precision_in_at_k(ranked, target.neighbours, SEED_K)),
+        ]
+        if target.conditioned:
+            out.append(("now_playing", f"seed_ndcg@{NDCG_K}", ndcg_at_k(ranked, target.conditioned, NDCG_K)))
+        out.append(("now_playing", f"overlap@{OVERLAP_K}_home", overlap_at_k(ranked, home, OVERLAP_K)))
+    if len(valid) >= 2:
+        out.append(
+            (
+                "now_playing",
+                f"overlap@{OVERLAP_K}_seeds",
+                overlap_at_k(now_playing[valid[0]], now_playing[valid[1]], OVERLAP_K),
+            )
+        )
+    return out
+
+
+def surface_metrics(moments: Mapping[tuple[str, str], tuple[float, int]]) -> dict[str, dict[str, float]]:
+    """The per-surface metrics dict of one method from ``(surface, metric) → (mean, count)`` over
+    its users' ``user_metrics`` (a metric with no value is NaN). Both engines end here: the
+    in-process one with ``np.mean``, the Spark one with Spark's ``avg``."""
+
+    def avg(surface: str, metric: str) -> float:
+        return moments.get((surface, metric), (float("nan"), 0))[0]
+
+    def count(surface: str, metric: str) -> float:
+        return float(moments.get((surface, metric), (float("nan"), 0))[1])
+
+    ndcg, seed_ndcg = f"ndcg@{NDCG_K}", f"seed_ndcg@{NDCG_K}"
+    home = {metric: avg("home", metric) for metric in SURFACE_METRICS["home"]}
+    home["queries"] = count("home", ndcg)
+    now_playing = {metric: avg("now_playing", metric) for metric in SURFACE_METRICS["now_playing"]}
+    now_playing["queries"] = count("now_playing", ndcg)
+    now_playing["seed_ndcg_queries"] = count("now_playing", seed_ndcg)
+    now_playing["seed_ndcg_skipped"] = count("now_playing", ndcg) - count("now_playing", seed_ndcg)
     return {"home": home, "now_playing": now_playing}
+
+
+def _metrics(lists: Mapping[str, Any], queries: EvalQueries, targets: QueryTargets) -> dict[str, dict[str, float]]:
+    values: dict[tuple[str, str], list[float]] = defaultdict(list)
+    for row, home in enumerate(lists["home"]):
+        seeds = queries.seeds[row].tolist()
+        for surface, metric, value in user_metrics(
+            home, lists["now_playing"][row], targets.relevant[row], seeds, targets.seeds[row]
+        ):
+            values[(surface, metric)].append(value)
+    return surface_metrics({key: (mean(v), len(v)) for key, v in values.items()})
 
 
 def _ratios(summary: Mapping[str, Any], baselines: Sequence[str]) -> dict[str, dict[str, Any]]:
@@ -343,48 +415,72 @@ async def evaluate_bundle_async(
     """
     params = dict(params or DEFAULT_PARAMS)
     baselines = dict(baselines or {})
+    check_baseline_names(baselines)
+    snapshot = bundle.load_users()
+    known = known_matrix(snapshot, len(bundle.catalog))
+    queries = plan_queries(snapshot, known, users, seed)
+    targets = query_targets(known, test, queries)
+    result = EvaluationResult(summary={}, queries=queries)
+    ranker = await ServedRanker.open(bundle, snapshot)
+    degraded: dict[str, dict[str, int]] = {}
+    try:
+        for name, version, cascade in served_runs(bundle, params, models):
+            before = dict(ranker.degraded)
+            started = time.perf_counter()
+            result.lists[name] = await served_lists(ranker, queries, params, limit, version, progress, cascade)
+            degraded[name] = {s: ranker.degraded[s] - before[s] for s in before}
+            if progress is not None:
+                progress(
+                    f"  {name}: served pipeline ranked {queries.users.size} users "
+                    f"in {time.perf_counter() - started:.1f} s"
+                )
+    finally:
+        ranker.close()
+    known_rows = [snapshot.known(u) for u in queries.users.tolist()]
+    for name, baseline in baselines.items():
+        began = time.perf_counter()
+        result.lists[name] = baseline_lists(baseline, known_rows, queries, params, limit)
+        if progress is not None:
+            progress(f"  {name}: baseline ranked {queries.users.size} users in {time.perf_counter() - began:.1f} s")
+    metrics = {name: _metrics(lists, queries, targets) for name, lists in result.lists.items()}
+    result.summary = evaluation_summary(
+        metrics, bundle.default_model, degraded, list(baselines), params, limit, int(queries.users.size), seed
+    )
+    return result
+
+
+def check_baseline_names(baselines: Mapping[str, Baseline]) -> None:
+    """Raise ``ValueError`` when a baseline name would collide with a served method's."""
     if SERVED in baselines or any(name.startswith(f"{SERVED}:") for name in baselines):
         raise ValueError(f"baseline names must not start with {SERVED!r}")
-    snapshot = bundle.load_users()
-    n_items = len(bundle.catalog)
-    known = known_matrix(snapshot, n_items)
-    users = np.asarray(users, dtype=np.int64)
-    queries = EvalQueries(
-        users=users,
-        user_ids=tuple(snapshot.user_ids[u] for u in users.tolist()),
-        seeds=pick_seeds(known, users, seed=seed, per_user=2),
-    )
-    relevant = [set(_rows(test, u).tolist()) for u in users.tolist()]
-    colisten = CoListen(known)
-    targets = [
-        [None if s < 0 else _seed_targets(colisten, s, u, relevant[row]) for s in queries.seeds[row].tolist()]
-        for row, u in enumerate(users.tolist())
-    ]
-    result = EvaluationResult(summary={}, queries=queries)
+
+
+def served_runs(
+    bundle: Bundle, params: Mapping[Surface, RankingParams], models: Sequence[str] | None
+) -> list[tuple[str, str, bool]]:
+    """``(method name, model version, cascade on)`` of every served method evaluated: ``ranker``,
+    ``ranker:no-cascade`` when the cascade is on, ``ranker:<version>`` for each other model in
+    ``models`` (default: all of the bundle's)."""
     versions = list(models) if models is not None else sorted(bundle.models)
     runs = [(SERVED, bundle.default_model, True)]
     if bundle.light_model is not None and any(p.cascade_size > 0 for p in params.values()):
         runs.append((NO_CASCADE, bundle.default_model, False))
     runs += [(f"{SERVED}:{v}", v, True) for v in versions if v != bundle.default_model]
-    ranker = await ServedRanker.open(bundle, snapshot)
-    degraded: dict[str, dict[str, int]] = {}
-    try:
-        for name, version, cascade in runs:
-            before = dict(ranker.degraded)
-            started = time.perf_counter()
-            result.lists[name] = await _served_lists(ranker, queries, params, limit, version, progress, cascade)
-            degraded[name] = {s: ranker.degraded[s] - before[s] for s in before}
-            if progress is not None:
-                progress(
-                    f"  {name}: served pipeline ranked {len(users)} users in {time.perf_counter() - started:.1f} s"
-                )
-    finally:
-        ranker.close()
-    for name, baseline in baselines.items():
-        began = time.perf_counter()
-        result.lists[name] = _baseline_lists(baseline, snapshot, queries, params, limit)
-        if progress is not None:
-            progress(f"  {name}: baseline ranked {len(users)} users in {time.perf_counter() - began:.1f} s")
+    return runs
+
+
+def evaluation_summary(
+    metrics: Mapping[str, Mapping[str, Mapping[str, float]]],
+    default_model: str,
+    degraded: Mapping[str, Mapping[str, int]],
+    baselines: Sequence[str],
+    params: Mapping[Surface, RankingParams],
+    limit: int,
+    n_users: int,
+    seed: int,
+    engine: str = "in process",
+) -> dict[str, Any]:
+    """The manifest's ``evaluation`` dict from each method's ``surface_metrics`` (module docstring)."""
     summary: dict[str, Any] = {
         "protocol": {
             "pipeline": "the served pipeline (ranking.assembly) run in process on the bundle, embedded store",
@@ -393,24 +489,21 @@ async def evaluate_bundle_async(
             + ", ".join(f"{s.value}: {params[s].known_items}" for s in Surface),
             "now_playing_seeds": "2 distinct random known items per user (models.metrics.pick_seeds)",
             "limit": limit,
-            "n_users": int(users.size),
+            "n_users": n_users,
             "seed": seed,
+            "engine": engine,
             "metrics": {s: list(m) for s, m in SURFACE_METRICS.items()},
             "seed_metrics": f"co-listening on train + label over other users; top {SEED_NEIGHBOURS} neighbours",
             "recent_plays": "none (the embedded store holds only the snapshot)",
         },
-        "default_model": bundle.default_model,
-        "degraded": degraded,
-        "home": {},
-        "now_playing": {},
+        "default_model": default_model,
+        "degraded": {name: dict(counts) for name, counts in degraded.items()},
+        "home": {name: dict(per_surface["home"]) for name, per_surface in metrics.items()},
+        "now_playing": {name: dict(per_surface["now_playing"]) for name, per_surface in metrics.items()},
     }
-    for name, lists in result.lists.items():
-        per_surface = _metrics(lists, relevant, queries.seeds, targets)
-        summary["home"][name] = per_surface["home"]
-        summary["now_playing"][name] = per_surface["now_playing"]
     summary["vs_best_baseline"] = _ratios(summary, list(baselines))
-    result.summary = _finite(summary)
-    return result
+    finite: dict[str, Any] = _finite(summary)
+    return finite
 
 
 def evaluate_bundle(
@@ -503,11 +596,22 @@ __all__ = [
     "Baseline",
     "EvalQueries",
     "EvaluationResult",
+    "QueryTargets",
+    "SeedTargets",
     "ServedRanker",
+    "baseline_lists",
+    "check_baseline_names",
     "evaluate_bundle",
     "evaluate_bundle_async",
+    "evaluation_summary",
     "format_metrics_table",
     "known_matrix",
     "ndcg_at_k",
+    "plan_queries",
+    "query_targets",
     "recall_at_k",
+    "served_lists",
+    "served_runs",
+    "surface_metrics",
+    "user_metrics",
 ]

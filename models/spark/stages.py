@@ -3,40 +3,49 @@ code (``models.build``, ``--engine spark``).
 
 ``SparkStages`` runs: reading ``--input`` (``read_interactions``), the per-user split
 (``split``), and each training stage's candidate models (``fit_stage``: statistics, popularity,
-ALS, the co-occurrence neighbour table), every one from a plays frame in Spark. LightGBM, the ONNX
-export, FAISS and the evaluation through the served pipeline stay on the driver.
+ALS, the co-occurrence neighbour table), every one from a plays frame in Spark, and the evaluation
+(``evaluate``: the served pipeline in the executors, per-user metrics averaged by Spark).
+LightGBM, the ONNX export and FAISS stay on the driver.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
 import scipy.sparse as sp
 
+from common.spark import spark_session
 from features.datasets import Interactions
 from models.als import AlsConfig, Embeddings
+from models.evaluation import Baseline
 from models.item_neighbors import NeighborConfig
 from models.ranker_data import StageModels
 from models.spark.als import train_als_spark
+from models.spark.evaluation import evaluate_bundle_spark
 from models.spark.interactions import collect_split, plays_frame, read_interactions, split_frame
 from models.spark.neighbors import build_neighbors_spark
-from models.spark.session import spark_session
 from models.spark.tables import compute_tables_spark, popularity_spark
 from models.splits import Split
 
 
 @dataclass
 class SparkStages:
-    """Spark stages on one session (``spark_session(master)`` unless ``spark`` is given)."""
+    """Spark stages on one session (``common.spark.spark_session(master, conf=conf)`` unless
+    ``spark`` is given)."""
 
     master: str = "local[2]"
     popularity_limit: int = 1000
     spark: Any = None
+    conf: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.spark is None:
-            self.spark = spark_session(self.master)
+            self.spark = spark_session(self.master, app_name="encore-build", conf=self.conf)
 
     def read(self, path: str) -> Interactions:
         """``--input``: Parquet or CSV interactions (``models.spark.interactions``)."""
@@ -54,6 +63,21 @@ class SparkStages:
             return train_als_spark(frame, plays.shape, config)
         finally:
             frame.unpersist()
+
+    def evaluate(
+        self,
+        bundle_path: Path,
+        test: sp.csr_matrix,
+        users: npt.NDArray[np.int64],
+        *,
+        seed: int,
+        baselines: Mapping[str, Baseline],
+        progress: Callable[[str], None] | None = None,
+    ) -> dict[str, Any]:
+        """The staged bundle's evaluation, ranked in the executors and averaged by Spark."""
+        return evaluate_bundle_spark(
+            self.spark, bundle_path, test, users, seed=seed, baselines=baselines, progress=progress
+        )
 
     def fit_stage(
         self, plays: sp.csr_matrix, als: AlsConfig, neighbors: NeighborConfig, embeddings: Embeddings | None = None

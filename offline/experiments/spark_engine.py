@@ -51,26 +51,10 @@ from offline.experiments.outcome_logs import AnalysisInputError, PathArg, ReadSt
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, Row, SparkSession
 
-__all__ = ["analyze_spark", "spark_session"]
+__all__ = ["analyze_spark"]
 
 _PARQUET_MAGIC: Final[bytes] = b"PAR1"
 _PAIRS: Final[tuple[tuple[int, int], ...]] = tuple((k, j) for k in range(4) for j in range(k, 4))
-
-
-def spark_session(master: str = "local[2]", shuffle_partitions: int = 8) -> SparkSession:
-    """A SparkSession for the analysis (no UI or progress bar; UTC; few shuffle partitions, which
-    suits one machine: raise ``shuffle_partitions`` on a cluster)."""
-    from pyspark.sql import SparkSession
-
-    return (
-        SparkSession.builder.master(master)
-        .appName("encore-experiments-analyze")
-        .config("spark.ui.enabled", "false")
-        .config("spark.ui.showConsoleProgress", "false")
-        .config("spark.sql.shuffle.partitions", str(shuffle_partitions))
-        .config("spark.sql.session.timeZone", "UTC")
-        .getOrCreate()
-    )
 
 
 def _is_parquet(path: Path) -> bool:
@@ -159,6 +143,7 @@ def analyze_spark(
     from pyspark.sql import functions as F
 
     _validate(correction, alpha, cuped_window_days, planned_units, expected_weights)
+    spark.conf.set("spark.sql.session.timeZone", "UTC")  # days are UTC days, whatever the session's default
     ex_files, out_files = expand_paths(exposure_paths), expand_paths(outcome_paths)
     ex = _read(spark, ex_files, "exposures").persist(StorageLevel.MEMORY_AND_DISK)
     oc = _read(spark, out_files, "outcomes").persist(StorageLevel.MEMORY_AND_DISK)

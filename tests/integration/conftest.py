@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
+from common.spark import spark_session
 from loadtests.harness import RedisClusterProcess
 
 
@@ -18,3 +20,11 @@ def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClu
         yield cluster
     finally:
         cluster.stop()
+
+
+@pytest.fixture(scope="module")
+def spark() -> Iterator[Any]:
+    """A Spark ``local[2]`` session for one test module (the engine CI runs), stopped after it."""
+    session = spark_session("local[2]", app_name="encore-tests", conf={"spark.sql.shuffle.partitions": "4"})
+    yield session
+    session.stop()

@@ -8,7 +8,6 @@ float sum either engine forms is exact, whatever its order). Also: ``compact_log
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,20 +17,13 @@ from offline.experiments.analysis import AnalysisReport, analyze
 from offline.experiments.compact import compact_logs
 from offline.experiments.outcome_logs import load_exposures, load_outcomes
 from offline.experiments.report import format_report, report_to_json
-from offline.experiments.spark_engine import analyze_spark, spark_session
+from offline.experiments.spark_engine import analyze_spark
 from serving.experiments.config import load_experiments
 
 pytestmark = pytest.mark.integration
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 REL_TOL = 1e-12
-
-
-@pytest.fixture(scope="module")
-def spark() -> Iterator[Any]:
-    session = spark_session("local[2]", shuffle_partitions=4)
-    yield session
-    session.stop()
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,19 +12,12 @@ import pytest
 import redis
 
 from features.keys import ACTIVE_KEY, marker_key, plays_key, user_key, version_pattern
-from features.redis_load import LoadError, gc, load_local, load_spark, loaded_versions, spark_session
+from features.redis_load import LoadError, gc, load_local, load_spark, loaded_versions
 from features.redis_store import RedisFeatureStore
 from features.snapshot import UserSnapshot
 from loadtests.harness import RedisClusterProcess, RedisProcess
 from models.bundle import load_bundle
 from tests.support import user_snapshot
-
-
-@pytest.fixture(scope="module")
-def spark() -> Iterator[Any]:
-    session = spark_session("local[2]")
-    yield session
-    session.stop()
 
 
 def _url(server: RedisProcess) -> str:

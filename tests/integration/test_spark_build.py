@@ -14,7 +14,6 @@ One SparkSession per module (the build's ``getOrCreate`` reuses it). Tolerances,
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +27,6 @@ from models.bundle import Bundle, load_bundle
 from models.item_neighbors import NeighborConfig, build_item_neighbors
 from models.spark.interactions import plays_frame, read_interactions, split_frame
 from models.spark.neighbors import build_neighbors_spark
-from models.spark.session import spark_session
 from models.splits import split_interactions
 
 pytestmark = pytest.mark.integration
@@ -40,13 +38,6 @@ NEIGHBOR_OVERLAP_SAME_METHOD = 0.95
 NEIGHBOR_OVERLAP_BUNDLES = 0.30
 NDCG_REL_TOL = 0.25
 RECALL_REL_TOL = 0.15
-
-
-@pytest.fixture(scope="module")
-def spark() -> Iterator[Any]:
-    session = spark_session("local[2]")
-    yield session
-    session.stop()
 
 
 @pytest.fixture(scope="module")
@@ -93,6 +84,8 @@ def test_spark_neighbours_match_the_in_process_cooccurrence_table(spark: Any) ->
 def test_spark_bundle_validates_and_agrees_with_the_in_process_one(bundles: dict[str, Bundle]) -> None:
     local, distributed = bundles["inprocess"], bundles["spark"]
     assert distributed.manifest["dataset"]["build_plan"]["engine"] == "spark"
+    assert distributed.manifest["evaluation"]["protocol"]["engine"].startswith("spark (")
+    assert local.manifest["evaluation"]["protocol"]["engine"] == "in process"
     assert list(distributed.catalog.item_ids) == list(local.catalog.item_ids)
     assert distributed.load_users().user_ids == local.load_users().user_ids
     assert distributed.index.ntotal == len(distributed.catalog)
@@ -134,3 +127,33 @@ def test_input_csv_and_parquet_read_to_the_same_interactions(spark: Any, tmp_pat
     missing.write_text("user,item_id,plays\nu1,t1,1\n")
     with pytest.raises(DatasetError, match="--input: missing columns"):
         read_interactions(spark, str(missing))
+
+
+def test_a_whole_build_reads_its_interactions_from_input(spark: Any, tmp_path: Path) -> None:
+    """``--input`` end to end: Parquet in, a served-and-evaluated bundle out, ids from the file."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    data = generate_synthetic(400, 150, seed=5)
+    coo = data.plays.tocoo()
+    pq.write_table(
+        pa.table(
+            {
+                "user_id": [data.user_ids[u] for u in coo.row.tolist()],
+                "item_id": [data.item_ids[i] for i in coo.col.tolist()],
+                "plays": coo.data.astype(np.float64),
+            }
+        ),
+        tmp_path / "plays.parquet",
+    )
+    args = ["build", "--engine", "spark", "--input", str(tmp_path / "plays.parquet"), "--out", str(tmp_path)]
+    args += ["--version", "from-input", "--factors", "8", "--ranker-users", "100", "--eval-users", "60"]
+    assert main([*args, "--ranker-replicas", "1", "--spark-conf", "spark.sql.shuffle.partitions=3"]) == 0
+
+    bundle = load_bundle(tmp_path / "from-input")
+    played = sorted({data.item_ids[i] for i in coo.col.tolist()})
+    assert list(bundle.catalog.item_ids) == played
+    assert bundle.load_users().user_ids == sorted({data.user_ids[u] for u in coo.row.tolist()})
+    assert bundle.manifest["dataset"]["source"] == str(tmp_path / "plays.parquet")
+    assert bundle.manifest["evaluation"]["home"]["ranker"]["queries"] == 60
+    assert spark.conf.get("spark.sql.shuffle.partitions") == "3"

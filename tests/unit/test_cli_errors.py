@@ -228,6 +228,7 @@ def test_every_command_module_is_registered() -> None:
         "main",
         "exit_codes",
         "connect",
+        "spark_options",  # --spark-master and --spark-conf of every --engine spark command
         "experiments_api",  # the API server and client subcommands of `experiments`
         "experiments_growthbook",  # the GrowthBook export and import subcommands of `experiments`
     }
