@@ -21,9 +21,10 @@ choice, and the manifest records what was done (``dataset.build_plan``).
 Engines (``BuildConfig.engine``, ``encore build --engine``): ``inprocess`` (the default, all of
 the above in this process) or ``spark``: reading ``--input``, the split, statistics, popularity,
 ALS and the co-occurrence neighbour table of every training stage run on Spark MLlib
-(``models.spark``, imported only then), and so does the evaluation: the served pipeline ranks in
-Spark's executors and Spark averages the per-user metrics (``models.spark.evaluation``). ALS is not
-tuned, the baselines are popularity and ALS, and the ranker has 2 replicas by default, not 8
+(``models.spark``, imported only then); so do the ranker's example sampling (per partition of
+users, ``models.spark.examples``) and the evaluation (the served pipeline ranks in the executors,
+Spark averages the per-user metrics: ``models.spark.evaluation``). ALS is not tuned, the
+baselines are popularity and ALS, and the ranker has 2 replicas by default, not 8
 (``DEFAULT_REPLICAS``). LightGBM and FAISS run here on both engines.
 """
 
@@ -57,9 +58,16 @@ from models.bundle import (
 from models.evaluation import LIMIT, Baseline, evaluate_bundle, format_metrics_table
 from models.item_neighbors import NeighborConfig, effective_method
 from models.ranker import MODEL_TREES, RankerConfig
-from models.ranker_data import CandidateSizes, LabelConfig
+from models.ranker_data import CandidateSizes, LabelConfig, build_ranker_dataset
 from models.splits import split_interactions, subsample_users
-from models.training import POPULARITY_LIMIT, StageFit, TrainingConfig, fit_stage, train_models
+from models.training import (
+    POPULARITY_LIMIT,
+    ExampleSampler,
+    StageFit,
+    TrainingConfig,
+    fit_stage,
+    train_models,
+)
 from ranking.assembly import DEFAULT_PARAMS
 from ranking.types import RankingParams, Surface
 
@@ -153,6 +161,9 @@ class _Plan:
     baselines: tuple[str, ...]
 
 
+#: What ``--engine spark`` runs on Spark (the manifest's ``dataset.build_plan.on_spark``).
+SPARK_STAGES = ("split", "statistics", "popularity", "als", "neighbours", "ranker examples", "evaluation")
+
 #: Default stage-A ranker replicas: each refits ALS and the neighbour table, which on Spark costs a
 #: job of its own (tens of seconds on ``local[2]`` even for HetRec), so the Spark engine does fewer.
 DEFAULT_REPLICAS = {"inprocess": 8, "spark": 2}
@@ -210,6 +221,7 @@ def build_bundle(config: BuildConfig, log: Callable[[str], None] = print) -> Pat
         factors=config.factors, iterations=config.als_iterations, seed=config.seed, threads=config.threads
     )
     fit: StageFit = fit_stage
+    examples: ExampleSampler = build_ranker_dataset
     if spark is None:
         fitted = fit_baselines(
             split,
@@ -220,7 +232,7 @@ def build_bundle(config: BuildConfig, log: Callable[[str], None] = print) -> Pat
             log=lambda message: step(message),
         )
     else:
-        fit = spark.fit_stage
+        fit, examples = spark.fit_stage, spark.examples
         fitted = _spark_baselines(split, als_base, spark)
     step(f"baselines tuned on the label part and refit on train+label: {', '.join(fitted.baselines)}")
 
@@ -245,6 +257,7 @@ def build_bundle(config: BuildConfig, log: Callable[[str], None] = print) -> Pat
         stage_b_embeddings=fitted.als_known,
         log=lambda message: step(message),
         fit=fit,
+        examples=examples,
     )
 
     eval_users = subsample_users(
@@ -258,7 +271,7 @@ def build_bundle(config: BuildConfig, log: Callable[[str], None] = print) -> Pat
         "baselines": fitted.info,
         "build_plan": {
             "engine": config.engine,
-            **({"spark_master": config.spark_master} if spark is not None else {}),
+            **({"spark_master": config.spark_master, "on_spark": list(SPARK_STAGES)} if spark is not None else {}),
             "index_type": config.index_type,
             "large_catalog": data.n_items > LARGE_CATALOG,
             "neighbor_method": effective_method(split.known, training.neighbors),

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -126,6 +126,23 @@ def fit_stage(
 StageFit = Callable[[sp.csr_matrix, AlsConfig, NeighborConfig, Embeddings | None], StageModels]
 
 
+class ExampleSampler(Protocol):
+    """Builds one stage's ranker rows for sampled users (``build_ranker_dataset``'s signature)."""
+
+    def __call__(
+        self,
+        stage: StageModels,
+        labels_part: sp.csr_matrix,
+        users: npt.NDArray[np.int64],
+        rng: np.random.Generator,
+        *,
+        sizes: dict[str, CandidateSizes],
+        labels: LabelConfig,
+        recent_share: float = 0.5,
+        negatives: int | None = 150,
+    ) -> RankerDataset: ...
+
+
 def train_models(
     split: Split,
     config: TrainingConfig,
@@ -134,11 +151,13 @@ def train_models(
     stage_b_embeddings: Embeddings | None = None,
     log: Callable[[str], None] = lambda _message: None,
     fit: StageFit = fit_stage,
+    examples: ExampleSampler = build_ranker_dataset,
 ) -> TrainedModels:
     """Stage A → rankers, stage B → served artifacts (module docstring). Deterministic for a
     given split and config. ``stage_*_embeddings`` reuse ALS fits of ``config.als`` on ``train``
     / ``train + label`` (the ALS baseline's tuning already made them). ``fit`` computes each
-    stage's candidate models (``fit_stage`` in process; ``--engine spark`` passes its own)."""
+    stage's candidate models and ``examples`` samples its ranker rows (``fit_stage`` and
+    ``build_ranker_dataset`` in process; ``--engine spark`` passes its own)."""
     if not config.models:
         raise ValueError("TrainingConfig.models must name at least one ranker version")
     rng = np.random.default_rng(config.seed + 1)
@@ -156,7 +175,7 @@ def train_models(
         stage = fit(train, config.als, config.neighbors, stage_a_embeddings if kind == "label part" else None)
         users = subsample_users(users_with(label), config.ranker_users, rng)
         try:
-            data = build_ranker_dataset(
+            data = examples(
                 stage,
                 label,
                 users,

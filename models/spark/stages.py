@@ -3,7 +3,8 @@ code (``models.build``, ``--engine spark``).
 
 ``SparkStages`` runs: reading ``--input`` (``read_interactions``), the per-user split
 (``split``), and each training stage's candidate models (``fit_stage``: statistics, popularity,
-ALS, the co-occurrence neighbour table), every one from a plays frame in Spark, and the evaluation
+ALS, the co-occurrence neighbour table), every one from a plays frame in Spark, a sample of ranker
+examples per stage (``examples``: ``build_ranker_dataset`` per partition of users) and the evaluation
 (``evaluate``: the served pipeline in the executors, per-user metrics averaged by Spark).
 LightGBM, the ONNX export and FAISS stay on the driver.
 """
@@ -24,9 +25,11 @@ from features.datasets import Interactions
 from models.als import AlsConfig, Embeddings
 from models.evaluation import Baseline
 from models.item_neighbors import NeighborConfig
-from models.ranker_data import StageModels
+from models.ranker import RankerDataset
+from models.ranker_data import CandidateSizes, LabelConfig, StageModels
 from models.spark.als import train_als_spark
 from models.spark.evaluation import evaluate_bundle_spark
+from models.spark.examples import ranker_dataset_spark
 from models.spark.interactions import collect_split, plays_frame, read_interactions, split_frame
 from models.spark.neighbors import build_neighbors_spark
 from models.spark.tables import compute_tables_spark, popularity_spark
@@ -77,6 +80,31 @@ class SparkStages:
         """The staged bundle's evaluation, ranked in the executors and averaged by Spark."""
         return evaluate_bundle_spark(
             self.spark, bundle_path, test, users, seed=seed, baselines=baselines, progress=progress
+        )
+
+    def examples(
+        self,
+        stage: StageModels,
+        labels_part: sp.csr_matrix,
+        users: npt.NDArray[np.int64],
+        rng: np.random.Generator,
+        *,
+        sizes: dict[str, CandidateSizes],
+        labels: LabelConfig,
+        recent_share: float = 0.5,
+        negatives: int | None = 150,
+    ) -> RankerDataset:
+        """``models.training.ExampleSampler`` in Spark: one draw of ``rng`` seeds the partitions."""
+        return ranker_dataset_spark(
+            self.spark,
+            stage,
+            labels_part,
+            users,
+            int(rng.integers(2**62)),
+            sizes=sizes,
+            labels=labels,
+            recent_share=recent_share,
+            negatives=negatives,
         )
 
     def fit_stage(

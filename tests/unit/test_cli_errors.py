@@ -237,7 +237,7 @@ def test_every_command_module_is_registered() -> None:
 
 def test_the_exception_root_imports_nothing_of_encore() -> None:
     """Every package may import ``common``; it depends on no package in turn."""
-    first_party = {p.parent.name for p in REPO.glob("*/__init__.py")} | {"encore"} - {"common"}
+    first_party = ({p.parent.name for p in REPO.glob("*/__init__.py")} | {"encore"}) - {"common"}
     for path in (REPO / "common").glob("*.py"):
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
