@@ -160,11 +160,17 @@ def analyze_spark(
     window_ms = round(cuped_window_days * DAY_MS)
     cuped = window_ms > 0
 
-    groups = ex.groupBy("experiment", "unit_id").agg(
-        F.min("ts_ms").alias("first_ts"),
-        F.count(F.lit(1)).alias("rows"),
-        F.min("variant").alias("variant"),
-        F.max("variant").alias("vmax"),
+    # Each frame used by more than one job below is computed once and kept (memory, then disk).
+    keep = StorageLevel.MEMORY_AND_DISK
+    groups = (
+        ex.groupBy("experiment", "unit_id")
+        .agg(
+            F.min("ts_ms").alias("first_ts"),
+            F.count(F.lit(1)).alias("rows"),
+            F.min("variant").alias("variant"),
+            F.max("variant").alias("vmax"),
+        )
+        .persist(keep)
     )
     per_exp = {
         r["experiment"]: r
@@ -178,13 +184,16 @@ def analyze_spark(
     }
     kept = groups.filter(F.col("variant") == F.col("vmax")).select("experiment", "unit_id", "variant", "first_ts")
     exposed = ex.select("unit_id").distinct()
-    unmatched = oc.join(exposed, "unit_id", "left_anti").count()
-    relevant = oc.filter(F.col("metric").isin(list(names))).join(exposed, "unit_id", "left_semi")
+    matched = oc.join(exposed, "unit_id", "left_semi").persist(keep)
+    unmatched = n_oc - matched.count()
+    relevant = matched.filter(F.col("metric").isin(list(names)))
     ex_max = ex.agg(F.max("ts_ms")).first()
     oc_max = relevant.agg(F.max("ts_ms")).first()
     last_event = max(int((ex_max or [0])[0] or 0), int((oc_max or [0])[0] or 0))
 
-    joined = kept.join(relevant, "unit_id", "left").withColumn("offset", F.col("ts_ms") - F.col("first_ts"))
+    joined = (
+        kept.join(relevant, "unit_id", "left").withColumn("offset", F.col("ts_ms") - F.col("first_ts")).persist(keep)
+    )
     post_cols, pre_cols = [f"post{i}" for i in range(len(names))], [f"pre{i}" for i in range(len(names))]
 
     def metric_sum(i: int, cond: Column) -> Column:
@@ -293,7 +302,7 @@ def analyze_spark(
             daggs += [delta(cur[i], old[i]).alias(f"m{k}_{i}") for i in range(4)]
             daggs += [delta(cur[i] * cur[j], old[i] * old[j]).alias(f"m{k}_{i}{j}") for i, j in _PAIRS]
         day_rows = steps.groupBy("experiment", "variant", "day").agg(*daggs).collect()
-    for frame in (units, ex, oc):
+    for frame in (units, joined, matched, groups, ex, oc):
         frame.unpersist()
 
     collected = _assemble(
