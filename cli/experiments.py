@@ -53,6 +53,13 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     ec.add_argument(
         "--partition-by-date", action="store_true", help="write dest/date=YYYY-MM-DD/... files (UTC day of ts_ms)"
     )
+    ec.add_argument(
+        "--watch",
+        type=_positive_float,
+        metavar="SECONDS",
+        help="keep running: compact again every SECONDS until SIGTERM/Ctrl-C (a sidecar beside the server); "
+        "a pass that fails is reported on stderr and retried",
+    )
     ec.set_defaults(func=compact)
     eaa = esub.add_parser(
         "aa", help="A/A simulation with daily looks: false-positive rate, sequential vs peeking fixed-horizon"
@@ -168,6 +175,13 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0.0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
+    return value
+
+
 def _non_negative(text: str) -> float:
     value = float(text)
     if not value >= 0.0 or value == float("inf"):
@@ -244,28 +258,54 @@ def report(args: argparse.Namespace) -> int:
 
 
 def compact(args: argparse.Namespace) -> int:
-    from offline.experiments.compact import CompactEvent, compact_logs
+    import signal
+    import sys
+    import threading
+
+    from offline.experiments.compact import CompactEvent, CompactSummary, compact_logs
+    from offline.experiments.outcome_logs import AnalysisInputError
 
     def progress(event: CompactEvent) -> None:
         if event.action == "converted":
             print(f"{event.source} -> {event.dest}: {event.rows:,} rows in {event.seconds:.1f} s", flush=True)
 
+    def once() -> CompactSummary:
+        return compact_logs(
+            args.src,
+            args.dest,
+            kind=args.kind,
+            strict=not args.lenient,
+            min_age_s=args.min_age,
+            progress=progress,
+            partition_by_date=args.partition_by_date,
+        )
+
+    def report(summary: CompactSummary) -> None:
+        print(
+            f"{summary.converted} converted ({summary.rows:,} rows, {summary.skipped_lines} malformed lines "
+            f"skipped), {summary.current} already current, {summary.open} still open, {summary.empty} empty",
+            flush=True,
+        )
+
     if args.dest.resolve().is_relative_to(args.src.resolve()):
         raise SystemExit(f"encore experiments compact: dest {args.dest} must not be inside src {args.src}")
-    summary = compact_logs(
-        args.src,
-        args.dest,
-        kind=args.kind,
-        strict=not args.lenient,
-        min_age_s=args.min_age,
-        progress=progress,
-        partition_by_date=args.partition_by_date,
-    )
-    print(
-        f"{summary.converted} converted ({summary.rows:,} rows, {summary.skipped_lines} malformed lines skipped), "
-        f"{summary.current} already current, {summary.open} still open, {summary.empty} empty"
-    )
-    return OK
+    if args.watch is None:
+        report(once())
+        return OK
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda _signum, _frame: stop.set())
+    print(f"compacting {args.src} -> {args.dest} every {args.watch:g} s until SIGTERM/Ctrl-C", flush=True)
+    while True:
+        try:
+            summary = once()
+            if summary.converted:
+                report(summary)
+        except (AnalysisInputError, OSError) as exc:  # a bad or vanished file: say so, try again next pass
+            print(f"encore experiments compact: {exc} (retrying in {args.watch:g} s)", file=sys.stderr, flush=True)
+        if stop.wait(args.watch):
+            print("stopped", flush=True)
+            return OK
 
 
 def aa(args: argparse.Namespace) -> int:

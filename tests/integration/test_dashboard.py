@@ -440,7 +440,7 @@ def published(service: str) -> dict[int, tuple[str, int]]:
 
 def test_compose_runs_encore_redis_prometheus_and_grafana() -> None:
     services = compose()["services"]
-    assert set(services) == {"encore", "redis", "prometheus", "grafana"}
+    assert set(services) == {"encore", "redis", "prometheus", "grafana", "compact-exposures", "compact-outcomes"}
     encore = services["encore"]
     assert with_defaults(encore["image"]) == "encore:0.1.0"
     assert (COMPOSE_FILE.parent / encore["build"]["context"]).resolve() == REPO
@@ -461,7 +461,7 @@ def test_compose_ports_are_stack_variables_with_distinct_defaults() -> None:
     # ENCORE_* variables are the server's own settings (serving/config.py): the stack's are STACK_*
     names = {name for name, _ in _VARIABLE.findall(COMPOSE_FILE.read_text())}
     assert names and all(name.startswith("STACK_") for name in names), names
-    ports = {name: published(name) for name in services}
+    ports = {name: published(name) for name, service in services.items() if "ports" in service}
     variables = [var for mapping in ports.values() for var, _ in mapping.values()]
     defaults = [port for mapping in ports.values() for _, port in mapping.values()]
     assert len(set(variables)) == len(variables) and len(set(defaults)) == len(defaults), ports
@@ -470,6 +470,20 @@ def test_compose_ports_are_stack_variables_with_distinct_defaults() -> None:
         int(command_option("encore", "--metrics-port")),
     }
     assert set(ports["prometheus"]) == {9090} and set(ports["grafana"]) == {3000} and set(ports["redis"]) == {6379}
+
+
+def test_compose_compacts_the_servers_logs_to_date_partitioned_parquet() -> None:
+    """Each compactor runs the server's image on the server's log directory (same volume)."""
+    services = compose()["services"]
+    for kind in ("exposures", "outcomes"):
+        compactor = services[f"compact-{kind}"]
+        assert compactor["image"] == services["encore"]["image"] and compactor["entrypoint"] == ["encore"]
+        command = [with_defaults(str(arg)) for arg in compactor["command"]]
+        assert command[:2] == ["experiments", "compact"]
+        assert command[2] == command_option("encore", f"--{kind[:-1]}-log-dir")
+        assert command[3].startswith(f"{services['encore']['working_dir']}/parquet/")
+        assert "--partition-by-date" in command and float(command[command.index("--watch") + 1]) > 0
+        assert compactor["volumes"] == [v for v in services["encore"]["volumes"] if v.startswith("encore-data:")]
 
 
 def test_compose_mounts_name_files_of_the_repository() -> None:

@@ -82,3 +82,58 @@ def test_aa_prints_the_false_positive_table() -> None:
     assert result.returncode == 0, result.stderr
     assert "A/A false-positive rate: 200 runs × 7 daily looks" in result.stdout
     assert "sequential (confidence sequence), any daily look" in result.stdout
+
+
+@pytest.mark.integration
+def test_compact_watch_keeps_the_date_partitions_current_until_sigterm(tmp_path: Path) -> None:
+    """The sidecar mode: a log that appears, then grows, is (re)written as date partitions; a bad
+    line is reported and retried, not fatal; SIGTERM ends it cleanly."""
+    import signal
+
+    import pyarrow.parquet as pq
+
+    from tests.e2e.rank_load import wait_for
+
+    logs, dest = tmp_path / "exposures", tmp_path / "parquet"
+    logs.mkdir()
+    day = 86_400_000
+    t0 = 1_764_000_000_000 - 1_764_000_000_000 % day + day - 1000  # one second before a UTC midnight
+
+    def line(ts: int, unit: int) -> str:
+        return json.dumps({"ts_ms": ts, "unit_id": f"u{unit}", "experiment": "e", "variant": "a"}) + "\n"
+
+    log = logs / "exposures-1.jsonl"
+    log.write_text(line(t0, 1) + line(t0 + 2000, 2))
+    command = [sys.executable, "-m", "cli", "experiments", "compact", str(logs), str(dest)]
+    out_path, err_path = tmp_path / "stdout", tmp_path / "stderr"
+    with out_path.open("w") as out, err_path.open("w") as err:
+        proc = subprocess.Popen(
+            [*command, "--partition-by-date", "--min-age", "0", "--watch", "0.2"], stdout=out, stderr=err, text=True
+        )
+    try:
+
+        def rows() -> dict[str, int]:
+            found = {}
+            for part in dest.glob("date=*/*.parquet"):
+                try:
+                    found[part.parent.name] = pq.read_table(part).num_rows
+                except OSError:  # being replaced right now
+                    return {}
+            return found
+
+        assert wait_for(lambda: len(rows()) == 2, timeout=120), rows()
+        assert sorted(rows().values()) == [1, 1]  # the two rows fall on two UTC days
+
+        with log.open("a") as fh:
+            fh.write(line(t0 + 3000, 3))  # the grown file differs in size from what was converted
+        assert wait_for(lambda: sorted(rows().values()) == [1, 2], timeout=120), rows()
+
+        (logs / "exposures-2.jsonl").write_text("not json\n")
+        assert wait_for(lambda: "retrying" in err_path.read_text(), timeout=120), err_path.read_text()
+        assert proc.poll() is None and sorted(rows().values()) == [1, 2]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=120)
+    assert proc.returncode == 0, err_path.read_text()
+    assert "every 0.2 s" in out_path.read_text() and out_path.read_text().rstrip().endswith("stopped")
+    assert "exposures-2.jsonl" in err_path.read_text()
