@@ -1,7 +1,8 @@
 """``make bench-offline``: each offline build stage, in process vs Spark, at multiples of HetRec.
 
 Stages: the per-user split, statistics + popularity, ALS, the co-listen neighbour table
-(co-occurrence, k = 50), on synthetic data at ``--scales`` × the HetRec size (1,892 users,
+(co-occurrence, k = 50), the ranker's training examples for 3,000 users (from the stages' own
+results), on synthetic data at ``--scales`` × the HetRec size (1,892 users,
 17,632 items, ~92,834 plays). Spark's times include turning the driver matrix into a DataFrame
 and collecting the result (what the build pays); the session start-up is reported once. Prints
 seconds and plays/s per stage and engine and which engine wins.
@@ -17,14 +18,22 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
+
 from common.spark import parse_spark_conf
 from features.synthetic import generate_synthetic
 from models.als import AlsConfig, train_als
+from models.build import candidate_sizes
 from models.item_neighbors import NeighborConfig, build_item_neighbors
+from models.ranker_data import LabelConfig, StageModels, build_ranker_dataset
 from models.splits import split_interactions
 from models.tables import compute_tables, popularity_order
+from ranking.assembly import DEFAULT_PARAMS
 
 HETREC_USERS, HETREC_ITEMS, HETREC_PLAYS = 1892, 17_632, 92_834
+#: Users whose ranker examples are built (the build's default ``ranker_users`` per replica).
+EXAMPLE_USERS = 3000
+SIZES = {surface.value: candidate_sizes(params) for surface, params in DEFAULT_PARAMS.items()}
 
 
 def _timed(fn: Callable[[], Any]) -> float:
@@ -52,6 +61,7 @@ def run(
 
 def _bench_scale(spark: Any, scale: int, als: AlsConfig, neighbors: NeighborConfig) -> list[dict[str, Any]]:
     from models.spark.als import train_als_spark
+    from models.spark.examples import ranker_dataset_spark
     from models.spark.interactions import columns, plays_frame, split_frame
     from models.spark.neighbors import build_neighbors_spark
     from models.spark.tables import compute_tables_spark, popularity_spark
@@ -75,23 +85,50 @@ def _bench_scale(spark: Any, scale: int, als: AlsConfig, neighbors: NeighborConf
 
         return go
 
+    made: dict[str, Any] = {}
+
+    def keep(name: str, value: Any) -> Any:
+        made[name] = value
+        return value
+
+    def examples(spark_engine: bool) -> Callable[[], Any]:
+        """The ranker's examples for EXAMPLE_USERS labelled users, from the stages made above."""
+
+        def go() -> Any:
+            split = made["split"]
+            stage = StageModels(
+                plays=split.train,
+                embeddings=made["als"],
+                tables=compute_tables(split.train),
+                neighbors=made["neighbours"],
+                popularity=made["popularity"],
+            )
+            users = np.flatnonzero(np.diff(split.label.indptr) > 0)[:EXAMPLE_USERS]
+            kwargs: dict[str, Any] = {"sizes": SIZES, "labels": LabelConfig(), "recent_share": 0.5, "negatives": 100}
+            if spark_engine:
+                return ranker_dataset_spark(spark, stage, split.label, users, 0, **kwargs)
+            return build_ranker_dataset(stage, split.label, users, np.random.default_rng(0), **kwargs)
+
+        return go
+
     stages: list[tuple[str, Callable[[], Any], Callable[[], Any]]] = [
         (
             "split",
-            lambda: split_interactions(plays, seed=0),
+            lambda: keep("split", split_interactions(plays, seed=0)),
             in_spark(lambda f: columns(split_frame(f, seed=0), "user", "item", "part")),
         ),
         (
             "statistics+popularity",
-            lambda: popularity_order(compute_tables(plays).listeners, 1000),
+            lambda: keep("popularity", popularity_order(compute_tables(plays).listeners, 1000)),
             in_spark(lambda f: (compute_tables_spark(f, shape), popularity_spark(f, 1000))),
         ),
-        ("als", lambda: train_als(plays, als), in_spark(lambda f: train_als_spark(f, shape, als))),
+        ("als", lambda: keep("als", train_als(plays, als)), in_spark(lambda f: train_als_spark(f, shape, als))),
         (
             "neighbours",
-            lambda: build_item_neighbors(plays, neighbors),
+            lambda: keep("neighbours", build_item_neighbors(plays, neighbors)),
             in_spark(lambda f: build_neighbors_spark(f, shape[1], neighbors)),
         ),
+        (f"ranker examples ({EXAMPLE_USERS} u)", examples(False), examples(True)),
     ]
     for name, local, distributed in stages:
         t_local, t_spark = _timed(local), _timed(distributed)
@@ -111,7 +148,7 @@ def _bench_scale(spark: Any, scale: int, als: AlsConfig, neighbors: NeighborConf
 def _line(row: dict[str, Any]) -> str:
     plays = row["plays"]
     return (
-        f"{row['scale']:>4}x  {plays:>10,}  {row['stage']:<22} "
+        f"{row['scale']:>4}x  {plays:>10,}  {row['stage']:<24} "
         f"{row['inprocess_s']:>8.2f}s {plays / row['inprocess_s']:>12,.0f}/s  "
         f"{row['spark_s']:>8.2f}s {plays / row['spark_s']:>12,.0f}/s  {row['winner']}"
     )
@@ -128,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     scales = [int(s) for s in args.scales.split(",") if s.strip()]
     if not scales or min(scales) < 1:
         parser.error("--scales must list positive integers, e.g. 1,10")
-    print(f"{'scale':>5}  {'plays':>10}  {'stage':<22} {'in-process':>24}  {'spark ' + args.spark_master:>24}  winner")
+    print(f"{'scale':>5}  {'plays':>10}  {'stage':<24} {'in-process':>24}  {'spark ' + args.spark_master:>24}  winner")
     run(scales, args.spark_master, args.factors, args.iterations, parse_spark_conf(args.spark_conf))
     return 0
 
