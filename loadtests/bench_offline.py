@@ -7,8 +7,10 @@ results), on synthetic data at ``--scales`` × the HetRec size (1,892 users,
 and collecting the result (what the build pays); the session start-up is reported once. Prints
 seconds and plays/s per stage and engine and which engine wins.
 
-    python -m loadtests.bench_offline [--scales 1,10] [--spark-master local[2]] [--spark-conf spark.KEY=V]
-        [--factors 32]
+    python -m loadtests.bench_offline [--scales 1,10] [--stages split,statistics,als,neighbours,examples]
+        [--spark-master local[2]] [--spark-conf spark.KEY=V] [--factors 32]
+
+``--stages`` times a subset; the stages the examples start from still run (untimed, in process).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from ranking.assembly import DEFAULT_PARAMS
 HETREC_USERS, HETREC_ITEMS, HETREC_PLAYS = 1892, 17_632, 92_834
 #: Users whose ranker examples are built (the build's default ``ranker_users`` per replica).
 EXAMPLE_USERS = 3000
+STAGES = ("split", "statistics", "als", "neighbours", "examples")
 SIZES = {surface.value: candidate_sizes(params) for surface, params in DEFAULT_PARAMS.items()}
 
 
@@ -43,7 +46,12 @@ def _timed(fn: Callable[[], Any]) -> float:
 
 
 def run(
-    scales: list[int], master: str, factors: int, iterations: int, conf: dict[str, str] | None = None
+    scales: list[int],
+    master: str,
+    factors: int,
+    iterations: int,
+    conf: dict[str, str] | None = None,
+    selected: set[str] | None = None,
 ) -> list[dict[str, Any]]:
     """One row per (scale, stage): seconds and plays/s for each engine."""
     from common.spark import spark_session
@@ -55,11 +63,13 @@ def run(
     neighbors = NeighborConfig(k=50, method="cooccurrence")
     rows: list[dict[str, Any]] = []
     for scale in scales:
-        rows += _bench_scale(spark, scale, als, neighbors)
+        rows += _bench_scale(spark, scale, als, neighbors, selected or set(STAGES))
     return rows
 
 
-def _bench_scale(spark: Any, scale: int, als: AlsConfig, neighbors: NeighborConfig) -> list[dict[str, Any]]:
+def _bench_scale(
+    spark: Any, scale: int, als: AlsConfig, neighbors: NeighborConfig, selected: set[str]
+) -> list[dict[str, Any]]:
     from models.spark.als import train_als_spark
     from models.spark.examples import ranker_dataset_spark
     from models.spark.interactions import columns, plays_frame, split_frame
@@ -111,26 +121,38 @@ def _bench_scale(spark: Any, scale: int, als: AlsConfig, neighbors: NeighborConf
 
         return go
 
-    stages: list[tuple[str, Callable[[], Any], Callable[[], Any]]] = [
+    stages: list[tuple[str, str, Callable[[], Any], Callable[[], Any]]] = [
         (
+            "split",
             "split",
             lambda: keep("split", split_interactions(plays, seed=0)),
             in_spark(lambda f: columns(split_frame(f, seed=0), "user", "item", "part")),
         ),
         (
+            "statistics",
             "statistics+popularity",
             lambda: keep("popularity", popularity_order(compute_tables(plays).listeners, 1000)),
             in_spark(lambda f: (compute_tables_spark(f, shape), popularity_spark(f, 1000))),
         ),
-        ("als", lambda: keep("als", train_als(plays, als)), in_spark(lambda f: train_als_spark(f, shape, als))),
         (
+            "als",
+            "als",
+            lambda: keep("als", train_als(plays, als)),
+            in_spark(lambda f: train_als_spark(f, shape, als)),
+        ),
+        (
+            "neighbours",
             "neighbours",
             lambda: keep("neighbours", build_item_neighbors(plays, neighbors)),
             in_spark(lambda f: build_neighbors_spark(f, shape[1], neighbors)),
         ),
-        (f"ranker examples ({EXAMPLE_USERS} u)", examples(False), examples(True)),
+        ("examples", f"ranker examples ({EXAMPLE_USERS} u)", examples(False), examples(True)),
     ]
-    for name, local, distributed in stages:
+    for key, name, local, distributed in stages:
+        if key not in selected:
+            if "examples" in selected and key != "examples":
+                local()  # untimed: the examples stage starts from its result
+            continue
         t_local, t_spark = _timed(local), _timed(distributed)
         row = {
             "scale": scale,
@@ -159,14 +181,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scales", default="1,10", help="comma-separated multiples of the HetRec size")
     parser.add_argument("--spark-master", default="local[2]")
     parser.add_argument("--spark-conf", action="append", help="spark.KEY=VALUE, repeatable: spark.driver.memory=8g")
+    parser.add_argument("--stages", default=",".join(STAGES), help=f"comma-separated subset of {','.join(STAGES)}")
     parser.add_argument("--factors", type=int, default=32)
     parser.add_argument("--iterations", type=int, default=10)
     args = parser.parse_args(argv)
     scales = [int(s) for s in args.scales.split(",") if s.strip()]
     if not scales or min(scales) < 1:
         parser.error("--scales must list positive integers, e.g. 1,10")
+    selected = {s.strip() for s in args.stages.split(",") if s.strip()}
+    if not selected or not selected <= set(STAGES):
+        parser.error(f"--stages must name some of {','.join(STAGES)}, got {args.stages!r}")
     print(f"{'scale':>5}  {'plays':>10}  {'stage':<24} {'in-process':>24}  {'spark ' + args.spark_master:>24}  winner")
-    run(scales, args.spark_master, args.factors, args.iterations, parse_spark_conf(args.spark_conf))
+    run(scales, args.spark_master, args.factors, args.iterations, parse_spark_conf(args.spark_conf), selected)
     return 0
 
 
