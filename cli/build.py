@@ -27,8 +27,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "--engine",
         choices=["local", "spark"],
         default="local",
-        help="where the heavy stages run: this process, or Spark MLlib (split, ALS, neighbours, statistics); "
-        "the same names as `experiments analyze --engine` and `features load --engine`",
+        help="where the heavy stages run: this process, or Spark (split, statistics, MLlib ALS, neighbours, "
+        "ranker examples, evaluation); the same names as `experiments analyze --engine` and `features load --engine`",
     )
     add_spark_options(b)
     b.add_argument(
@@ -41,7 +41,11 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         default="auto",
         help="FAISS index (auto: flat up to 200k items, IVF beyond; docs/ARCHITECTURE.md sizes each)",
     )
-    b.add_argument("--ranker-replicas", type=int, help="stage-A ranker replicas (default: by catalogue size)")
+    b.add_argument(
+        "--ranker-replicas",
+        type=int,
+        help="stage-A ranker replicas (default: 8, or 2 with --engine spark; 1 above 200k items)",
+    )
     b.set_defaults(func=run)
 
 
