@@ -25,7 +25,7 @@ ALS and the co-occurrence neighbour table of every training stage run on Spark M
 users, ``models.spark.examples``) and the evaluation (the served pipeline ranks in the executors,
 Spark averages the per-user metrics: ``models.spark.evaluation``). ALS is not tuned, the
 baselines are popularity and ALS, and the ranker has 2 replicas by default, not 8
-(``DEFAULT_REPLICAS``). LightGBM and FAISS run here on both engines.
+(``_plan``). LightGBM and FAISS run here on both engines.
 """
 
 from __future__ import annotations
@@ -120,6 +120,10 @@ def _check(config: BuildConfig) -> None:
         raise ValueError(f"--engine {config.engine!r}: use 'inprocess' or 'spark'")
     if config.input_path is not None and config.engine != "spark":
         raise ValueError("--input needs --engine spark (the in-process engine reads --dataset)")
+    if config.engine == "spark" and (config.tune_als or config.baselines not in (None, SPARK_BASELINES)):
+        raise ValueError(
+            f"BuildConfig.tune_als / baselines: --engine spark runs untuned ALS and {', '.join(SPARK_BASELINES)}"
+        )
     if config.index_type not in INDEX_TYPES:
         raise ValueError(f"--index-type {config.index_type!r}: use one of {', '.join(INDEX_TYPES)}")
 
@@ -164,17 +168,23 @@ class _Plan:
 #: What ``--engine spark`` runs on Spark (the manifest's ``dataset.build_plan.on_spark``).
 SPARK_STAGES = ("split", "statistics", "popularity", "als", "neighbours", "ranker examples", "evaluation")
 
-#: Default stage-A ranker replicas: each refits ALS and the neighbour table, which on Spark costs a
-#: job of its own (tens of seconds on ``local[2]`` even for HetRec), so the Spark engine does fewer.
-DEFAULT_REPLICAS = {"inprocess": 8, "spark": 2}
+#: The Spark engine's baselines (ALS untuned). It runs 2 stage-A ranker replicas by default, not 8:
+#: each refits ALS and the neighbour table, a Spark job of its own (tens of seconds on ``local[2]``
+#: even for HetRec).
+SPARK_BASELINES = ("popularity", "als")
 
 
 def _plan(config: BuildConfig, n_items: int) -> _Plan:
     large = n_items > LARGE_CATALOG
+    if config.engine == "spark":  # untuned MLlib ALS and popularity, whatever the catalogue size
+        return _Plan(
+            replicas=config.ranker_replicas if config.ranker_replicas is not None else (1 if large else 2),
+            neighbors_k=config.neighbors_k if config.neighbors_k is not None else (32 if large else 100),
+            tune_als=False,
+            baselines=SPARK_BASELINES,
+        )
     return _Plan(
-        replicas=config.ranker_replicas
-        if config.ranker_replicas is not None
-        else (1 if large else DEFAULT_REPLICAS[config.engine]),
+        replicas=config.ranker_replicas if config.ranker_replicas is not None else (1 if large else 8),
         neighbors_k=config.neighbors_k if config.neighbors_k is not None else (32 if large else 100),
         tune_als=config.tune_als if config.tune_als is not None else not large,
         baselines=config.baselines

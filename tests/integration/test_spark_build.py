@@ -83,7 +83,9 @@ def test_spark_neighbours_match_the_in_process_cooccurrence_table(spark: Any) ->
 
 def test_spark_bundle_validates_and_agrees_with_the_in_process_one(bundles: dict[str, Bundle]) -> None:
     local, distributed = bundles["inprocess"], bundles["spark"]
-    assert distributed.manifest["dataset"]["build_plan"]["engine"] == "spark"
+    plan = distributed.manifest["dataset"]["build_plan"]
+    assert plan["engine"] == "spark" and plan["baselines"] == ["popularity", "als"] and plan["tune_als"] is False
+    assert "ranker examples" in plan["on_spark"] and "evaluation" in plan["on_spark"]
     assert distributed.manifest["evaluation"]["protocol"]["engine"].startswith("spark (")
     assert local.manifest["evaluation"]["protocol"]["engine"] == "in process"
     assert list(distributed.catalog.item_ids) == list(local.catalog.item_ids)
