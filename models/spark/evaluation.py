@@ -121,13 +121,15 @@ def evaluate_bundle_spark(
         )
     started = time.perf_counter()
     task = partial(_evaluate_partition, bundle_path.name, runs, params, limit, shared)
-    frame = spark.createDataFrame(context.parallelize(records, n_parts).mapPartitions(task), METRIC_ROWS)
-    rows = (
-        frame.groupBy("method", "surface", "metric")
-        .agg(F.avg("value").alias("mean"), F.count(F.lit(1)).alias("n"), F.sum("value").alias("total"))
-        .collect()
-    )
-    shared.destroy()
+    try:
+        frame = spark.createDataFrame(context.parallelize(records, n_parts).mapPartitions(task), METRIC_ROWS)
+        rows = (
+            frame.groupBy("method", "surface", "metric")
+            .agg(F.avg("value").alias("mean"), F.count(F.lit(1)).alias("n"), F.sum("value").alias("total"))
+            .collect()
+        )
+    finally:
+        shared.destroy()
     moments: dict[str, dict[tuple[str, str], tuple[float, int]]] = {name: {} for name, _, _ in runs}
     moments.update({name: {} for name in baselines})
     degraded: dict[str, dict[str, int]] = {name: {s.value: 0 for s in Surface} for name, _, _ in runs}
