@@ -4,8 +4,10 @@ come from ``loadtests.harness``."""
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import pytest
@@ -98,3 +100,12 @@ def promtool() -> str:
             "(`apt-get install -y prometheus`, or `make system-packages`, which `make test` runs)"
         )
     return path
+
+
+def load_build_client() -> ModuleType:
+    """``clients/python/build_client.py`` (stages and builds the encore-client package) as a module."""
+    spec = importlib.util.spec_from_file_location("build_client", REPO / "clients" / "python" / "build_client.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

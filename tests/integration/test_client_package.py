@@ -3,20 +3,19 @@ then used from that venv's python against real ``encore serve`` processes (plain
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 
 from loadtests.harness import ServerProcess, start_server, stop_server
 from tests.e2e.test_security import pki, start_server_tls  # noqa: F401 (pki: the fixture, used by name)
+from tests.support import load_build_client
 
 REPO = Path(__file__).resolve().parents[2]
 SERVER_ONLY = ("faiss", "faiss-cpu", "onnxruntime", "lightgbm", "numpy", "scipy", "encore")
@@ -54,14 +53,6 @@ async def main():
 out["async_items"] = asyncio.run(main())
 print(json.dumps(out))
 """
-
-
-def load_build_client() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("build_client", REPO / "clients" / "python" / "build_client.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @dataclass(frozen=True)

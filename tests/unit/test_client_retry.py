@@ -24,18 +24,11 @@ import pytest
 
 from encore.v1 import ranking_pb2 as pb
 from encore.v1 import ranking_pb2_grpc as pb_grpc
+from tests.support import load_build_client
 
 REPO = Path(__file__).resolve().parents[2]
 UNAVAILABLE = grpc.StatusCode.UNAVAILABLE
 EXHAUSTED = grpc.StatusCode.RESOURCE_EXHAUSTED
-
-
-def load_build_client() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("build_client", REPO / "clients" / "python" / "build_client.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
