@@ -421,21 +421,10 @@ async def evaluate_bundle_async(
     queries = plan_queries(snapshot, known, users, seed)
     targets = query_targets(known, test, queries)
     result = EvaluationResult(summary={}, queries=queries)
-    ranker = await ServedRanker.open(bundle, snapshot)
-    degraded: dict[str, dict[str, int]] = {}
-    try:
-        for name, version, cascade in served_runs(bundle, params, models):
-            before = dict(ranker.degraded)
-            started = time.perf_counter()
-            result.lists[name] = await served_lists(ranker, queries, params, limit, version, progress, cascade)
-            degraded[name] = {s: ranker.degraded[s] - before[s] for s in before}
-            if progress is not None:
-                progress(
-                    f"  {name}: served pipeline ranked {queries.users.size} users "
-                    f"in {time.perf_counter() - started:.1f} s"
-                )
-    finally:
-        ranker.close()
+    served, degraded = await rank_served_runs(
+        bundle, snapshot, queries, served_runs(bundle, params, models), params, limit, progress
+    )
+    result.lists.update(served)
     known_rows = [snapshot.known(u) for u in queries.users.tolist()]
     for name, baseline in baselines.items():
         began = time.perf_counter()
@@ -447,6 +436,36 @@ async def evaluate_bundle_async(
         metrics, bundle.default_model, degraded, list(baselines), params, limit, int(queries.users.size), seed
     )
     return result
+
+
+async def rank_served_runs(
+    bundle: Bundle,
+    snapshot: UserSnapshot,
+    queries: EvalQueries,
+    runs: Sequence[tuple[str, str, bool]],
+    params: Mapping[Surface, RankingParams],
+    limit: int,
+    progress: Callable[[str], None] | None = None,
+) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, int]]]:
+    """Every served run's lists for ``queries`` over an embedded store of ``snapshot`` (which holds
+    the queried users), and each run's degraded answers per surface."""
+    ranker = await ServedRanker.open(bundle, snapshot)
+    lists: dict[str, dict[str, Any]] = {}
+    degraded: dict[str, dict[str, int]] = {}
+    try:
+        for name, version, cascade in runs:
+            before = dict(ranker.degraded)
+            started = time.perf_counter()
+            lists[name] = await served_lists(ranker, queries, params, limit, version, progress, cascade)
+            degraded[name] = {s: ranker.degraded[s] - before[s] for s in before}
+            if progress is not None:
+                progress(
+                    f"  {name}: served pipeline ranked {queries.users.size} users "
+                    f"in {time.perf_counter() - started:.1f} s"
+                )
+    finally:
+        ranker.close()
+    return lists, degraded
 
 
 def check_baseline_names(baselines: Mapping[str, Baseline]) -> None:
@@ -609,6 +628,7 @@ __all__ = [
     "ndcg_at_k",
     "plan_queries",
     "query_targets",
+    "rank_served_runs",
     "recall_at_k",
     "served_lists",
     "served_runs",

@@ -39,14 +39,13 @@ from models.evaluation import (
     Baseline,
     EvalQueries,
     SeedTargets,
-    ServedRanker,
     baseline_lists,
     check_baseline_names,
     evaluation_summary,
     known_matrix,
     plan_queries,
     query_targets,
-    served_lists,
+    rank_served_runs,
     served_runs,
     surface_metrics,
     user_metrics,
@@ -226,14 +225,4 @@ async def _served(
         known_items=np.concatenate([q.known for q in users]).astype(np.int32),
     )
     queries = _queries(users, np.arange(len(users), dtype=np.int64))
-    ranker = await ServedRanker.open(bundle, snapshot)
-    lists: dict[str, dict[str, Any]] = {}
-    degraded: dict[str, dict[str, int]] = {}
-    try:
-        for name, version, cascade in runs:
-            before = dict(ranker.degraded)
-            lists[name] = await served_lists(ranker, queries, params, limit, version, None, cascade)
-            degraded[name] = {s: ranker.degraded[s] - before[s] for s in before}
-    finally:
-        ranker.close()
-    return lists, degraded
+    return await rank_served_runs(bundle, snapshot, queries, runs, params, limit)
