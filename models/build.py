@@ -35,7 +35,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 
@@ -70,6 +70,8 @@ from models.training import (
 )
 from ranking.assembly import DEFAULT_PARAMS
 from ranking.types import RankingParams, Surface
+
+T = TypeVar("T")
 
 #: Above this many items the build uses its large-catalogue defaults (module docstring).
 LARGE_CATALOG = 200_000
@@ -174,22 +176,21 @@ SPARK_STAGES = ("split", "statistics", "popularity", "als", "neighbours", "ranke
 SPARK_BASELINES = ("popularity", "als")
 
 
+def _chosen(value: T | None, default: T) -> T:
+    return default if value is None else value
+
+
 def _plan(config: BuildConfig, n_items: int) -> _Plan:
     large = n_items > LARGE_CATALOG
-    if config.engine == "spark":  # untuned MLlib ALS and popularity, whatever the catalogue size
-        return _Plan(
-            replicas=config.ranker_replicas if config.ranker_replicas is not None else (1 if large else 2),
-            neighbors_k=config.neighbors_k if config.neighbors_k is not None else (32 if large else 100),
-            tune_als=False,
-            baselines=SPARK_BASELINES,
-        )
+    spark = config.engine == "spark"  # untuned MLlib ALS and popularity, whatever the size (``_check``)
+
     return _Plan(
-        replicas=config.ranker_replicas if config.ranker_replicas is not None else (1 if large else 8),
-        neighbors_k=config.neighbors_k if config.neighbors_k is not None else (32 if large else 100),
-        tune_als=config.tune_als if config.tune_als is not None else not large,
-        baselines=config.baselines
-        if config.baselines is not None
-        else (("popularity", "als") if large else ("popularity", "itemknn", "ease", "als")),
+        replicas=_chosen(config.ranker_replicas, 1 if large else 2 if spark else 8),
+        neighbors_k=_chosen(config.neighbors_k, 32 if large else 100),
+        tune_als=_chosen(config.tune_als, not (large or spark)),
+        baselines=_chosen(
+            config.baselines, SPARK_BASELINES if large or spark else ("popularity", "itemknn", "ease", "als")
+        ),
     )
 
 
