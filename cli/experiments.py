@@ -192,7 +192,7 @@ def _non_negative(text: str) -> float:
 def _run_analysis(args: argparse.Namespace, *, timeline: bool) -> AnalysisReport:
     """Read the logs and analyse them with the options of ``_analysis_options`` (``timeline``: the
     cumulative analysis per day, which the text output does not show)."""
-    from offline.experiments.analysis import analyze
+    from offline.experiments.analysis import AnalysisOptions, analyze
     from offline.experiments.metric_specs import DEFAULT_METRICS, load_metric_specs
     from offline.experiments.outcome_logs import load_exposures, load_outcomes
     from serving.experiments.config import load_experiments
@@ -204,17 +204,17 @@ def _run_analysis(args: argparse.Namespace, *, timeline: bool) -> AnalysisReport
         if config.holdout is not None:
             c = config.holdout.coverage
             weights[config.holdout.key] = {"holdout": c, "general": 1.0 - c}
-    options = {
-        "expected_weights": weights,
-        "correction": args.correction,
-        "alpha": args.alpha,
-        "decision_metrics": DEFAULT_METRICS if args.metrics is None else load_metric_specs(args.metrics),
-        "method": args.method,
-        "cuped_window_days": args.cuped_window_days,
-        "planned_units": args.planned_units,
-        "plan_complete": args.plan_complete,
-        "timeline": timeline,
-    }
+    options = AnalysisOptions(
+        expected_weights=weights,
+        correction=args.correction,
+        alpha=args.alpha,
+        decision_metrics=DEFAULT_METRICS if args.metrics is None else load_metric_specs(args.metrics),
+        method=args.method,
+        cuped_window_days=args.cuped_window_days,
+        planned_units=args.planned_units,
+        plan_complete=args.plan_complete,
+        timeline=timeline,
+    )
     if args.engine == "spark":
         if args.lenient:
             raise SystemExit("--lenient is not supported with --engine spark (it fails on the first bad record)")
@@ -222,13 +222,13 @@ def _run_analysis(args: argparse.Namespace, *, timeline: bool) -> AnalysisReport
 
         spark = session_for(args, "encore-experiments-analyze")
         try:
-            return analyze_spark(spark, args.exposures, args.outcomes, **options)
+            return analyze_spark(spark, args.exposures, args.outcomes, options)
         finally:
             spark.stop()
     return analyze(
         load_exposures(args.exposures, strict=not args.lenient),
         load_outcomes(args.outcomes, strict=not args.lenient),
-        **options,
+        options,
     )
 
 

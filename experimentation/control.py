@@ -174,7 +174,7 @@ class ExperimentControl:
 
     async def results(self, key: str) -> tuple[str, str]:
         """``encore experiments analyze`` for experiment ``key`` over the configured logs."""
-        from offline.experiments.analysis import analyze
+        from offline.experiments.analysis import AnalysisOptions, analyze
         from offline.experiments.outcome_logs import load_exposures, load_outcomes
         from offline.experiments.report import format_report, report_to_json
 
@@ -186,5 +186,5 @@ class ExperimentControl:
         exposures = load_exposures(self._sources.exposure_paths, strict=False)
         outcomes = load_outcomes(self._sources.outcome_paths, strict=False)
         weights = {key: {v["key"]: float(v["weight"]) for v in view.experiment.get("variants") or []}}
-        report = analyze(exposures, outcomes, expected_weights=weights)
+        report = analyze(exposures, outcomes, AnalysisOptions(expected_weights=weights))
         return format_report(report), json.dumps(report_to_json(report), allow_nan=False)

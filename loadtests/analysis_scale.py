@@ -33,7 +33,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from numpy.typing import NDArray
 
-from offline.experiments.analysis import analyze
+from offline.experiments.analysis import AnalysisOptions, analyze
 from offline.experiments.compact import compact_logs
 from offline.experiments.outcome_logs import load_exposures, load_outcomes
 
@@ -177,7 +177,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         ex = _timed(f"read exposures ({source})", n_e, lambda: load_exposures([ex_dir]), rows)
         out = _timed(f"read outcomes ({source})", n_o, lambda: load_outcomes([out_dir]), rows)
         read_s = time.perf_counter() - started
-        report = _timed(f"analyze ({source})", n_e + n_o, lambda: analyze(ex, out, timeline=False), rows)
+        report = _timed(
+            f"analyze ({source})", n_e + n_o, lambda: analyze(ex, out, AnalysisOptions(timeline=False)), rows
+        )
         rows.append((f"total: analyze command ({source})", n_e + n_o, time.perf_counter() - started))
         assert report.exposures_read.records == n_e and report.outcomes_read.records == n_o, "row counts differ"
         with_days = time.perf_counter()

@@ -54,7 +54,7 @@ is ``None``; ``None`` p-values are left out of the correction family. Bad argume
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Final, Literal, TypedDict, get_args
 
@@ -76,6 +76,7 @@ from offline.experiments.outcome_logs import Exposures, Outcomes, ReadStats, cod
 
 __all__ = [
     "SRM_P_THRESHOLD",
+    "AnalysisOptions",
     "AnalysisReport",
     "Comparison",
     "Correction",
@@ -402,35 +403,60 @@ def _choose_control(variants: Sequence[str], weights: Mapping[str, float] | None
     return min(variants)
 
 
-def analyze(
-    exposures: Exposures,
-    outcomes: Outcomes,
-    *,
-    expected_weights: Mapping[str, Mapping[str, float]] | None = None,
-    correction: Correction = "holm",
-    alpha: float = 0.05,
-    metrics: Sequence[str] | None = None,
-    decision_metrics: Sequence[MetricSpec] = DEFAULT_METRICS,
-    method: Method = "sequential",
-    cuped_window_days: float = DEFAULT_CUPED_WINDOW_DAYS,
-    planned_units: int | None = None,
-    plan_complete: bool = False,
-    timeline: bool = True,
-) -> AnalysisReport:
-    """Analyse every experiment in ``exposures`` (contract and formulas in the module docstring).
+@dataclass(frozen=True)
+class AnalysisOptions:
+    """How every engine analyses (``analyze``, ``spark_engine.analyze_spark``, ``build_report``).
 
     ``expected_weights`` maps experiment → variant → weight (any positive scale; its variant order
     also picks the control when none is named ``control``). ``metrics`` defaults to every metric in
-    ``outcomes``, sorted; a requested metric without outcomes is all zeros.
+    the outcomes, sorted; a requested metric without outcomes is all zeros.
 
     The decision layer (``ExperimentResult.decision``/``verdict``/``timeline``) analyses
     ``decision_metrics`` with ``offline.experiments.inference`` (``method``; CUPED over the
     ``cuped_window_days`` before each unit's first exposure, 0 disables it) and
     ``offline.experiments.decision``. ``planned_units`` (the planned total units of an experiment)
     tunes the sequential intervals and completes the plan once reached; ``plan_complete`` states it.
+    ``timeline``: also the cumulative analysis at the end of each UTC day.
+
+    Raises ``ValueError`` naming the first bad option.
     """
-    _validate(correction, alpha, cuped_window_days, planned_units, expected_weights)
-    metric_names = tuple(sorted(outcomes.metrics)) if metrics is None else tuple(dict.fromkeys(metrics))
+
+    expected_weights: Mapping[str, Mapping[str, float]] | None = None
+    correction: Correction = "holm"
+    alpha: float = 0.05
+    metrics: Sequence[str] | None = None
+    decision_metrics: Sequence[MetricSpec] = DEFAULT_METRICS
+    method: Method = "sequential"
+    cuped_window_days: float = DEFAULT_CUPED_WINDOW_DAYS
+    planned_units: int | None = None
+    plan_complete: bool = False
+    timeline: bool = True
+
+    def __post_init__(self) -> None:
+        if self.correction not in get_args(Correction):
+            raise ValueError(f"correction must be one of {get_args(Correction)}, got {self.correction!r}")
+        if not 0.0 < self.alpha < 1.0:
+            raise ValueError(f"alpha must be in (0, 1), got {self.alpha!r}")
+        if not (math.isfinite(self.cuped_window_days) and self.cuped_window_days >= 0.0):
+            raise ValueError(f"cuped_window_days must be >= 0, got {self.cuped_window_days!r}")
+        if self.planned_units is not None and self.planned_units < 2:
+            raise ValueError(f"planned_units must be >= 2, got {self.planned_units!r}")
+        for exp_key, weights in (self.expected_weights or {}).items():
+            bad = {v: w for v, w in weights.items() if not (math.isfinite(w) and w >= 0.0)}
+            if bad or not any(w > 0.0 for w in weights.values()):
+                raise ValueError(f"expected_weights[{exp_key!r}] needs finite weights >= 0, some > 0; got {weights!r}")
+
+    def metric_names(self, present: Iterable[str]) -> tuple[str, ...]:
+        """The reported metrics: ``metrics`` as given (deduplicated), else those ``present``, sorted."""
+        return tuple(sorted(present)) if self.metrics is None else tuple(dict.fromkeys(self.metrics))
+
+
+def analyze(exposures: Exposures, outcomes: Outcomes, options: AnalysisOptions | None = None) -> AnalysisReport:
+    """Analyse every experiment in ``exposures`` with ``options`` (default ``AnalysisOptions()``);
+    contract and formulas in the module docstring."""
+    options = options or AnalysisOptions()
+    decision_metrics = options.decision_metrics
+    metric_names = options.metric_names(outcomes.metrics)
     all_names = _all_names(metric_names, decision_metrics)
 
     # Outcomes → exposure unit codes and metric positions; drop what cannot matter.
@@ -442,7 +468,7 @@ def analyze(
     unmatched = int(np.count_nonzero(o_unit < 0))
     keep = (o_unit >= 0) & (o_metric >= 0)
     sums = _UnitSums(o_unit[keep], o_metric[keep], outcomes.ts_ms[keep], outcomes.value[keep], len(all_names))
-    window_ms = round(cuped_window_days * DAY_MS)
+    window_ms = round(options.cuped_window_days * DAY_MS)
 
     # Group exposures by (experiment, unit), earliest first; file order breaks ts ties.
     n_rows = len(exposures)
@@ -482,48 +508,19 @@ def analyze(
                 exposure_rows=rows,
                 duplicates=rows - int(np.count_nonzero(in_exp)),
                 multiple_variant_units=int(np.count_nonzero(in_exp & mixed)),
-                timeline=timeline,
+                timeline=options.timeline,
                 last_event=last_event,
             )
         )
     return build_report(
         collected,
+        options,
         metric_names=metric_names,
-        decision_metrics=decision_metrics,
-        expected_weights=expected_weights,
-        correction=correction,
-        alpha=alpha,
-        method=method,
-        cuped_window_days=cuped_window_days,
-        planned_units=planned_units,
-        plan_complete=plan_complete,
         last_event=last_event,
         exposures_read=exposures.read,
         outcomes_read=outcomes.read,
         unmatched_outcomes=unmatched,
     )
-
-
-def _validate(
-    correction: str,
-    alpha: float,
-    cuped_window_days: float,
-    planned_units: int | None,
-    expected_weights: Mapping[str, Mapping[str, float]] | None,
-) -> None:
-    """Raise ``ValueError`` for bad ``analyze`` arguments (shared by every engine)."""
-    if correction not in get_args(Correction):
-        raise ValueError(f"correction must be one of {get_args(Correction)}, got {correction!r}")
-    if not 0.0 < alpha < 1.0:
-        raise ValueError(f"alpha must be in (0, 1), got {alpha!r}")
-    if not (math.isfinite(cuped_window_days) and cuped_window_days >= 0.0):
-        raise ValueError(f"cuped_window_days must be >= 0, got {cuped_window_days!r}")
-    if planned_units is not None and planned_units < 2:
-        raise ValueError(f"planned_units must be >= 2, got {planned_units!r}")
-    for exp_key, weights in (expected_weights or {}).items():
-        bad = {v: w for v, w in weights.items() if not (math.isfinite(w) and w >= 0.0)}
-        if bad or not any(w > 0.0 for w in weights.values()):
-            raise ValueError(f"expected_weights[{exp_key!r}] needs finite weights >= 0, some > 0; got {weights!r}")
 
 
 def _all_names(metric_names: Sequence[str], specs: Sequence[MetricSpec]) -> tuple[str, ...]:
@@ -564,22 +561,18 @@ class ExperimentSums:
 
 def build_report(
     experiments: Sequence[ExperimentSums],
+    options: AnalysisOptions,
     *,
     metric_names: tuple[str, ...],
-    decision_metrics: Sequence[MetricSpec],
-    expected_weights: Mapping[str, Mapping[str, float]] | None,
-    correction: Correction,
-    alpha: float,
-    method: Method,
-    cuped_window_days: float,
-    planned_units: int | None,
-    plan_complete: bool,
     last_event: int,
     exposures_read: ReadStats,
     outcomes_read: ReadStats,
     unmatched_outcomes: int,
 ) -> AnalysisReport:
     """The report from per-experiment sufficient statistics: every engine ends here."""
+    expected_weights, correction, alpha = options.expected_weights, options.correction, options.alpha
+    decision_metrics, method, planned_units = options.decision_metrics, options.method, options.planned_units
+    plan_complete = options.plan_complete
     tuning = planned_units or DEFAULT_TUNING_UNITS
     results = []
     for sums in sorted(experiments, key=lambda s: s.key):
@@ -646,7 +639,7 @@ def build_report(
         outcomes_read=outcomes_read,
         unmatched_outcomes=unmatched_outcomes,
         method=method,
-        cuped_window_days=cuped_window_days,
+        cuped_window_days=options.cuped_window_days,
         tuning_units=tuning,
     )
 

@@ -38,7 +38,7 @@ from features.synthetic import generate_synthetic
 from models.bundle import BundleContents, load_bundle, write_bundle
 from models.linear_ranker import linear_ranker
 from models.training import compute_tables, popularity_order, train_embeddings
-from offline.experiments.analysis import AnalysisReport, analyze
+from offline.experiments.analysis import AnalysisOptions, AnalysisReport, analyze
 from offline.experiments.outcome_logs import load_exposures, load_outcomes
 from offline.experiments.report import format_report
 from serving.config import Settings, load_settings
@@ -302,6 +302,8 @@ async def simulate_and_analyze(config: SimulationConfig, progress: Callable[[str
     progress(f"{run.requests} Rank calls, {run.streams} streams, {run.errors} errors; analysing")
     experiments = load_experiments(run.experiments)
     weights = {e.key: dict(e.weights_by_variant) for e in experiments.all_experiments}
-    report = analyze(load_exposures([run.exposures]), load_outcomes([run.outcomes]), expected_weights=weights)
+    report = analyze(
+        load_exposures([run.exposures]), load_outcomes([run.outcomes]), AnalysisOptions(expected_weights=weights)
+    )
     detected, verdict = judge(report)
     return SimulationOutcome(run, report, format_report(report), detected and run.errors == 0, verdict)

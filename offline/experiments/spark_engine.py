@@ -35,17 +35,15 @@ from numpy.typing import NDArray
 
 from offline.experiments.analysis import (
     DAY_MS,
-    DEFAULT_CUPED_WINDOW_DAYS,
+    AnalysisOptions,
     AnalysisReport,
-    Correction,
     ExperimentSums,
     _all_names,
-    _validate,
     build_report,
 )
 from offline.experiments.columnar import Kind
-from offline.experiments.inference import Method, MetricMoments
-from offline.experiments.metric_specs import DEFAULT_METRICS, MetricSpec
+from offline.experiments.inference import MetricMoments
+from offline.experiments.metric_specs import MetricSpec
 from offline.experiments.outcome_logs import AnalysisInputError, PathArg, ReadStats, expand_paths
 
 if TYPE_CHECKING:
@@ -125,24 +123,16 @@ def analyze_spark(
     spark: SparkSession,
     exposure_paths: Iterable[PathArg],
     outcome_paths: Iterable[PathArg],
-    *,
-    expected_weights: Mapping[str, Mapping[str, float]] | None = None,
-    correction: Correction = "holm",
-    alpha: float = 0.05,
-    metrics: Sequence[str] | None = None,
-    decision_metrics: Sequence[MetricSpec] = DEFAULT_METRICS,
-    method: Method = "sequential",
-    cuped_window_days: float = DEFAULT_CUPED_WINDOW_DAYS,
-    planned_units: int | None = None,
-    plan_complete: bool = False,
-    timeline: bool = True,
+    options: AnalysisOptions | None = None,
 ) -> AnalysisReport:
-    """``analysis.analyze`` of the logs at these paths, computed by Spark (module docstring)."""
+    """``analysis.analyze`` of the logs at these paths with ``options`` (default
+    ``AnalysisOptions()``), computed by Spark (module docstring)."""
     from pyspark import StorageLevel
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    _validate(correction, alpha, cuped_window_days, planned_units, expected_weights)
+    options = options or AnalysisOptions()
+    decision_metrics, timeline = options.decision_metrics, options.timeline
     spark.conf.set("spark.sql.session.timeZone", "UTC")  # days are UTC days, whatever the session's default
     ex_files, out_files = expand_paths(exposure_paths), expand_paths(outcome_paths)
     ex = _read(spark, ex_files, "exposures").persist(StorageLevel.MEMORY_AND_DISK)
@@ -154,10 +144,9 @@ def analyze_spark(
     except Exception as exc:  # Spark's reader failed (FAILFAST: a malformed line or file)
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise AnalysisInputError(f"Spark could not read the logs: {first_line[:300]}") from exc
-    all_metrics = sorted(r["metric"] for r in oc.select("metric").distinct().collect())
-    metric_names = tuple(all_metrics) if metrics is None else tuple(dict.fromkeys(metrics))
+    metric_names = options.metric_names(r["metric"] for r in oc.select("metric").distinct().collect())
     names = _all_names(metric_names, decision_metrics)
-    window_ms = round(cuped_window_days * DAY_MS)
+    window_ms = round(options.cuped_window_days * DAY_MS)
     cuped = window_ms > 0
 
     # Each frame used by more than one job below is computed once and kept (memory, then disk).
@@ -310,15 +299,8 @@ def analyze_spark(
     )
     return build_report(
         collected,
+        options,
         metric_names=metric_names,
-        decision_metrics=decision_metrics,
-        expected_weights=expected_weights,
-        correction=correction,
-        alpha=alpha,
-        method=method,
-        cuped_window_days=cuped_window_days,
-        planned_units=planned_units,
-        plan_complete=plan_complete,
         last_event=last_event,
         exposures_read=ReadStats(len(ex_files), n_ex, 0, ()),
         outcomes_read=ReadStats(len(out_files), n_oc, 0, ()),

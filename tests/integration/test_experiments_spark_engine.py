@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from offline.experiments.analysis import AnalysisReport, analyze
+from offline.experiments.analysis import AnalysisOptions, AnalysisReport, analyze
 from offline.experiments.compact import compact_logs
 from offline.experiments.outcome_logs import load_exposures, load_outcomes
 from offline.experiments.report import format_report, report_to_json
@@ -35,7 +35,9 @@ def weights() -> dict[str, dict[str, float]]:
 @pytest.fixture(scope="module")
 def local_report(weights: dict[str, dict[str, float]]) -> AnalysisReport:
     return analyze(
-        load_exposures([EXAMPLES / "exposures"]), load_outcomes([EXAMPLES / "outcomes"]), expected_weights=weights
+        load_exposures([EXAMPLES / "exposures"]),
+        load_outcomes([EXAMPLES / "outcomes"]),
+        AnalysisOptions(expected_weights=weights),
     )
 
 
@@ -57,7 +59,9 @@ def _assert_json_equal(a: object, b: object, path: str = "") -> None:
 def test_spark_engine_matches_the_local_engine_to_the_last_digit(
     spark: Any, weights: dict[str, dict[str, float]], local_report: AnalysisReport
 ) -> None:
-    report = analyze_spark(spark, [EXAMPLES / "exposures"], [EXAMPLES / "outcomes"], expected_weights=weights)
+    report = analyze_spark(
+        spark, [EXAMPLES / "exposures"], [EXAMPLES / "outcomes"], AnalysisOptions(expected_weights=weights)
+    )
     assert report.experiments and all(e.verdict is not None and e.timeline for e in report.experiments)
     assert format_report(report) == format_report(local_report)
     _assert_json_equal(report_to_json(report), report_to_json(local_report))
@@ -76,8 +80,8 @@ def test_date_partitioned_parquet_is_read_by_both_engines(
         days = sorted(p.name for p in (tmp_path / kind).iterdir() if not p.name.startswith("."))
         assert len(days) > 1 and all(d.startswith("date=20") for d in days)
     paths = ([tmp_path / "exposures"], [tmp_path / "outcomes"])
-    local = analyze(load_exposures(paths[0]), load_outcomes(paths[1]), expected_weights=weights)
-    distributed = analyze_spark(spark, *paths, expected_weights=weights)
+    local = analyze(load_exposures(paths[0]), load_outcomes(paths[1]), AnalysisOptions(expected_weights=weights))
+    distributed = analyze_spark(spark, *paths, AnalysisOptions(expected_weights=weights))
     assert format_report(distributed) == format_report(local)
     # Only the header's file counts differ from the JSONL analysis.
     assert format_report(local).splitlines()[2:] == format_report(local_report).splitlines()[2:]

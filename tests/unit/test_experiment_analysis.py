@@ -14,6 +14,7 @@ import pytest
 from scipy import stats
 
 from offline.experiments.analysis import (
+    AnalysisOptions,
     AnalysisReport,
     Comparison,
     ExperimentResult,
@@ -43,7 +44,7 @@ def run(
     outcomes: Iterable[Mapping[str, object]],
     **kwargs: object,
 ) -> AnalysisReport:
-    return analyze(Exposures.from_records(exposures), Outcomes.from_records(outcomes), **kwargs)  # type: ignore[arg-type]
+    return analyze(Exposures.from_records(exposures), Outcomes.from_records(outcomes), AnalysisOptions(**kwargs))  # type: ignore[arg-type]
 
 
 def only_experiment(report: AnalysisReport, key: str = EXP) -> ExperimentResult:
@@ -337,7 +338,7 @@ def test_requested_metric_without_outcomes_is_reported_as_zero_with_undefined_te
     result = analyze(
         Exposures.from_records([exposure(u, v) for u, v in (("a", "control"), ("b", "control"), ("c", "lite"))]),
         Outcomes.from_records([]),
-        metrics=["stream"],
+        AnalysisOptions(metrics=["stream"]),
     )
     assert report.metrics == ()
     lite = comparison(result, "lite")
@@ -363,11 +364,11 @@ def test_control_is_named_control_else_first_configured_else_alphabetical() -> N
 def test_invalid_arguments_are_rejected() -> None:
     ex, out = Exposures.from_records([exposure("a", "control")]), Outcomes.from_records([])
     with pytest.raises(ValueError, match="correction"):
-        analyze(ex, out, correction="bonferroni")  # type: ignore[arg-type]
+        analyze(ex, out, AnalysisOptions(correction="bonferroni"))  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="alpha"):
-        analyze(ex, out, alpha=1.5)
+        analyze(ex, out, AnalysisOptions(alpha=1.5))
     with pytest.raises(ValueError, match="expected_weights"):
-        analyze(ex, out, expected_weights={EXP: {"control": -1.0}})
+        analyze(ex, out, AnalysisOptions(expected_weights={EXP: {"control": -1.0}}))
 
 
 # --- input files ---------------------------------------------------------------------------------

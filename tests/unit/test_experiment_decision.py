@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from offline.experiments.analysis import DAY_MS, AnalysisReport, ExperimentResult, analyze
+from offline.experiments.analysis import DAY_MS, AnalysisOptions, AnalysisReport, ExperimentResult, analyze
 from offline.experiments.metric_specs import DEFAULT_METRICS, load_metric_specs, parse_metric_specs
 from offline.experiments.outcome_logs import AnalysisInputError, Exposures, Outcomes
 
@@ -71,7 +71,7 @@ def test_no_effect_keeps_running_until_the_plan_is_complete() -> None:
     running = result(analyze(exposures, outcomes))
     assert running.verdict is not None and running.verdict.kind == "keep_running"
     assert any("no success metric has improved" in r for r in running.verdict.reasons)
-    done = result(analyze(exposures, outcomes, planned_units=2_000))  # fewer than the 3,000 seen
+    done = result(analyze(exposures, outcomes, AnalysisOptions(planned_units=2_000)))  # fewer than the 3,000 seen
     assert done.verdict is not None and done.verdict.kind == "dont_ship"
     assert any("planned sample is complete" in r for r in done.verdict.reasons)
 
@@ -84,7 +84,8 @@ def test_a_worse_success_metric_is_dont_ship() -> None:
 
 def test_a_sample_ratio_mismatch_makes_the_result_invalid() -> None:
     report = analyze(
-        *experiment(stream_lift=0.15, treatment_share=0.6), expected_weights={"exp": {"control": 0.5, "treatment": 0.5}}
+        *experiment(stream_lift=0.15, treatment_share=0.6),
+        AnalysisOptions(expected_weights={"exp": {"control": 0.5, "treatment": 0.5}}),
     )
     exp = result(report)
     assert exp.verdict is not None and exp.verdict.kind == "invalid"
@@ -93,8 +94,8 @@ def test_a_sample_ratio_mismatch_makes_the_result_invalid() -> None:
 
 def test_sequential_needs_more_evidence_than_fixed() -> None:
     exposures, outcomes = experiment(units=1_200, stream_lift=0.08, seed=5)
-    seq = result(analyze(exposures, outcomes, method="sequential")).decision[0].inference.relative[0]
-    fix = result(analyze(exposures, outcomes, method="fixed")).decision[0].inference.relative[0]
+    seq = result(analyze(exposures, outcomes, AnalysisOptions(method="sequential"))).decision[0].inference.relative[0]
+    fix = result(analyze(exposures, outcomes, AnalysisOptions(method="fixed"))).decision[0].inference.relative[0]
     assert seq is not None and fix is not None
     assert seq.estimate == pytest.approx(fix.estimate)
     assert seq.high - seq.low > fix.high - fix.low
@@ -102,9 +103,9 @@ def test_sequential_needs_more_evidence_than_fixed() -> None:
 
 def test_cuped_uses_only_outcomes_inside_the_window_before_exposure() -> None:
     exposures, outcomes = experiment(units=2_000, pre_days=10, seed=7)
-    wide = result(analyze(exposures, outcomes, cuped_window_days=14)).decision[0].inference
-    off = result(analyze(exposures, outcomes, cuped_window_days=0)).decision[0].inference
-    narrow = result(analyze(exposures, outcomes, cuped_window_days=0.5)).decision[0].inference
+    wide = result(analyze(exposures, outcomes, AnalysisOptions(cuped_window_days=14))).decision[0].inference
+    off = result(analyze(exposures, outcomes, AnalysisOptions(cuped_window_days=0))).decision[0].inference
+    narrow = result(analyze(exposures, outcomes, AnalysisOptions(cuped_window_days=0.5))).decision[0].inference
     assert off.variance_reduction == 0.0 and off.theta == 0.0
     assert wide.variance_reduction > narrow.variance_reduction > 0.0
     # pre-period outcomes never count as results

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from offline.experiments.analysis import analyze
+from offline.experiments.analysis import AnalysisOptions, analyze
 from offline.experiments.inference import MetricInference, infer_from_moments, infer_metric, metric_moments
 from offline.experiments.outcome_logs import Exposures, Outcomes
 
@@ -74,7 +74,7 @@ def test_a_configured_variant_without_units_is_an_empty_arm_in_decision_and_time
     report = analyze(
         Exposures.from_records(exposures),
         Outcomes.from_records(outcomes),
-        expected_weights={"e": {"control": 1.0, "lite": 1.0, "heavy": 1.0}},
+        AnalysisOptions(expected_weights={"e": {"control": 1.0, "lite": 1.0, "heavy": 1.0}}),
     )
     (exp,) = report.experiments
     assert exp.variants == ("control", "lite", "heavy")
